@@ -1,0 +1,1 @@
+"""Board definitions, one TOML file per board (installed as ``ppg_edge.boards``)."""

@@ -1,0 +1,1 @@
+"""Quantization and TFLite conversion with manifests (installed as ``ppg_edge.convert``)."""
