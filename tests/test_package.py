@@ -58,3 +58,43 @@ def test_cli_without_command_prints_help_and_fails():
     proc = subprocess.run([sys.executable, "-m", "ppg_edge"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "usage: ppg-edge" in proc.stderr
+
+
+def _parser_with(handler):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="ppg-edge")
+    parser.add_argument("--debug", action="store_true")
+    parser.add_argument("-q", "--quiet", action="store_true")
+    sub = parser.add_subparsers()
+    sub.add_parser("boom").set_defaults(func=handler)
+    return parser
+
+
+def test_cli_errors_are_one_line(monkeypatch, capsys):
+    import ppg_edge.cli as cli
+    from ppg_edge.errors import DataNotFoundError
+
+    def handler(args):
+        raise DataNotFoundError("record capnobase/0000 not found in /nowhere")
+
+    monkeypatch.setattr(cli, "build_parser", lambda: _parser_with(handler))
+    assert cli.main(["boom"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "ppg-edge: error: record capnobase/0000 not found in /nowhere"
+
+
+def test_cli_unexpected_errors_are_one_line_unless_debug(monkeypatch, capsys):
+    import pytest
+
+    import ppg_edge.cli as cli
+
+    def handler(args):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(cli, "build_parser", lambda: _parser_with(handler))
+    assert cli.main(["boom"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ppg-edge: error: internal error (KeyError") and "Traceback" not in err
+    with pytest.raises(KeyError):
+        cli.main(["--debug", "boom"])

@@ -69,10 +69,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ppg-edge: interrupted", file=sys.stderr)
         return 130
-    except (PPGEdgeError, OSError, ValueError) as exc:
+    except (PPGEdgeError, OSError) as exc:
+        # Expected failures: bad input, missing data, hardware or link trouble.
         if args.debug:
             raise
         print(f"ppg-edge: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: still one line unless --debug
+        if args.debug:
+            raise
+        print(
+            f"ppg-edge: error: internal error ({type(exc).__name__}: {exc}); "
+            "rerun with --debug for the traceback",
+            file=sys.stderr,
+        )
         return 1
     return int(rc or 0)
 
