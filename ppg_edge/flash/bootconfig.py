@@ -282,9 +282,13 @@ def boot_files(board: Board, fb: FirstBoot, config_txt: str, cmdline_txt: str) -
 
 def configure_boot_partition(disk: Path, board: Board, fb: FirstBoot, bundle: Path | None = None) -> dict[str, str]:
     """Edit the FAT boot partition inside ``disk`` (image file or device); returns what was written."""
-    from fs.copy import copy_dir  # pyfatfs brings PyFilesystem2
-    from fs.osfs import OSFS
-    from pyfatfs.PyFatFS import PyFatFS
+    try:
+        from fs.copy import copy_dir  # pyfatfs brings PyFilesystem2
+        from fs.osfs import OSFS
+        from pyfatfs.PyFatFS import PyFatFS
+    except ImportError as exc:
+        raise ConfigError(f"editing the FAT boot partition needs pyfatfs ({exc}); "
+                          "install it: pip install 'ppg-edge[flash]' or pip install pyfatfs") from None
 
     from .mbr import boot_partition
 
