@@ -32,15 +32,19 @@ STOCK_CMDLINE = ("console=serial0,115200 console=tty1 root=PARTUUID=5eed5eed-02 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly0000000000000000000 tester@host"
 
 
-def build_image(folder: Path, rng, config=STOCK_CONFIG, cmdline=STOCK_CMDLINE, xz=True) -> Path:
-    """A 10 MiB disk: MBR, FAT16 boot partition with config.txt/cmdline.txt, random 'root'."""
+def build_image(folder: Path, rng, config=STOCK_CONFIG, cmdline=STOCK_CMDLINE, xz=True, fat32=False) -> Path:
+    """A 10 MiB disk: MBR, FAT16 boot partition with config.txt/cmdline.txt, random 'root'.
+
+    ``fat32``: a 34 MiB FAT32 boot partition of type 0x0C instead, as Raspberry Pi OS uses.
+    """
     from pyfatfs.PyFat import PyFat
     from pyfatfs.PyFatFS import PyFatFS
 
     fat = folder / "fat.bin"
     fat.write_bytes(b"")
     pf = PyFat()
-    pf.mkfs(str(fat), PyFat.FAT_TYPE_FAT16, size=BOOT_SECTORS * 512, label="bootfs")
+    sectors = 34 * 2048 if fat32 else BOOT_SECTORS
+    pf.mkfs(str(fat), PyFat.FAT_TYPE_FAT32 if fat32 else PyFat.FAT_TYPE_FAT16, size=sectors * 512, label="bootfs")
     pf.close()
     fs = PyFatFS(str(fat))
     if config is not None:
@@ -48,7 +52,7 @@ def build_image(folder: Path, rng, config=STOCK_CONFIG, cmdline=STOCK_CMDLINE, x
     if cmdline is not None:
         fs.writetext("/cmdline.txt", cmdline)
     fs.close()
-    raw = (make_mbr([(0x0E, BOOT_LBA, BOOT_SECTORS), (0x83, BOOT_LBA + BOOT_SECTORS, ROOT_SECTORS)])
+    raw = (make_mbr([(0x0C if fat32 else 0x0E, BOOT_LBA, sectors), (0x83, BOOT_LBA + sectors, ROOT_SECTORS)])
            + bytes(BOOT_LBA * 512 - 512) + fat.read_bytes()
            + rng.integers(0, 256, ROOT_SECTORS * 512, dtype="uint8").tobytes())
     fat.unlink()
@@ -488,3 +492,13 @@ def test_root_on_device_mapper_protects_the_disk_beneath(tmp_path):
     with pytest.raises(UnsafeTargetError, match="root file system"):
         check_target(inspect_target(roots.dev / "sdb", roots), 1, roots)
     check_target(inspect_target(roots.dev / "sda", roots), 1, roots, force=True)  # sda is free here
+
+
+@needs_fat
+def test_flash_fat32_boot_partition(tmp_path, rng):
+    image = build_image(tmp_path, rng, fat32=True)
+    card = tmp_path / "card.img"
+    flash(image, card, "rpi4b", FB, yes=True)
+    files = read_boot(card)
+    assert set(files) == {"/config.txt", "/cmdline.txt", "/userconf.txt", "/ssh", "/firstrun.sh"}
+    assert "gpio=4=ip,pu" in files["/config.txt"].decode()
