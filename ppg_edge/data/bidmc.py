@@ -287,20 +287,22 @@ def load_record(folder: Path, record_id: str, derive_peaks: bool = True) -> Reco
 #: the R wave: pre-ejection period plus transit, e.g. Smith et al. 1999; Mukkamala
 #: et al., IEEE TBME 62(8), 2015); the upper end allows for the monitor's own
 #: PLETH processing delay, which in these MIMIC-II exports adds several hundred
-#: milliseconds (the lags measured on the 8 records are 0.64-0.76 s).
+#: milliseconds (the lags measured on the 8 records are 0.63-0.75 s).
 LAG_RANGE_S = (0.15, 1.0)
 #: Half-width of the per-beat search window around ``R + lag`` (s); it is also
 #: capped at 45 % of the shorter neighbouring R-R interval so that windows of
 #: neighbouring beats never overlap.
 WINDOW_HALF_S = 0.15
-#: A PPG maximum is a "clear" peak when its prominence on the band-passed PPG is
+#: A PPG maximum is a "clear" peak when its prominence on the low-passed PPG is
 #: at least this fraction of the record's typical beat prominence.
 MIN_REL_PROMINENCE = 0.05
-#: Half-width (s) of the search on the raw PPG around the band-passed maximum.
+#: Half-width (s) of the search on the raw PPG around the low-passed maximum.
 REFINE_HALF_S = 0.04
-#: PPG band-pass (Hz) used to find the systolic maxima (4th-order Butterworth,
-#: zero phase: these are offline reference labels, not a deployable filter).
-PPG_BAND_HZ = (0.5, 8.0)
+#: Low-pass cut-off (Hz) of the PPG copy in which systolic maxima are sought
+#: (4th-order Butterworth, zero phase: offline reference labels, not a deployable
+#: filter). No high-pass: its ringing makes bumps where a pulse is missing, which
+#: would then pass as weak beats.
+PPG_LOWPASS_HZ = 8.0
 
 
 def detect_r_peaks(ecg: np.ndarray, fs: float) -> tuple[np.ndarray, dict[str, Any]]:
@@ -352,7 +354,7 @@ def derive_ppg_peaks(ppg: np.ndarray, ecg: np.ndarray, fs: float) -> tuple[np.nd
     """Reference PPG systolic peaks from the ECG, deterministic.
 
     1. R peaks from the ECG (:func:`detect_r_peaks`).
-    2. Band-pass the PPG (``PPG_BAND_HZ``, Butterworth order 4, zero phase) and
+    2. Low-pass the PPG (``PPG_LOWPASS_HZ``, Butterworth order 4, zero phase) and
        take its local maxima whose prominence is at least ``MIN_REL_PROMINENCE``
        times the typical beat prominence (median of the N most prominent maxima,
        N = number of R peaks): the "clear" candidates.
@@ -381,8 +383,10 @@ def derive_ppg_peaks(ppg: np.ndarray, ecg: np.ndarray, fs: float) -> tuple[np.nd
         raise DataError(f"sampling rate must be positive, got {fs}")
     info: dict[str, Any] = {
         "method": "ecg-r-peak + PPG maximum in per-record lag window",
-        "band_hz": list(PPG_BAND_HZ),
+        "lowpass_hz": PPG_LOWPASS_HZ,
         "dropped": {"no_peak": 0, "not_local_max": 0, "duplicate": 0},
+        "n_peaks": 0,
+        "n_dropped": 0,
     }
     empty = np.zeros(0, dtype=np.int64)
     if len(ppg) < int(5 * fs):
@@ -393,16 +397,16 @@ def derive_ppg_peaks(ppg: np.ndarray, ecg: np.ndarray, fs: float) -> tuple[np.nd
     if r.size < 3:
         log.warning("only %d R peaks found; no reference peaks derived", r.size)
         info["lag_ms"] = None
-        info["dropped"]["no_peak"] = int(r.size)
+        info["dropped"]["no_peak"] = info["n_dropped"] = int(r.size)
         return empty, info
 
-    sos = signal.butter(4, list(PPG_BAND_HZ), btype="bandpass", fs=fs, output="sos")
+    sos = signal.butter(4, PPG_LOWPASS_HZ, btype="lowpass", fs=fs, output="sos")
     f = signal.sosfiltfilt(sos, ppg)
     pk, props = signal.find_peaks(f, prominence=0)
     prom = props["prominences"]
     if pk.size == 0:
         info["lag_ms"] = None
-        info["dropped"]["no_peak"] = int(r.size)
+        info["dropped"]["no_peak"] = info["n_dropped"] = int(r.size)
         return empty, info
     typical = float(np.median(np.sort(prom)[::-1][: r.size]))
     clear = prom >= MIN_REL_PROMINENCE * typical
@@ -412,7 +416,7 @@ def derive_ppg_peaks(ppg: np.ndarray, ecg: np.ndarray, fs: float) -> tuple[np.nd
     lag = _estimate_lag(r, cand, fs)
     if lag is None:
         info["lag_ms"] = None
-        info["dropped"]["no_peak"] = int(r.size)
+        info["dropped"]["no_peak"] = info["n_dropped"] = int(r.size)
         return empty, info
     info["lag_ms"] = 1000.0 * lag / fs
 
