@@ -51,16 +51,21 @@ def _check_fs(fs: float) -> float:
 
 
 def threshold_candidates(probs: np.ndarray, threshold: float) -> np.ndarray:
-    """Index of the highest probability in each run of samples at or above ``threshold``."""
+    """Index of the highest probability in each run of samples at or above ``threshold``.
+
+    When several samples share the run's maximum (a plateau), the middle one is taken.
+    """
     above = probs >= threshold
     if not above.any():
         return np.zeros(0, dtype=np.int64)
     edges = np.diff(np.concatenate(([0], above.view(np.int8), [0])))
     starts = np.flatnonzero(edges == 1)
     stops = np.flatnonzero(edges == -1)
-    return np.array(
-        [s + int(np.argmax(probs[s:e])) for s, e in zip(starts, stops)], dtype=np.int64
-    )
+    out = np.empty(starts.size, dtype=np.int64)
+    for k, (s, e) in enumerate(zip(starts, stops)):
+        at_max = np.flatnonzero(probs[s:e] == probs[s:e].max())
+        out[k] = s + int(at_max[at_max.size // 2])
+    return out
 
 
 def snap_to_local_max(signal: np.ndarray, candidates: np.ndarray, radius: int) -> np.ndarray:

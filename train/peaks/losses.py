@@ -32,8 +32,10 @@ _EPS = 1e-6
 _LOSS_CLASS: list = []
 
 
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+
 def _tf():
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import tensorflow as tf
 
     return tf
@@ -101,7 +103,6 @@ def get_loss_class():
     """The registered tf_keras ``PeakLoss`` class (defined on first use)."""
     if _LOSS_CLASS:
         return _LOSS_CLASS[0]
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import tf_keras
 
     @tf_keras.utils.register_keras_serializable(package="ppg_edge")
