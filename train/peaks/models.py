@@ -205,6 +205,8 @@ def build_peak_model(config: PeakModelConfig, window: int = 250, batch_size: int
         raise ConfigError(f"window must be at least 8 samples, got {window}")
     if batch_size is not None and int(batch_size) < 1:
         raise ConfigError(f"batch_size must be positive or None, got {batch_size}")
+    if config.has_cnn:
+        steps, centre, stride = cnn_output_geometry(int(window), config.conv_kernels)
     keras = _keras()
     _register()
     layers = keras.layers
@@ -244,7 +246,6 @@ def build_peak_model(config: PeakModelConfig, window: int = 250, batch_size: int
         out = layers.Dense(1, activation="sigmoid", kernel_regularizer=reg, name="peak")(x)
     else:
         if config.has_cnn:
-            steps, centre, stride = cnn_output_geometry(window, config.conv_kernels)
             x = _CUSTOM["AlignedUpsample"](steps, window, centre, stride, name="upsample")(x)
         x = layers.Concatenate(name="join_input")([x, inp])
         x = layers.Conv1D(
