@@ -1,0 +1,268 @@
+"""Turn per-sample peak probabilities into peak indices (numpy only; runs on the device).
+
+Post-processing of Georgieva-Tsaneva (2025), section 2.3 step 8: a threshold chosen on
+validation data, each candidate checked against a local maximum of the filtered PPG,
+candidates within 200 ms merged keeping the highest, and a 0.3 s refractory period
+(the paper's minimum beat interval, 200 bpm).
+
+This module must not import TensorFlow or scipy.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ppg_edge.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CANDIDATES = tuple(np.round(np.arange(0.10, 0.91, 0.05), 2))
+
+
+def _check_probs(probs) -> np.ndarray:
+    arr = np.asarray(probs, dtype=np.float64)
+    if arr.ndim != 1:
+        raise DataError(f"peak probabilities must be 1-D, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise DataError(f"peak probabilities contain {int(np.sum(~np.isfinite(arr)))} NaN/inf")
+    if arr.size and (arr.min() < -1e-6 or arr.max() > 1 + 1e-6):
+        raise DataError(
+            f"peak probabilities must lie in [0, 1], got {arr.min():.3g}..{arr.max():.3g}"
+        )
+    return arr
+
+
+def _check_signal(signal, n: int) -> np.ndarray:
+    arr = np.asarray(signal, dtype=np.float64)
+    if arr.shape != (n,):
+        raise DataError(f"PPG signal shape {arr.shape} does not match probabilities ({n},)")
+    if not np.all(np.isfinite(arr)):
+        raise DataError(f"PPG signal contains {int(np.sum(~np.isfinite(arr)))} NaN/inf")
+    return arr
+
+
+def _check_fs(fs: float) -> float:
+    fs = float(fs)
+    if not np.isfinite(fs) or fs <= 0:
+        raise ConfigError(f"sampling rate must be positive, got {fs}")
+    return fs
+
+
+def threshold_candidates(probs: np.ndarray, threshold: float) -> np.ndarray:
+    """Index of the highest probability in each run of samples at or above ``threshold``.
+
+    When several samples share the run's maximum (a plateau), the middle one is taken.
+    """
+    above = probs >= threshold
+    if not above.any():
+        return np.zeros(0, dtype=np.int64)
+    edges = np.diff(np.concatenate(([0], above.view(np.int8), [0])))
+    starts = np.flatnonzero(edges == 1)
+    stops = np.flatnonzero(edges == -1)
+    out = np.empty(starts.size, dtype=np.int64)
+    for k, (s, e) in enumerate(zip(starts, stops)):
+        at_max = np.flatnonzero(probs[s:e] == probs[s:e].max())
+        out[k] = s + int(at_max[at_max.size // 2])
+    return out
+
+
+def snap_to_local_max(signal: np.ndarray, candidates: np.ndarray, radius: int) -> np.ndarray:
+    """Move each candidate to the signal's maximum within +-radius samples.
+
+    Returns -1 for a candidate whose maximum lies on the border of its search range
+    (the signal still rises beyond it, so it is a slope, not a local maximum), unless
+    that border is the edge of the signal itself.
+    """
+    n = signal.size
+    out = np.empty(candidates.size, dtype=np.int64)
+    for k, c in enumerate(candidates):
+        lo, hi = max(0, c - radius), min(n, c + radius + 1)
+        i = lo + int(np.argmax(signal[lo:hi]))
+        inner_left = i > lo or lo == 0
+        inner_right = i < hi - 1 or hi == n
+        left_ok = i == 0 or signal[i] >= signal[i - 1]
+        right_ok = i == n - 1 or signal[i] >= signal[i + 1]
+        out[k] = i if (inner_left and inner_right and left_ok and right_ok) else -1
+    return out
+
+
+def merge_close(positions: np.ndarray, scores: np.ndarray, gap: int) -> np.ndarray:
+    """Chain candidates closer than ``gap`` samples into groups; keep each group's best.
+
+    Returns the kept positions (sorted).
+    """
+    if positions.size == 0:
+        return positions
+    order = np.argsort(positions, kind="stable")
+    pos, sc = positions[order], scores[order]
+    kept = []
+    best = 0
+    for j in range(1, pos.size):
+        if pos[j] - pos[j - 1] < gap:
+            if sc[j] > sc[best]:
+                best = j
+        else:
+            kept.append(pos[best])
+            best = j
+    kept.append(pos[best])
+    return np.unique(np.array(kept, dtype=np.int64))
+
+
+def enforce_refractory(positions: np.ndarray, scores: np.ndarray, min_gap: int) -> np.ndarray:
+    """Keep the highest-scoring peaks so that no two are closer than ``min_gap`` samples."""
+    if positions.size == 0:
+        return positions
+    accepted: list[int] = []
+    for j in np.argsort(-scores, kind="stable"):
+        p = positions[j]
+        if all(abs(p - a) >= min_gap for a in accepted):
+            accepted.append(int(p))
+    return np.array(sorted(accepted), dtype=np.int64)
+
+
+def decode_peaks(
+    probs,
+    fs: float,
+    threshold: float = 0.5,
+    signal=None,
+    snap_radius_s: float = 0.05,
+    merge_s: float = 0.2,
+    refractory_s: float = 0.3,
+) -> np.ndarray:
+    """Peak indices from per-sample probabilities of one window or a whole stream.
+
+    ``signal`` is the filtered PPG aligned with ``probs``; when given, each candidate is
+    snapped to the PPG's local maximum within ``snap_radius_s`` (candidates on a slope
+    are rejected) and ranked by PPG amplitude, otherwise by probability.
+    """
+    fs = _check_fs(fs)
+    p = _check_probs(probs)
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"threshold must lie in [0, 1], got {threshold}")
+    cand = threshold_candidates(p, threshold)
+    if signal is not None:
+        sig = _check_signal(signal, p.size)
+        snapped = snap_to_local_max(sig, cand, max(1, int(round(snap_radius_s * fs))))
+        rejected = int(np.sum(snapped < 0))
+        if rejected:
+            log.debug("rejected %d candidate(s) that are not PPG local maxima", rejected)
+        cand = snapped[snapped >= 0]
+        scores = sig[cand]
+    else:
+        scores = p[cand]
+    if cand.size == 0:
+        return cand
+    cand = merge_close(cand, scores, max(1, int(round(merge_s * fs))))
+    scores = sig[cand] if signal is not None else p[cand]
+    return enforce_refractory(cand, scores, max(1, int(round(refractory_s * fs))))
+
+
+def stitch_windows(window_probs, hop: int, length: int | None = None) -> np.ndarray:
+    """Average overlapping per-window probabilities ``(n_windows, window)`` into one stream.
+
+    Window ``k`` covers samples ``[k*hop, k*hop + window)``. Samples no window covers
+    (only possible when ``length`` exceeds the last window) are 0.
+    """
+    wp = np.asarray(window_probs, dtype=np.float64)
+    if wp.ndim != 2:
+        raise DataError(f"window probabilities must be 2-D (windows, samples), got {wp.shape}")
+    if hop <= 0:
+        raise ConfigError(f"hop must be positive, got {hop}")
+    n_win, win = wp.shape
+    total = (n_win - 1) * hop + win if n_win else 0
+    length = total if length is None else int(length)
+    if length < total:
+        raise DataError(f"stream length {length} is shorter than the windows cover ({total})")
+    acc = np.zeros(length)
+    cnt = np.zeros(length)
+    for k in range(n_win):
+        acc[k * hop : k * hop + win] += wp[k]
+        cnt[k * hop : k * hop + win] += 1
+    return np.divide(acc, cnt, out=np.zeros(length), where=cnt > 0)
+
+
+def match_peaks(reference, detected, tolerance: int) -> tuple[int, int, int]:
+    """One-to-one matching within ``tolerance`` samples, closest pairs first.
+
+    Returns ``(true_positives, false_positives, false_negatives)``.
+    """
+    ref = np.sort(np.asarray(reference, dtype=np.int64))
+    det = np.sort(np.asarray(detected, dtype=np.int64))
+    pairs = []
+    for j, d in enumerate(det):
+        lo = np.searchsorted(ref, d - tolerance)
+        hi = np.searchsorted(ref, d + tolerance, side="right")
+        pairs.extend((abs(int(ref[i]) - int(d)), i, j) for i in range(lo, hi))
+    pairs.sort()
+    used_r, used_d = set(), set()
+    for _, i, j in pairs:
+        if i not in used_r and j not in used_d:
+            used_r.add(i)
+            used_d.add(j)
+    tp = len(used_r)
+    return tp, det.size - tp, ref.size - tp
+
+
+def f1_from_counts(tp: int, fp: int, fn: int) -> float:
+    """F1 = 2TP / (2TP + FP + FN); 1.0 when there is nothing to find and nothing found."""
+    denom = 2 * tp + fp + fn
+    return 1.0 if denom == 0 else 2.0 * tp / denom
+
+
+def choose_threshold(
+    probs,
+    ref_peaks,
+    fs: float,
+    candidates: Sequence[float] = DEFAULT_CANDIDATES,
+    signals=None,
+    tolerance_s: float = 0.05,
+    scorer: Callable[[np.ndarray, np.ndarray], float] | None = None,
+    **decode_kwargs,
+) -> tuple[float, float]:
+    """The candidate threshold with the best F1 over validation streams.
+
+    ``probs`` is one 1-D probability stream or a list of them (one per record);
+    ``ref_peaks`` the matching reference peak indices; ``signals`` optionally the
+    filtered PPG streams for the local-maximum check. F1 counts come from
+    :func:`match_peaks` within ``tolerance_s``, pooled over all streams, unless
+    ``scorer(reference, detected) -> score`` is given (then the mean score is used).
+    Ties keep the lowest threshold. Returns ``(threshold, score)``.
+    """
+    fs = _check_fs(fs)
+    single = isinstance(probs, np.ndarray) and probs.ndim == 1
+    streams = [probs] if single else list(probs)
+    refs = [ref_peaks] if single else list(ref_peaks)
+    if signals is None:
+        sigs = [None] * len(streams)
+    else:
+        sigs = [signals] if single else list(signals)
+    if not (len(streams) == len(refs) == len(sigs)):
+        raise DataError(
+            f"{len(streams)} probability streams, {len(refs)} reference lists and "
+            f"{len(sigs)} signals: they must match one to one"
+        )
+    if not streams:
+        raise DataError("no validation streams to choose a threshold on")
+    cands = [float(c) for c in candidates]
+    if not cands:
+        raise ConfigError("no candidate thresholds given")
+    tol = max(0, int(round(tolerance_s * fs)))
+    best_t, best_s = cands[0], -np.inf
+    for t in cands:
+        tp = fp = fn = 0
+        scores = []
+        for p, r, s in zip(streams, refs, sigs):
+            det = decode_peaks(p, fs, threshold=t, signal=s, **decode_kwargs)
+            if scorer is None:
+                a, b, c = match_peaks(r, det, tol)
+                tp, fp, fn = tp + a, fp + b, fn + c
+            else:
+                scores.append(float(scorer(np.asarray(r), det)))
+        score = f1_from_counts(tp, fp, fn) if scorer is None else float(np.mean(scores))
+        log.debug("threshold %.3f -> score %.4f", t, score)
+        if score > best_s:
+            best_t, best_s = t, score
+    log.info("chose threshold %.3f (score %.4f)", best_t, best_s)
+    return best_t, float(best_s)

@@ -1,0 +1,12 @@
+"""The DWT-CNN-LSTM-attention PPG peak detector family (installed as ``ppg_edge.train.peaks``).
+
+After Georgieva-Tsaneva G., "Improved PPG Peak Detection Using a Hybrid DWT-CNN-LSTM
+Architecture with a Temporal Attention Mechanism", Computation 2025, 13(12), 273,
+https://doi.org/10.3390/computation13120273.
+
+``variants`` lists the paper's 30 configurations (Table 2) as data; ``models`` builds
+them with tf_keras; ``losses`` holds BCE + a differentiable PeakDistanceLoss;
+``labels`` turns peak indices into per-sample targets; ``fit`` trains and saves;
+``dwt_baseline`` is the paper's classic wavelet detector. TensorFlow is imported lazily
+inside the functions that need it, never at module import.
+"""
