@@ -42,20 +42,25 @@ def parse_floats(tokens, path: Path, what: str = "values") -> np.ndarray:
     """Parse a sequence of number strings; any unparsable token is an error naming it."""
     tokens = list(tokens)
     try:
-        return np.asarray([float(t) for t in tokens], dtype=np.float64)
+        return np.asarray(tokens, dtype=np.float64)
     except ValueError:
         for i, t in enumerate(tokens):
             try:
                 float(t)
             except ValueError:
                 raise DataError(f"{path}: {what}: item {i} {t[:40]!r} is not a number") from None
-        raise  # pragma: no cover - unreachable
+        raise  # pragma: no cover - numpy and float() disagree
 
 
 def split_numbers(text: str, sep: str | None, path: Path, what: str = "values") -> np.ndarray:
-    """Split ``text`` on ``sep`` (None: any whitespace), drop empty items, parse as floats."""
-    items = [t.strip() for t in (text.split(sep) if sep is not None else text.split())]
-    items = [t for t in items if t]
+    """Split ``text`` on ``sep`` (None: any whitespace) and parse as floats.
+
+    Empty items at the end (a trailing separator) are dropped; an empty item
+    anywhere else is an error, not a silently skipped sample.
+    """
+    items = text.split(sep)
+    while items and not items[-1].strip():
+        items.pop()
     if not items:
         raise DataError(f"{path}: {what}: no values")
     return parse_floats(items, path, what)
@@ -88,3 +93,34 @@ _NUM = re.compile(r"(\d+)")
 def natural_key(s: str):
     """Sort key that orders ``2_1`` before ``10_1`` (numbers compared as numbers)."""
     return [int(p) if p.isdigit() else p for p in _NUM.split(s)]
+
+
+def nan_spans(x: np.ndarray) -> list[list[int]]:
+    """Half-open ``[start, stop)`` index runs where ``x`` is NaN or inf."""
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return []
+    edges = np.diff(np.concatenate(([0], bad.view(np.int8), [0])))
+    starts = np.flatnonzero(edges == 1)
+    stops = np.flatnonzero(edges == -1)
+    return [[int(a), int(b)] for a, b in zip(starts, stops)]
+
+
+def fill_invalid(x: np.ndarray, path: Path, what: str) -> tuple[np.ndarray, list[list[int]]]:
+    """Replace NaN/inf runs (a format's own "invalid sample" marker, e.g. WFDB gaps).
+
+    Interior runs are linearly interpolated between their neighbours; runs at
+    either end take the nearest valid value. Returns the filled copy and the
+    spans, which the caller must record in ``meta`` so nothing is hidden. A
+    channel with no valid sample at all is an error.
+    """
+    spans = nan_spans(x)
+    if not spans:
+        return x, spans
+    good = np.isfinite(x)
+    if not good.any():
+        raise DataError(f"{path}: {what} has no valid (finite) sample")
+    idx = np.arange(x.size)
+    y = x.copy()
+    y[~good] = np.interp(idx[~good], idx[good], x[good])
+    return y, spans
