@@ -37,11 +37,11 @@ CITATION = (
 SOURCES = [
     {
         "url": "https://physionet.org/content/butppg/",
-        "kind": "physionet",
+        "kind": "reference",
         "db": "butppg",
         "licence": "see PhysioNet page (not stated in this copy)",
-        "note": "PhysioNet holds WFDB records; this loader reads the one-CSV conversion "
-        "(but_ppg_dataset.csv) of github.com/simcak/bakalarka",
+        "note": "official home (WFDB records); not fetched: this loader reads the one-CSV "
+        "conversion (but_ppg_dataset.csv) of github.com/simcak/bakalarka fetched below",
     },
     {
         "url": "https://raw.githubusercontent.com/simcak/bakalarka/"
