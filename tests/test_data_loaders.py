@@ -62,7 +62,7 @@ def test_ppgbp_labels(ppgbp):
         assert r.labels["sbp"] > r.labels["dbp"]
         assert r.labels["sex"] in ("F", "M")
         assert isinstance(r.labels["diabetes"], bool)
-        assert -5 < r.labels["skewness_sqi"] < 5  # skewness may be negative
+        assert np.isfinite(r.labels["skewness_sqi"])  # skewness: any sign, heavy tails
         classes.add(r.labels["ht_class"])
     assert classes == {"normal", "prehypertension", "stage_1_hypertension", "stage_2_hypertension"}
     # one cuff reading per subject: all segments of a subject share the label
