@@ -78,6 +78,8 @@ def check_finite(x: np.ndarray, path: Path, what: str = "signal") -> np.ndarray:
 
 def check_rate(rate, path: Path, what: str = "sampling rate") -> float:
     """A sampling rate must be a finite positive number."""
+    if rate is None or (isinstance(rate, str) and not rate.strip()):
+        raise DataError(f"{path}: {what} is missing")
     try:
         fs = float(rate)
     except (TypeError, ValueError):

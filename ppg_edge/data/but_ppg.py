@@ -96,7 +96,7 @@ def _rows_cached(key: tuple[str, int, int]) -> dict[str, dict[str, Any]]:
         except ValueError:
             raise DataError(f"{path}: line {lineno}: Quality {row[2]!r} / HR {row[3]!r} not numbers") from None
         if q not in _QUALITY:
-            raise DataError(f"{path}: line {lineno}: Quality {row[2]!r} is not 0 or 1")
+            raise DataError(f"{path}: line {lineno}: Quality {row[2].strip()!r} is not 0 or 1")
         if not np.isfinite(hr) or hr <= 0:
             raise DataError(f"{path}: line {lineno}: HR {row[3]!r} is not a positive number")
         sig = row[4].strip()
