@@ -86,6 +86,7 @@ def test_samples_appear_as_time_passes_and_pointers_wrap():
     assert seen_wr == [25, 50 % 32, 75 % 32, 100 % 32]
     expected = np.rint(src[:100] * 1.0 / 4096 * 2**18)
     np.testing.assert_array_equal(got, expected)
+    assert pointers(chip)[0] == 125 % 32
     assert chip.produced == 125 and chip.underflow_reads == 0
 
 
