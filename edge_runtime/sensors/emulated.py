@@ -77,6 +77,8 @@ class FaultPlan:
     saturate_between_s: (start, end) seconds after the source started during which
         the ADC reads full scale (e.g. ambient light flooding the photodiode).
     int_not_wired: the interrupt line never asserts (INT pin not connected).
+    fifo_reads_fail: every FIFO_DATA read fails with ``EIO`` before popping anything
+        (a bus that breaks on long transfers) while short transfers still work.
     """
 
     fail_transfers: frozenset[int] = frozenset()
@@ -87,6 +89,7 @@ class FaultPlan:
     stuck_fifo_after_s: float | None = None
     saturate_between_s: tuple[float, float] | None = None
     int_not_wired: bool = False
+    fifo_reads_fail: bool = False
 
     @staticmethod
     def burst(start: int, count: int) -> frozenset[int]:
@@ -496,6 +499,9 @@ class EmulatedMax30102:
                 self.failed_transfers += 1
                 raise OSError(errno.EREMOTEIO, f"no device answers at address 0x{msg.addr:02X}")
             if msg.flags & I2C_M_RD:
+                if pointer == R.FIFO_DATA and self.faults.fifo_reads_fail:
+                    self.failed_transfers += 1
+                    raise _eio()
                 data = self._read_block(pointer, msg.len)
                 fill_read_msg(msg, bytes(data))
                 if pointer == R.FIFO_DATA and n in self.faults.partial_bursts:

@@ -240,6 +240,7 @@ class Max30102:
         self._stalls = 0
         self._last_empty = False
         self._irq_ok = wait_for_interrupt is not None
+        self._consecutive_failures = 0
 
     # ------------------------------------------------------------ events
     def _event(self, kind: str, **detail) -> SensorEvent:
@@ -256,30 +257,39 @@ class Max30102:
     def _where(self, register: int) -> str:
         return f"register 0x{register:02X} of the MAX30102 at I2C address 0x{self.address:02X}"
 
+    def _failed(self, exc: OSError, what: str, register: int) -> None:
+        """Count an I2C failure; back off, or give up after ``max_retries`` retries in a row."""
+        self.i2c_errors += 1
+        self._consecutive_failures += 1
+        attempts = self._consecutive_failures
+        if attempts > self.max_retries:
+            self._event("i2c_error", register=register, op=what, attempts=attempts,
+                        recovered=False, error=str(exc))
+            raise HardwareError(
+                f"I2C {what} of {self._where(register)} failed {attempts} times in a "
+                f"row ({exc}); check wiring, power and pull-ups"
+            ) from exc
+        self.i2c_retries += 1
+        self.clock.sleep(min(self.backoff_s * 2 ** (attempts - 1), self.max_backoff_s))
+
+    def _succeeded(self, what: str, register: int, first_error: OSError | None) -> None:
+        if first_error is not None:
+            self._event("i2c_error", register=register, op=what,
+                        attempts=self._consecutive_failures + 1, recovered=True,
+                        error=str(first_error))
+        self._consecutive_failures = 0
+
     def _with_retry(self, what: str, register: int, fn: Callable, *args):
-        attempt = 0
         first_error: OSError | None = None
         while True:
             self.transfers += 1
             try:
                 result = fn(*args)
             except OSError as exc:
-                self.i2c_errors += 1
                 first_error = first_error or exc
-                if attempt >= self.max_retries:
-                    self._event("i2c_error", register=register, op=what, attempts=attempt + 1,
-                                recovered=False, error=str(exc))
-                    raise HardwareError(
-                        f"I2C {what} of {self._where(register)} failed {attempt + 1} times in a "
-                        f"row ({exc}); check wiring, power and pull-ups"
-                    ) from exc
-                self.i2c_retries += 1
-                self.clock.sleep(min(self.backoff_s * (2 ** attempt), self.max_backoff_s))
-                attempt += 1
+                self._failed(exc, what, register)
                 continue
-            if attempt:
-                self._event("i2c_error", register=register, op=what, attempts=attempt + 1,
-                            recovered=True, error=str(first_error))
+            self._succeeded(what, register, first_error)
             return result
 
     def _read(self, register: int) -> int:
@@ -445,33 +455,29 @@ class Max30102:
                                    "falling back to timed polling")
         # one burst of n*6 bytes; a burst cut off part-way is accounted for, not re-sent blindly
         raw = b""
-        attempt = 0
         popped_lost = 0  # taken from the FIFO by a failed burst: before this block's samples
+        first_error: OSError | None = None
         while n:
             self.transfers += 1
             try:
                 raw = self._read_block_once(R.FIFO_DATA, 6 * n)
-                break
             except OSError as exc:
-                self.i2c_errors += 1
-                if attempt >= self.max_retries:
-                    self._event("i2c_error", register=R.FIFO_DATA, op="FIFO burst",
-                                attempts=attempt + 1, recovered=False, error=str(exc))
-                    raise HardwareError(
-                        f"I2C FIFO burst read of {self._where(R.FIFO_DATA)} failed "
-                        f"{attempt + 1} times in a row ({exc})"
-                    ) from exc
-                self.i2c_retries += 1
-                self.clock.sleep(min(self.backoff_s * (2 ** attempt), self.max_backoff_s))
-                attempt += 1
-                _, wr2, _, rd2 = self._read_pointers()
+                first_error = first_error or exc
+                self._failed(exc, "FIFO burst read", R.FIFO_DATA)
+                failures = self._consecutive_failures
+                _, _, _, rd2 = self._read_pointers()
+                # a good pointer read does not end a run of failed bursts
+                self._consecutive_failures = max(self._consecutive_failures, failures)
                 popped = (rd2 - rd) & R.POINTER_MASK
                 if popped:
                     popped_lost += popped
                     n -= popped
                     rd = rd2
-                self._event("i2c_error", register=R.FIFO_DATA, op="FIFO burst",
-                            attempts=attempt, recovered=None, popped_and_lost=popped, error=str(exc))
+                    self._event("i2c_error", register=R.FIFO_DATA, op="FIFO burst read",
+                                recovered=None, popped_and_lost=popped, error=str(exc))
+                continue
+            self._succeeded("FIFO burst read", R.FIFO_DATA, first_error)
+            break
         if n:
             red, ir = self._decode(raw, n)
         else:
