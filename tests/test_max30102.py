@@ -381,3 +381,24 @@ def test_edge_runtime_sensors_import_no_tensorflow_or_scipy():
             "print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_sample_clock_estimate_follows_a_drifting_chip(rng):
+    """A chip whose crystal runs 2 % fast: timed polling re-anchors on exact pointer
+    observations, and the loss estimate past OVF_COUNTER's 31 uses the measured rate
+    (within one sample: the phase between observations is unknown)."""
+    red = ramp(20_000, rng=rng)
+    s = Max30102Settings()
+    clock = VirtualClock()
+    src = np.stack([light_for(red, s, s.red_current_ma)] * 2, axis=1)
+    chip = EmulatedMax30102(src, 102.0, clock=clock, faults=FaultPlan(rate_error=0.02))
+    drv = Max30102(chip, settings=s, clock=clock)
+    drv.start()
+    for _ in range(200):  # 34 s of reading: 68 samples of drift, all absorbed
+        drv.read()
+    assert drv.samples_lost == 0
+    clock.advance(2.0)
+    drv.read()
+    assert chip.lost > 31  # beyond what OVF_COUNTER can say
+    assert abs(drv.samples_lost - chip.lost) <= 1
+    assert drv.events[-1].detail["estimated"] is True

@@ -79,6 +79,8 @@ class FaultPlan:
     int_not_wired: the interrupt line never asserts (INT pin not connected).
     fifo_reads_fail: every FIFO_DATA read fails with ``EIO`` before popping anything
         (a bus that breaks on long transfers) while short transfers still work.
+    rate_error: the chip's oscillator runs this fraction fast (+) or slow (-), so it
+        converts at ``sample_rate * (1 + rate_error)`` per second of the host clock.
     """
 
     fail_transfers: frozenset[int] = frozenset()
@@ -90,6 +92,7 @@ class FaultPlan:
     saturate_between_s: tuple[float, float] | None = None
     int_not_wired: bool = False
     fifo_reads_fail: bool = False
+    rate_error: float = 0.0
 
     @staticmethod
     def burst(start: int, count: int) -> frozenset[int]:
@@ -198,8 +201,9 @@ class EmulatedMax30102:
         return bool(self._status1 & enabled) and not self.faults.int_not_wired
 
     # config decoded from the registers
-    def _sr(self) -> int:
-        return R.SAMPLE_RATES[(self.regs[R.SPO2_CONFIG] >> 2) & 0x7]
+    def _sr(self) -> float:
+        nominal = R.SAMPLE_RATES[(self.regs[R.SPO2_CONFIG] >> 2) & 0x7]
+        return nominal * (1.0 + self.faults.rate_error) if self.faults.rate_error else nominal
 
     def _bits(self) -> int:
         return R.PULSE_WIDTHS[self.regs[R.SPO2_CONFIG] & 0x3][1]

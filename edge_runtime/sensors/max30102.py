@@ -394,10 +394,46 @@ class Max30102:
 
     # ------------------------------------------------------------ reading
     def _expected_total(self, now: float) -> int | None:
-        """Samples the chip should have produced by ``now`` according to the clock."""
+        """Samples the chip should have produced by ``now`` according to the clock.
+
+        Exact for a chip on its nominal rate (phase anchored by :meth:`_observe`); when
+        exact observations over 10 s or more show the chip's crystal off its nominal
+        rate by more than 0.2 %, the measured rate is used instead (within a sample).
+        """
         if self._t0 is None:
             return None
-        return int(math.floor((now - self._t0) * self.settings.output_rate + _EPS))
+        rate = self.settings.output_rate
+        first, last = self._first_obs, self._last_obs
+        if first is not None and last is not None and last[0] - first[0] >= 10.0:
+            measured = (last[1] - first[1]) / (last[0] - first[0])
+            if abs(measured / rate - 1) > 0.002:
+                return last[1] + int(round((now - last[0]) * measured))
+        return int(math.floor((now - self._t0) * rate + _EPS))
+
+    _first_obs: tuple[float, int] | None = None
+    _last_obs: tuple[float, int] | None = None
+
+    def _observe(self, now: float, count: int) -> None:
+        """Re-anchor the sample clock: the chip had made exactly ``count`` samples at ``now``.
+
+        Every exact observation bounds the chip's start time; the bounds are intersected
+        so the estimate converges, and restarted when the chip's crystal has drifted
+        away from them. The estimate paces timed polling and counts losses once
+        OVF_COUNTER has saturated.
+        """
+        rate = self.settings.output_rate
+        lo, hi = now - (count + 1) / rate, now - count / rate
+        if self._t0_bounds is not None:
+            lo2, hi2 = max(lo, self._t0_bounds[0]), min(hi, self._t0_bounds[1])
+            if lo2 <= hi2 + _EPS / rate:
+                lo, hi = lo2, hi2
+        self._t0_bounds = (lo, hi)
+        self._t0 = hi
+        if self._first_obs is None:
+            self._first_obs = (now, count)
+        self._last_obs = (now, count)
+
+    _t0_bounds: tuple[float, float] | None = None
 
     def _read_pointers(self) -> tuple[int, int, int, int]:
         """(INT_STATUS_1, WR_PTR, OVF_COUNTER, RD_PTR) in one 7-byte transfer."""
@@ -491,6 +527,8 @@ class Max30102:
         lost += popped_lost
         self._next_index += n + lost
         self.samples_read += n
+        if not estimated:
+            self._observe(now, self._next_index)
         full_scale = (1 << self.settings.resolution_bits) - 1
         saturated = (red >= full_scale) | (ir >= full_scale)
         n_sat = int(saturated.sum())
