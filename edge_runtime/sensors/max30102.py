@@ -367,7 +367,10 @@ class Max30102:
         self._read(R.INT_STATUS_1)  # clears the power-ready flag
         self._write(R.MODE_CONFIG, R.MODE_SPO2)
         self._t0 = self.clock.now()
+        self._t0_bounds = None
+        self._first_obs = self._last_obs = None
         self._next_index = 0
+        self._stalls = 0
         self._started = True
         log.info("MAX30102 0x%02X started: %s", self.address, self.settings)
 
