@@ -1,0 +1,291 @@
+"""The emulated MAX30102 on its own: registers, FIFO, quantisation, faults, clocks."""
+from __future__ import annotations
+
+import errno
+
+import numpy as np
+import pytest
+from smbus2 import i2c_msg
+
+from ppg_edge.edge_runtime.sensors import registers as R
+from ppg_edge.edge_runtime.sensors._i2c import SimpleI2cMsg
+from ppg_edge.edge_runtime.sensors.clock import AcceleratedClock, VirtualClock
+from ppg_edge.edge_runtime.sensors.emulated import EmulatedMax30102, FaultPlan
+from ppg_edge.errors import ConfigError, DataError, PPGEdgeError
+
+A = R.ADDRESS
+
+
+def make_chip(source=None, fs=100.0, **kw):
+    clock = kw.pop("clock", None) or VirtualClock()
+    if source is None:
+        source = np.full(10_000, 100.0)
+    return EmulatedMax30102(source, fs, clock=clock, **kw), clock
+
+
+def configure(chip, *, sr_code=1, pw_code=3, rge_code=1, smp_ave=0, rollover=True, a_full=0xF,
+              led=50, mode=R.MODE_SPO2):
+    chip.write_byte_data(A, R.FIFO_CONFIG, (smp_ave << 5) | (R.FIFO_ROLLOVER_EN if rollover else 0) | a_full)
+    chip.write_byte_data(A, R.SPO2_CONFIG, (rge_code << 5) | (sr_code << 2) | pw_code)
+    chip.write_byte_data(A, R.LED1_PA, led)
+    chip.write_byte_data(A, R.LED2_PA, led)
+    chip.write_byte_data(A, R.MODE_CONFIG, mode)
+
+
+def burst(chip, n, msg=i2c_msg):
+    w, r = msg.write(A, [R.FIFO_DATA]), msg.read(A, 6 * n)
+    chip.i2c_rdwr(w, r)
+    b = np.frombuffer(bytes(r), dtype=np.uint8).reshape(n, 6).astype(np.int64)
+    red = (b[:, 0] << 16) | (b[:, 1] << 8) | b[:, 2]
+    ir = (b[:, 3] << 16) | (b[:, 4] << 8) | b[:, 5]
+    return red, ir
+
+
+def pointers(chip):
+    return (chip.read_byte_data(A, R.FIFO_WR_PTR), chip.read_byte_data(A, R.OVF_COUNTER),
+            chip.read_byte_data(A, R.FIFO_RD_PTR))
+
+
+def test_identity_and_reset_self_clears():
+    chip, _ = make_chip(part_id=0x11)
+    assert chip.read_byte_data(A, R.PART_ID) == 0x11
+    chip2, _ = make_chip()
+    assert chip2.read_byte_data(A, R.PART_ID) == 0x15
+    configure(chip2)
+    assert chip2.read_byte_data(A, R.SPO2_CONFIG) != 0
+    chip2.write_byte_data(A, R.MODE_CONFIG, R.MODE_RESET)
+    assert chip2.read_byte_data(A, R.MODE_CONFIG) == 0  # RESET bit cleared, mode back to 0
+    assert chip2.read_byte_data(A, R.SPO2_CONFIG) == 0
+    assert chip2.read_byte_data(A, R.PART_ID) == 0x15  # read-only, survives reset
+    chip2.write_byte_data(A, R.PART_ID, 0x00)
+    assert chip2.read_byte_data(A, R.PART_ID) == 0x15
+
+
+def test_wrong_address_is_a_nack():
+    chip, _ = make_chip()
+    with pytest.raises(OSError) as err:
+        chip.read_byte_data(0x58, R.PART_ID)
+    assert err.value.errno == errno.EREMOTEIO
+
+
+def test_samples_appear_as_time_passes_and_pointers_wrap():
+    src = np.arange(1, 201, dtype=float) * 10  # distinct values
+    chip, clock = make_chip(src, fs=100)
+    configure(chip, led=5)  # 1 mA, 4096 nA range, 18 bit
+    assert pointers(chip) == (0, 0, 0)
+    clock.advance(0.25)
+    wr, ovf, rd = pointers(chip)
+    assert (wr, ovf, rd) == (25, 0, 0)
+    got, seen_wr = [], []
+    for _ in range(4):  # 4 x 25 samples: write and read pointers wrap past 31
+        wr, _, rd = pointers(chip)
+        seen_wr.append(wr)
+        red, _ = burst(chip, (wr - rd) % 32)
+        got.extend(red.tolist())
+        clock.advance(0.25)
+    assert seen_wr == [25, 50 % 32, 75 % 32, 100 % 32]
+    expected = np.rint(src[:100] * 1.0 / 4096 * 2**18)
+    np.testing.assert_array_equal(got, expected)
+    assert pointers(chip)[0] == 125 % 32
+    assert chip.produced == 125 and chip.underflow_reads == 0
+
+
+@pytest.mark.parametrize("rollover", [True, False])
+def test_overflow_counter_saturates_and_rollover_decides_which_samples_stay(rollover):
+    src = np.arange(1000, dtype=float)
+    chip, clock = make_chip(src, fs=100)
+    configure(chip, led=5, rollover=rollover)
+    clock.advance(0.2)
+    assert pointers(chip) == (20, 0, 0)
+    clock.advance(0.13)  # 33 produced: one lost
+    wr, ovf, rd = pointers(chip)
+    assert ovf == 1 and wr == rd
+    clock.advance(1.0)  # 133 produced, 101 lost: the counter saturates
+    wr, ovf, rd = pointers(chip)
+    assert ovf == 0x1F and chip.lost == 101 and chip.produced == 133 and wr == rd
+    red, _ = burst(chip, 32)
+    kept = np.arange(101, 133) if rollover else np.arange(0, 32)
+    np.testing.assert_array_equal(red, np.rint(kept / 4096 * 2**18))
+    assert pointers(chip)[1] == 0  # OVF cleared once a sample is popped
+    assert chip.underflow_reads == 0
+
+
+def test_fifo_data_advances_rd_ptr_per_whole_sample_only():
+    chip, clock = make_chip()
+    configure(chip)
+    clock.advance(0.05)
+    w, r = i2c_msg.write(A, [R.FIFO_DATA]), i2c_msg.read(A, 3)  # half a sample
+    chip.i2c_rdwr(w, r)
+    assert pointers(chip)[2] == 0
+    burst(chip, 2)
+    assert pointers(chip)[2] == 2
+    # reading past the data is an underflow the chip counts (the driver must never do it)
+    burst(chip, 4)
+    assert chip.underflow_reads == 1
+
+
+def test_status_bits_latch_and_clear_on_read():
+    chip, clock = make_chip()
+    configure(chip, a_full=0xF)  # A_FULL at 17 unread
+    assert chip.read_byte_data(A, R.INT_STATUS_1) & R.INT_PWR_RDY
+    assert chip.read_byte_data(A, R.INT_STATUS_1) == 0
+    clock.advance(0.16)
+    st = chip.read_byte_data(A, R.INT_STATUS_1)
+    assert st & R.INT_PPG_RDY and not st & R.INT_A_FULL
+    clock.advance(0.01)
+    assert chip.read_byte_data(A, R.INT_STATUS_1) & R.INT_A_FULL
+    assert chip.read_byte_data(A, R.INT_STATUS_1) == 0
+
+
+def test_interrupt_line_wait_lands_on_the_almost_full_sample():
+    chip, clock = make_chip()
+    configure(chip, a_full=0xF)
+    chip.read_byte_data(A, R.INT_STATUS_1)
+    assert not chip.int_asserted  # A_FULL not enabled yet
+    chip.write_byte_data(A, R.INT_ENABLE_1, R.INT_A_FULL)
+    assert chip.wait_for_interrupt(1.0) is True
+    assert clock.now() == pytest.approx(0.17)
+    assert chip.unread == 17
+    # not wired: waits the whole timeout and reports no edge
+    chip2, clock2 = make_chip(faults=FaultPlan(int_not_wired=True))
+    configure(chip2)
+    chip2.write_byte_data(A, R.INT_ENABLE_1, R.INT_A_FULL)
+    assert chip2.wait_for_interrupt(0.5) is False
+    assert clock2.now() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("pw_code,bits", [(0, 15), (1, 16), (2, 17), (3, 18)])
+def test_resolution_follows_pulse_width_and_is_left_justified(pw_code, bits):
+    level = 1234.5678  # nA per mA
+    chip, clock = make_chip(np.full(100, level))
+    configure(chip, pw_code=pw_code, rge_code=2, led=25)  # 8192 nA, 5 mA
+    clock.advance(0.05)
+    red, _ = burst(chip, 5)
+    native = round(level * 5.0 / 8192 * 2**bits)
+    np.testing.assert_array_equal(red, native << (18 - bits))
+    assert np.all(red & ((1 << (18 - bits)) - 1) == 0)
+
+
+def test_adc_range_and_led_current_scale_the_light():
+    def code(rge_code, led):
+        chip, clock = make_chip(np.full(100, 200.0))
+        configure(chip, rge_code=rge_code, led=led)
+        clock.advance(0.01)
+        return int(burst(chip, 1)[0][0])
+
+    assert code(0, 10) == round(200 * 2.0 / 2048 * 2**18)
+    assert code(1, 10) * 2 == code(0, 10)  # twice the range: half the code
+    assert code(1, 20) == code(0, 10)  # twice the current: twice the light
+    assert code(0, 0) == 0  # LED off
+    assert code(0, 255) == 2**18 - 1  # clipped at full scale
+
+
+def test_averaging_divides_the_rate_and_averages_codes():
+    src = np.arange(4000, dtype=float) * 3.0
+    chip, clock = make_chip(src, fs=400)
+    configure(chip, sr_code=3, smp_ave=2, led=5)  # 400 sps, average 4 -> 100 per s
+    clock.advance(0.1)  # 40 conversions -> 10 samples
+    wr, _, rd = pointers(chip)
+    assert (wr - rd) % 32 == 10
+    red, _ = burst(chip, 10)
+    conv = np.rint(src[:40] / 4096 * 2**18).astype(np.int64)
+    np.testing.assert_array_equal(red, conv.reshape(10, 4).sum(axis=1) // 4)
+    # a partial group carries over between updates
+    clock.advance(0.0075)  # 3 more conversions: no sample yet
+    assert (pointers(chip)[0] - pointers(chip)[2]) % 32 == 0
+    clock.advance(0.0025)
+    red, _ = burst(chip, 1)
+    assert red[0] == np.rint(src[40:44] / 4096 * 2**18).astype(np.int64).sum() // 4
+
+
+def test_hr_mode_serves_red_only():
+    chip, clock = make_chip(np.stack([np.full(100, 10.0), np.full(100, 20.0)], axis=1))
+    configure(chip, mode=R.MODE_HR)
+    clock.advance(0.02)
+    w, r = i2c_msg.write(A, [R.FIFO_DATA]), i2c_msg.read(A, 6)
+    chip.i2c_rdwr(w, r)
+    raw = bytes(r)
+    assert raw[:3] == raw[3:]  # two red samples, no IR
+    assert pointers(chip)[2] == 2
+
+
+def test_fault_plan_errors_on_chosen_transfers():
+    chip, _ = make_chip(faults=FaultPlan(fail_transfers=FaultPlan.burst(2, 2)))
+    chip.read_byte_data(A, R.PART_ID)
+    for _ in range(2):
+        with pytest.raises(OSError) as err:
+            chip.read_byte_data(A, R.PART_ID)
+        assert err.value.errno == errno.EIO
+    assert chip.read_byte_data(A, R.PART_ID) == 0x15
+    assert chip.failed_transfers == 2
+
+
+def test_stuck_fifo_and_saturation_window():
+    chip, clock = make_chip(faults=FaultPlan(stuck_fifo_after_s=0.1, saturate_between_s=(0.05, 0.08)))
+    configure(chip, led=5)
+    clock.advance(1.0)
+    wr, ovf, rd = pointers(chip)
+    assert (wr - rd) % 32 == 10 and ovf == 0
+    red, ir = burst(chip, 10)
+    sat = red == 2**18 - 1
+    np.testing.assert_array_equal(np.flatnonzero(sat), [5, 6, 7])
+    np.testing.assert_array_equal(sat, ir == 2**18 - 1)
+
+
+def test_source_exhaustion_and_loop():
+    chip, clock = make_chip(np.arange(50, dtype=float), fs=100)
+    configure(chip, led=5)
+    clock.advance(0.3)
+    assert not chip.exhausted and chip.produced == 30
+    clock.advance(0.3)
+    assert chip.exhausted and chip.produced == 50
+    looped, clock2 = make_chip(np.arange(50, dtype=float), fs=100, loop=True)
+    configure(looped, led=5, rollover=True)
+    clock2.advance(0.6)
+    assert not looped.exhausted and looped.produced == 60
+    red, _ = burst(looped, 32)  # the newest 32: source samples 28..49 then 0..9 again
+    expected = np.rint(np.r_[np.arange(28, 50), np.arange(0, 10)] / 4096 * 2**18)
+    np.testing.assert_array_equal(red, expected)
+
+
+def test_simple_message_type_works_like_smbus2():
+    chip, clock = make_chip()
+    configure(chip)
+    clock.advance(0.03)
+    red_a, ir_a = burst(chip, 1, msg=i2c_msg)
+    red_b, ir_b = burst(chip, 1, msg=SimpleI2cMsg)
+    assert red_a[0] == red_b[0] and ir_a[0] == ir_b[0]
+    w = SimpleI2cMsg.write(A, [R.FIFO_WR_PTR])
+    r = SimpleI2cMsg.read(A, 3)
+    chip.i2c_rdwr(w, r)
+    assert list(r) == [3, 0, 2]  # WR, OVF, RD auto-increment
+
+
+@pytest.mark.parametrize("source,fs,exc", [
+    (np.array([1.0, np.nan, 2.0]), 100, DataError),
+    (np.zeros((10, 3)), 100, DataError),
+    (np.zeros(1), 100, DataError),
+    (np.zeros(10), 0, ConfigError),
+    (np.zeros(10), float("nan"), ConfigError),
+])
+def test_bad_sources_are_refused(source, fs, exc):
+    with pytest.raises(exc) as err:
+        EmulatedMax30102(source, fs)
+    assert isinstance(err.value, PPGEdgeError)
+
+
+def test_clocks():
+    clock = VirtualClock(5.0)
+    clock.sleep(0.5)
+    clock.advance(1.0)
+    assert clock.now() == 6.5 and clock.sleeps == [0.5]
+    with pytest.raises(ValueError):
+        clock.sleep(-1)
+    with pytest.raises(ValueError):
+        clock.advance(-1)
+    fast = AcceleratedClock(1000.0)
+    t0 = fast.now()
+    fast.sleep(2.0)  # 2 ms of real time
+    assert fast.now() - t0 >= 2.0
+    with pytest.raises(ValueError):
+        AcceleratedClock(0)
