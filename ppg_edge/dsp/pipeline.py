@@ -11,9 +11,12 @@ without ``sos`` (host-side design).
 :meth:`Preprocessing.apply` turns one whole record into model input
 ``(n_windows, window, n_channels)`` float32:
 
-1. causal band-pass over the whole record (float DF2T or CMSIS-style Q31 DF1),
-   starting from the steady state of the first sample (``initial="steady"``) or
-   from zero;
+1. causal band-pass over the whole record (float DF2T or CMSIS-style Q31 DF1).
+   ``initial="steady"`` subtracts the first sample and starts from a zero state:
+   because the band-pass blocks DC this equals starting from the steady state of
+   the first sample (no start-up transient), and it keeps a raw sensor's DC
+   level out of the fixed-point range. ``initial="zero"`` filters ``x`` as is
+   from a zero state;
 2. derivative channels VPG/APG/JPG over the filtered record (causal backward
    differences), if ``derivatives``;
 3. framing into windows of ``window`` samples every ``hop``;
@@ -170,15 +173,12 @@ class Preprocessing:
     def filter(self, x) -> np.ndarray:
         """Causal band-pass over a whole record (float64 out, float units)."""
         arr = self._check_record(x)
+        if self.initial == "steady":
+            arr = arr - arr[0]
         if self.arithmetic == "float":
-            f = _filters.SOSFilter(self.sos)
-            if self.initial == "steady":
-                f.prime(arr[0])
-            return f.process(arr)
+            return _filters.SOSFilter(self.sos).process(arr)
         q, sat_in = _filters.to_q31(arr, self.q31_frac_bits)
         c = _filters.Q31BiquadCascade.from_sos(self.sos)
-        if self.initial == "steady":
-            c.prime(int(q[0]))
         yq = c.process(q)
         if sat_in or c.saturations:
             log.warning("Q31 band-pass saturated %d input and %d filter sample(s); lower q31_frac_bits",

@@ -24,15 +24,40 @@ def _signal(x, fs) -> np.ndarray:
     return arr
 
 
-def find_systolic_peaks(x, fs: float, min_distance_s: float = 0.3, rel_height: float = 0.5) -> np.ndarray:
+def dominant_period_s(x, fs: float, lo_s: float = 0.27, hi_s: float = 2.0) -> float | None:
+    """Pulse period (s) from the autocorrelation: the shortest lag in ``[lo_s, hi_s]``
+    whose autocorrelation peak reaches 80% of the highest one there; ``None`` if none."""
+    arr = np.asarray(x, dtype=np.float64) - np.mean(x)
+    n = arr.size
+    lo, hi = max(1, int(lo_s * fs)), min(n - 1, int(np.ceil(hi_s * fs)))
+    if hi <= lo + 1:
+        return None
+    spec = np.fft.rfft(arr, 2 * n)
+    ac = np.fft.irfft(spec * np.conj(spec))[: hi + 2]
+    seg = ac[lo:hi + 1]
+    k = np.flatnonzero((seg[1:-1] > seg[:-2]) & (seg[1:-1] >= seg[2:])) + 1
+    if k.size == 0 or ac[0] <= 0:
+        return None
+    best = seg[k].max()
+    if best <= 0:
+        return None
+    return (lo + k[np.argmax(seg[k] >= 0.8 * best)]) / fs
+
+
+def find_systolic_peaks(x, fs: float, min_distance_s: float | None = None, rel_height: float = 0.5) -> np.ndarray:
     """Indices of systolic peaks of a 1-D PPG (sorted).
 
     Candidates are local maxima (``x[i] > x[i-1]`` and ``x[i] >= x[i+1]``) whose
     height above the signal median is at least ``rel_height`` times the median
     height of the candidates above the median; then, tallest first, any
     candidate closer than ``min_distance_s`` to a kept one is dropped.
+    ``min_distance_s=None``: 0.6 of the autocorrelation pulse period (keeps a
+    diastolic wave out at slow rates), never below 0.3 s.
     """
     arr = _signal(x, fs)
+    if min_distance_s is None:
+        period = dominant_period_s(arr, fs) if arr.size >= 3 else None
+        min_distance_s = max(0.3, 0.6 * period) if period else 0.3
     if arr.size < 3:
         return np.zeros(0, dtype=np.int64)
     i = np.flatnonzero((arr[1:-1] > arr[:-2]) & (arr[1:-1] >= arr[2:])) + 1
@@ -63,7 +88,7 @@ def troughs_between(x, peaks) -> np.ndarray:
                     dtype=np.int64)
 
 
-def segment_pulses(x, fs: float, peaks=None, min_distance_s: float = 0.3,
+def segment_pulses(x, fs: float, peaks=None, min_distance_s: float | None = None,
                    rel_height: float = 0.5) -> np.ndarray:
     """Pulses as ``(start, end)`` sample pairs, shape ``(n_pulses, 2)``, ``end`` exclusive.
 
