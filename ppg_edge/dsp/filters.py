@@ -10,7 +10,8 @@ Float path
     transposed, the same structure and state layout as ``scipy.signal.sosfilt``
     (state ``zi`` of shape ``(n_sections, 2)``). Blocks are processed with an
     exact block state-space form (see :class:`SOSFilter`), which is vectorised
-    and equals ``scipy.signal.sosfilt`` to ~1e-12. :func:`sosfilt_reference` is a
+    and equals ``scipy.signal.sosfilt`` to ~1e-12 at 125 Hz (~2e-11 for the
+    0.4-20 Hz band at 1000 Hz). :func:`sosfilt_reference` is a
     plain per-sample loop kept as the readable specification.
 
 Fixed-point path
@@ -153,9 +154,12 @@ class SOSFilter:
     is ``y = O s + T x`` (``O`` rows ``C A^k``, ``T`` the lower-triangular Toeplitz
     matrix of the impulse response) and the next state ``A^m s + P x``. These
     matrices are precomputed once, so a block costs a few small matrix products
-    per chunk instead of a Python loop per sample. Measured on the 2-core host:
-    ~0.1 us/sample for long blocks versus ~3 us/sample for the per-sample loop
-    :func:`sosfilt_reference` (4 sections).
+    per chunk instead of a Python loop per sample. Measured on the 2-core x86
+    host, 4 sections: 0.13 us/sample for one long block, 0.5 us/sample fed in
+    32-sample blocks, versus 1.1 us/sample for the per-sample loop
+    :func:`sosfilt_reference`. Accuracy: within ~1e-12 (relative to the signal)
+    of scipy at 125 Hz; with poles very near the unit circle (0.4 Hz edge at
+    1000 Hz) ~2e-11, where scipy itself is ~1e-12 from a long-double reference.
     """
 
     def __init__(self, sos, chunk: int = 64):
