@@ -21,6 +21,7 @@ log = logging.getLogger("ppg_edge")
 
 # Subcommand modules, in the order `--help` lists them.
 SUBCOMMANDS: tuple[str, ...] = (
+    "evaluate",
 )
 
 
