@@ -1,0 +1,135 @@
+"""``ppg-edge evaluate``: benchmarks. ``evaluate peaks`` scores peak detectors on data sets.
+
+Each benchmark is a subcommand under ``evaluate`` (``peaks`` now; ``bp`` can be
+added beside it with its own ``_register_<name>``).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="benchmark detectors and models on data sets",
+        description="Benchmark detectors and models on data sets (splits by subject).",
+    )
+    sub = parser.add_subparsers(dest="evaluate_command", metavar="BENCHMARK")
+    _register_peaks(sub)
+
+    def no_benchmark(args) -> int:
+        parser.print_help(sys.stderr)
+        return 2
+
+    parser.set_defaults(func=no_benchmark)
+
+
+def _register_peaks(sub) -> None:
+    p = sub.add_parser(
+        "peaks",
+        help="score PPG peak detectors against reference peaks",
+        description=(
+            "Run each detector on each record, clean and with added noise, match its peaks to "
+            "the reference one-to-one within a tolerance and report pooled precision, recall, "
+            "F1 and ADE per data set, condition and detector."
+        ),
+    )
+    p.add_argument("--dataset", action="append", required=True, metavar="NAME",
+                   help="data set to load (repeatable), e.g. capnobase")
+    p.add_argument("--detector", action="append", metavar="NAME",
+                   help="detector name (repeatable; default nk-elgendi). "
+                        "Built in: nk-elgendi, nk-msptd, nk-msptdfastv1, nk-msptdfastv2")
+    p.add_argument("--noise", action="append", default=[], metavar="KIND:SNR_DB",
+                   help="also evaluate with this noise added (repeatable), e.g. gaussian:10; "
+                        "kinds: gaussian, baseline, motion, mains50, mains60")
+    p.add_argument("--no-clean", action="store_true", help="skip the clean condition")
+    p.add_argument("--records", nargs="+", metavar="ID",
+                   help="only these records (DATASET/ID, or ID when one data set is given)")
+    p.add_argument("--tolerance-ms", action="append", type=float, metavar="MS",
+                   help="matching tolerance in ms (repeatable; the first is the main one; "
+                        "default 50 and 25)")
+    p.add_argument("--seed", type=int, default=None, help="noise seed (default fixed)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
+    p.add_argument("--out", type=Path, metavar="FILE", help="write the full JSON result here")
+    p.add_argument("--markdown", type=Path, metavar="FILE", help="write the Markdown table here")
+    p.add_argument("--data-root", metavar="DIR", help="data root (default: PPG_EDGE_DATA, ../shared/data)")
+    p.set_defaults(func=run_peaks)
+
+
+def _data_module():
+    try:
+        from .. import data
+    except ImportError as exc:  # pragma: no cover - ppg_edge.data is part of the package
+        raise ConfigError(f"the data registry ppg_edge.data cannot be imported: {exc}") from exc
+    if not hasattr(data, "load") or not hasattr(data, "load_record"):
+        raise ConfigError("the data registry ppg_edge.data has no load()/load_record() in this install")
+    return data
+
+
+def _load_records(datasets: list[str], ids: list[str] | None, root, progress: bool) -> list:
+    data = _data_module()
+    if not ids:
+        records = []
+        for name in datasets:
+            records.extend(data.load(name, root=root, progress=progress))
+        return records
+    records = []
+    for spec in ids:
+        name, sep, rid = spec.partition("/")
+        if not sep:
+            if len(datasets) != 1:
+                raise ConfigError(
+                    f"record {spec!r} is ambiguous with several data sets; write it as DATASET/{spec}"
+                )
+            name, rid = datasets[0], spec
+        elif name not in datasets:
+            raise ConfigError(f"record {spec!r} names data set {name!r}, which is not among --dataset {datasets}")
+        records.append(data.load_record(name, rid, root=root))
+    return records
+
+
+def run_peaks(args: argparse.Namespace) -> int:
+    from ..evaluate.detectors import get_detector
+    from ..evaluate.harness import DEFAULT_SEED, evaluate_peaks, parse_condition
+
+    detectors = [get_detector(n) for n in (args.detector or ["nk-elgendi"])]
+    conditions = ([] if args.no_clean else ["clean"]) + [parse_condition(n).name for n in args.noise]
+    if not conditions:
+        raise ConfigError("--no-clean without --noise leaves nothing to evaluate")
+    tolerances = args.tolerance_ms or [50.0, 25.0]
+    if any(not t > 0 for t in tolerances):
+        raise ConfigError(f"--tolerance-ms must be positive, got {tolerances}")
+    progress = not getattr(args, "quiet", False)
+
+    records = _load_records(args.dataset, args.records, args.data_root, progress)
+    if not records:
+        raise ConfigError(f"no records loaded from {', '.join(args.dataset)}")
+    result = evaluate_peaks(
+        records,
+        detectors,
+        conditions,
+        tol_s=[t / 1000.0 for t in tolerances],
+        rng_seed=DEFAULT_SEED if args.seed is None else args.seed,
+        progress=progress,
+    )
+    table = result.to_markdown()
+    text = result.to_json()
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+        log.info("wrote %s", args.out)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(table + "\n")
+        log.info("wrote %s", args.markdown)
+    print(text if args.json else table)
+    for ev in result.events:
+        log.warning("%s", ", ".join(f"{k}={v}" for k, v in ev.items()))
+    return 0
