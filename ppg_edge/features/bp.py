@@ -333,8 +333,8 @@ def _apg_waves(apg: np.ndarray, vpg: np.ndarray, i_sys: int) -> dict[str, int]:
     """Indices of the APG a, b, c, d, e waves (Takazawa et al. 1998).
 
     a: the largest APG value before the steepest upstroke; then b, c, d, e are the
-    alternating local minimum, maximum, minimum, maximum that follow. Missing
-    waves are left out.
+    alternating local minimum, maximum, minimum, maximum that follow, each at
+    least 1% of a away from the wave before it. Missing waves are left out.
     """
     waves: dict[str, int] = {}
     if i_sys < 2:
@@ -348,10 +348,13 @@ def _apg_waves(apg: np.ndarray, vpg: np.ndarray, i_sys: int) -> dict[str, int]:
     minima = set(_local_minima(apg).tolist())
     want = [("b", minima), ("c", maxima), ("d", minima), ("e", maxima)]
     k = 0
+    prev = a
     for i in range(a + 1, apg.size - 1):
         name, pool = want[k]
-        if i in pool:
+        # a wave must differ from the previous one by 1% of a (not numerical noise)
+        if i in pool and abs(apg[i] - apg[prev]) >= 0.01 * apg[a]:
             waves[name] = i
+            prev = i
             k += 1
             if k == len(want):
                 break
