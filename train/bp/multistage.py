@@ -152,7 +152,9 @@ class MultiStageBP:
             validation_data=None, verbose: int = 0) -> dict[str, object]:
         """Train stage 1, then 2, then 3. ``y`` is (n, 2) SBP, DBP in mmHg.
 
-        ``epochs`` is one number or one per stage. Returns each stage's history.
+        ``epochs`` is one number or one per stage (0 leaves a stage as initialised:
+        for a later stage, a copy of the previous stage's LSTM). Returns each
+        stage's history (None for a stage with 0 epochs).
         """
         x = _check_seq(x, self.n_steps, self.n_features)
         y = np.asarray(y, dtype=np.float64)
@@ -175,6 +177,10 @@ class MultiStageBP:
             elif stage == "bp":
                 self.lstm3.set_weights(self.lstm2.get_weights())
             model = self._compile_stage(stage)
+            if ep[i] == 0:
+                log.info("multi-stage: stage %d (%s) keeps its initial weights (0 epochs)", i + 1, stage)
+                hist[stage] = None
+                continue
             vd = None if val is None else (val[0], val[1][stage])
             log.info("multi-stage: training stage %d (%s) for %d epochs", i + 1, stage, ep[i])
             hist[stage] = model.fit(x, targets[stage], epochs=ep[i], batch_size=batch_size,
