@@ -219,49 +219,60 @@ def test_multistage_shapes_and_parameter_counts():
 
 @pytest.mark.tf
 def test_multistage_cascade_trains_stage_by_stage_and_passes_outputs(rng):
+    from ppg_edge.train.bp._keras import keras
+
     x, y = feature_sequences(rng)
     m = ms.MultiStageBP(4, 6, lstm_units=8, dense_units=8, learning_rate=5e-3, rng=rng)
-    hist = m.fit(x, y, epochs=(2, 2, 0), batch_size=16)
-    # stage 3 starts from stage 2's trained LSTM (0 epochs: nothing moved it since)
-    for a, b in zip(m.lstm3.get_weights(), m.lstm2.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    # stage 2 starts from stage 1 and then trains away from it
-    assert any(not np.allclose(a, b) for a, b in zip(m.lstm2.get_weights(), m.lstm1.get_weights()))
-    assert hist["class"].history["loss"][-1] < hist["class"].history["loss"][0] + 1e-6
+    seen = {}
 
-    stage1 = [w.copy() for w in m.lstm1.get_weights()]
-    m2 = ms.MultiStageBP(4, 6, lstm_units=8, dense_units=8, learning_rate=5e-3, rng=rng)
-    hist = m2.fit(x, y, epochs=2, batch_size=16)
-    for stage in ("map", "bp"):
+    class Spy(keras().callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen[m.current_stage, "begin"] = [[w.copy() for w in l.get_weights()]
+                                              for l in (m.lstm1, m.lstm2, m.lstm3)]
+
+        def on_train_end(self, logs=None):
+            seen[m.current_stage, "end"] = [[w.copy() for w in l.get_weights()]
+                                            for l in (m.lstm1, m.lstm2, m.lstm3)]
+
+    hist = m.fit(x, y, epochs=2, batch_size=16, callbacks=[Spy()])
+
+    def same(a, b):
+        return all(np.array_equal(u, v) for u, v in zip(a, b))
+
+    # transfer: stage k's LSTM starts as a copy of stage k-1's trained LSTM ...
+    assert same(seen["map", "begin"][1], seen["class", "end"][0])
+    assert same(seen["bp", "begin"][2], seen["map", "end"][1])
+    # ... and then trains away from it, while earlier stages stay frozen
+    assert not same(seen["map", "end"][1], seen["map", "begin"][1])
+    assert not same(seen["bp", "end"][2], seen["bp", "begin"][2])
+    assert same(seen["bp", "end"][0], seen["class", "end"][0])
+    assert same(seen["bp", "end"][1], seen["map", "end"][1])
+    for stage in ("class", "map", "bp"):
         loss = hist[stage].history["loss"]
         assert loss[-1] < loss[0], (stage, loss)
-    assert len(stage1) == 3
-    out = m2.predict(x[:5])
-    assert out["class_probs"].shape == (5, 4) and out["map"].shape == (5,) and out["bp"].shape == (5, 2)
+
+    out = m.predict(x[:8])
+    assert out["class_probs"].shape == (8, 4) and out["map"].shape == (8,) and out["bp"].shape == (8, 2)
     np.testing.assert_allclose(out["class_probs"].sum(axis=1), 1.0, rtol=1e-5)
 
-    # stage 1 is frozen while stages 2 and 3 train: its weights equal what stage 1 left
-    m3 = ms.MultiStageBP(4, 6, lstm_units=8, dense_units=8, learning_rate=5e-3, rng=rng)
-    m3.fit(x, y, epochs=(1, 0, 0), batch_size=16)
-    after_stage1 = [w.copy() for w in m3.lstm1.get_weights()]
-    m3._compile_stage("map").fit(x, m3._targets(y.astype(np.float64))["map"], epochs=1, verbose=0)
-    for a, b in zip(after_stage1, m3.lstm1.get_weights()):
-        np.testing.assert_array_equal(a, b)
-
     # outputs flow forward: changing the class head changes MAP, changing MAP changes SBP/DBP
-    base = m2.predict(x[:8])
-    layer = m2.cascade.get_layer("bp_class")
+    layer = m.cascade.get_layer("bp_class")
     w, b = layer.get_weights()
     layer.set_weights([w * 0.0, b + np.arange(4, dtype=np.float32) * 3.0])
-    moved = m2.predict(x[:8])
-    assert not np.allclose(moved["map"], base["map"])
+    moved = m.predict(x[:8])
+    assert not np.allclose(moved["map"], out["map"])
     layer.set_weights([w, b])
-    map_layer = m2.cascade.get_layer("map")
+    map_layer = m.cascade.get_layer("map")
     mw, mb = map_layer.get_weights()
     map_layer.set_weights([mw, mb + 50.0])
-    moved = m2.predict(x[:8])
-    np.testing.assert_allclose(moved["class_probs"], base["class_probs"], rtol=1e-5)
-    assert not np.allclose(moved["bp"], base["bp"])
+    moved = m.predict(x[:8])
+    np.testing.assert_allclose(moved["class_probs"], out["class_probs"], rtol=1e-5)
+    assert not np.allclose(moved["bp"], out["bp"])
+
+    # a stage with 0 epochs keeps the copy it started from
+    m0 = ms.MultiStageBP(4, 6, lstm_units=8, dense_units=8, rng=rng)
+    assert m0.fit(x, y, epochs=(1, 0, 0), batch_size=32)["bp"] is None
+    assert same(m0.lstm3.get_weights(), m0.lstm1.get_weights())
 
 
 @pytest.mark.tf

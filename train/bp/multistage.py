@@ -95,6 +95,7 @@ class MultiStageBP:
         self.learning_rate = float(learning_rate)
         self.rng = rng
         self.cascade = None
+        self.current_stage: str | None = None
         self.stage_models: dict[str, object] = {}
 
     def build(self, feature_mean=None, feature_var=None, map_mean=None, bp_mean=None):
@@ -149,12 +150,14 @@ class MultiStageBP:
         return model
 
     def fit(self, x, y, *, epochs=(30, 30, 30), batch_size: int = 32,
-            validation_data=None, verbose: int = 0) -> dict[str, object]:
+            validation_data=None, callbacks=None, verbose: int = 0) -> dict[str, object]:
         """Train stage 1, then 2, then 3. ``y`` is (n, 2) SBP, DBP in mmHg.
 
         ``epochs`` is one number or one per stage (0 leaves a stage as initialised:
         for a later stage, a copy of the previous stage's LSTM). Returns each
-        stage's history (None for a stage with 0 epochs).
+        stage's history (None for a stage with 0 epochs). ``callbacks`` (Keras
+        callbacks) go to every stage's ``fit``; ``self.current_stage`` names the
+        stage being trained.
         """
         x = _check_seq(x, self.n_steps, self.n_features)
         y = np.asarray(y, dtype=np.float64)
@@ -177,6 +180,7 @@ class MultiStageBP:
             elif stage == "bp":
                 self.lstm3.set_weights(self.lstm2.get_weights())
             model = self._compile_stage(stage)
+            self.current_stage = stage
             if ep[i] == 0:
                 log.info("multi-stage: stage %d (%s) keeps its initial weights (0 epochs)", i + 1, stage)
                 hist[stage] = None
@@ -184,7 +188,7 @@ class MultiStageBP:
             vd = None if val is None else (val[0], val[1][stage])
             log.info("multi-stage: training stage %d (%s) for %d epochs", i + 1, stage, ep[i])
             hist[stage] = model.fit(x, targets[stage], epochs=ep[i], batch_size=batch_size,
-                                    validation_data=vd, verbose=verbose)
+                                    validation_data=vd, callbacks=callbacks, verbose=verbose)
         return hist
 
     @staticmethod
