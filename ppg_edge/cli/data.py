@@ -32,6 +32,22 @@ def register(subparsers) -> None:
     pf.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds (default 30)")
     pf.set_defaults(func=cmd_fetch)
 
+    ps = sub.add_parser("splits", help="check (default) or rebuild the committed subject-wise splits")
+    ps.add_argument("--write", action="store_true",
+                    help="rebuild the split files from the data root and write them")
+    ps.add_argument("--out", metavar="DIR", default=None, help="where --write puts them (default: the package)")
+    ps.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ps.add_argument("--data-root", metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    ps.set_defaults(func=cmd_splits)
+
+    pb = sub.add_parser("check-beats",
+                        help="BIDMC: agreement of the ECG-derived PPG beat rate with the monitor's PULSE")
+    pb.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    pb.add_argument("--max-mad-bpm", type=float, default=2.0,
+                    help="bound on the per-record median absolute difference (default 2 bpm)")
+    pb.add_argument("--data-root", metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    pb.set_defaults(func=cmd_check_beats)
+
 
 def _fmt_duration(seconds: float) -> str:
     s = int(round(seconds))
@@ -122,3 +138,56 @@ def cmd_fetch(args) -> int:
     out = fetch.fetch(args.name, args.dest, timeout=args.timeout, progress=True)
     print(f"fetched {args.name} into {out}")
     return 0
+
+
+def cmd_splits(args) -> int:
+    """Check every committed split (no subject in two parts) and that the data still matches it."""
+    from pathlib import Path
+
+    from .. import config
+    from ..data import splits
+
+    root = config.data_root(args.data_root)
+    if args.write:
+        out = Path(args.out) if args.out else splits.SPLITS_DIR
+        for path in splits.write_committed_splits(root, out):
+            print(f"wrote {path}")
+        return 0
+    rebuilt = splits.build_committed_splits(root)
+    rows, stale = [], 0
+    for name, doc in sorted(rebuilt.items()):
+        committed = splits.load_split(name)  # raises SplitError on any overlap
+        same = splits.dumps(committed) == splits.dumps(doc)
+        stale += not same
+        parts = splits._parts_of(committed)
+        rows.append({"split": name, "method": committed.get("method"),
+                     "parts": {k: len(v) for k, v in parts.items()},
+                     "subjects": sum(len(v) for v in parts.values()),
+                     "matches_data": same})
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for r in rows:
+            sizes = ", ".join(f"{k} {v}" for k, v in r["parts"].items())
+            print(f"{r['split']:<16} {r['subjects']:>4} subjects  {sizes}  "
+                  f"{'ok' if r['matches_data'] else 'STALE: rebuild with --write'}")
+    return 1 if stale else 0
+
+
+def cmd_check_beats(args) -> int:
+    """BIDMC: per-record median |derived beat rate - PULSE|; exit 1 if any record misses the bound."""
+    from .. import config
+    from ..data import bidmc
+
+    folder = config.data_root(args.data_root) / bidmc.FOLDER
+    rows = bidmc.agreement_table(folder)
+    bad = [r["record_id"] for r in rows if not r["median_abs_diff_bpm"] <= args.max_mad_bpm]
+    if args.json:
+        json.dump({"bound_bpm": args.max_mad_bpm, "records": rows, "over_bound": bad},
+                  sys.stdout, indent=2, default=float)
+        sys.stdout.write("\n")
+    else:
+        print(bidmc.format_table(rows))
+        print(f"bound {args.max_mad_bpm} bpm: " + ("all records within" if not bad else f"over: {', '.join(bad)}"))
+    return 1 if bad else 0

@@ -294,3 +294,13 @@ register_detector("nk-msptdfastv1", _nk_factory("msptdfastv1"),
                   "NeuroKit2 MSPTDfast v1 (Charlton 2024), 8 s windows")
 register_detector("nk-msptdfastv2", _nk_factory("msptdfastv2"),
                   "NeuroKit2 MSPTDfast v2 (Charlton 2025), 6 s windows")
+
+
+def _dwt_baseline_factory() -> DetectFn:
+    from ppg_edge.train.peaks.dwt_baseline import detect
+
+    return detect
+
+
+register_detector("dwt-baseline", _dwt_baseline_factory,
+                  "classic db4 level-4 DWT detector of Georgieva-Tsaneva 2025 (0.3-2 s, 50% of mean amplitude)")
