@@ -25,6 +25,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "boards",
     "flash",
     "evaluate",
+    "demo",
 )
 
 
