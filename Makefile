@@ -8,12 +8,13 @@ STAMP  := $(VENV)/.installed
 # pytest workers; the reference machine has 2 cores.
 JOBS   ?= 2
 
-.PHONY: demo test lint env clean help
+.PHONY: demo test lint env clean help results
 
 help:
 	@echo "make demo   - set up .venv and run the main job on the real data"
 	@echo "make test   - set up .venv and run the whole test suite"
 	@echo "make env    - only set up .venv (training + edge + dev extras)"
+	@echo "make results - regenerate the figures in README.md (docs/results/)"
 	@echo "make clean  - remove .venv and build leftovers"
 
 $(STAMP): pyproject.toml setup.py
@@ -29,6 +30,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) --durations=15
+
+# The figures in README.md, regenerated from the data (minutes on 2 cores).
+RESULTS := docs/results
+results: $(STAMP)
+	$(BIN)/ppg-edge -q evaluate peaks --dataset capnobase \
+	    --detector nk-elgendi --detector nk-msptdfastv1 --detector nk-msptdfastv2 \
+	    --noise gaussian:10 --noise gaussian:5 --noise gaussian:0 \
+	    --summary --out $(RESULTS)/capnobase-peers.json --markdown $(RESULTS)/capnobase-peers.md
+	$(BIN)/ppg-edge -q data check-beats --json > $(RESULTS)/bidmc-beats.json || true
+	$(BIN)/ppg-edge -q data info --json > $(RESULTS)/data-info.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -6,6 +6,7 @@ added beside it with its own ``_register_<name>``).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -59,6 +60,9 @@ def _register_peaks(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
     p.add_argument("--out", type=Path, metavar="FILE", help="write the full JSON result here")
     p.add_argument("--markdown", type=Path, metavar="FILE", help="write the Markdown table here")
+    p.add_argument("--summary", action="store_true",
+                   help="leave the per-record rows out of --out (pooled rows, runtime, events and "
+                        "the command line only)")
     p.add_argument("--data-root", metavar="DIR", help="data root (default: PPG_EDGE_DATA, ../shared/data)")
     p.set_defaults(func=run_peaks)
 
@@ -122,8 +126,13 @@ def run_peaks(args: argparse.Namespace) -> int:
     table = result.to_markdown()
     text = result.to_json()
     if args.out:
+        doc = json.loads(text)
+        doc["command"] = _command_line(args)
+        doc["machine"] = _machine()
+        if args.summary:
+            doc.pop("rows", None)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+        args.out.write_text(json.dumps(doc, indent=1) + "\n")
         log.info("wrote %s", args.out)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
@@ -133,3 +142,30 @@ def run_peaks(args: argparse.Namespace) -> int:
     for ev in result.events:
         log.warning("%s", ", ".join(f"{k}={v}" for k, v in ev.items()))
     return 0
+
+
+def _command_line(args) -> str:
+    """The options that produced a result, as a command anyone can rerun."""
+    parts = ["ppg-edge evaluate peaks"]
+    parts += [f"--dataset {d}" for d in args.dataset]
+    parts += [f"--detector {d}" for d in (args.detector or [])]
+    parts += [f"--noise {n}" for n in (args.noise or [])]
+    if args.no_clean:
+        parts.append("--no-clean")
+    if args.records:
+        parts.append("--records " + " ".join(args.records))
+    parts += [f"--tolerance-ms {t:g}" for t in (args.tolerance_ms or [])]
+    if args.seed is not None:
+        parts.append(f"--seed {args.seed}")
+    return " ".join(parts)
+
+
+def _machine() -> dict:
+    """Where a result was measured: reported beside every figure."""
+    import os
+    import platform
+
+    from .. import __version__
+
+    return {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "python": platform.python_version(), "ppg_edge": __version__}
