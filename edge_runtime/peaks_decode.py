@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ppg_edge.errors import ConfigError, DataError
+from ppg_edge.metrics.peaks import match_peaks as _match
 
 log = logging.getLogger(__name__)
 
@@ -184,25 +185,13 @@ def stitch_windows(window_probs, hop: int, length: int | None = None) -> np.ndar
 
 
 def match_peaks(reference, detected, tolerance: int) -> tuple[int, int, int]:
-    """One-to-one matching within ``tolerance`` samples, closest pairs first.
+    """One-to-one matching within ``tolerance`` samples (``ppg_edge.metrics.peaks``).
 
     Returns ``(true_positives, false_positives, false_negatives)``.
     """
-    ref = np.sort(np.asarray(reference, dtype=np.int64))
-    det = np.sort(np.asarray(detected, dtype=np.int64))
-    pairs = []
-    for j, d in enumerate(det):
-        lo = np.searchsorted(ref, d - tolerance)
-        hi = np.searchsorted(ref, d + tolerance, side="right")
-        pairs.extend((abs(int(ref[i]) - int(d)), i, j) for i in range(lo, hi))
-    pairs.sort()
-    used_r, used_d = set(), set()
-    for _, i, j in pairs:
-        if i not in used_r and j not in used_d:
-            used_r.add(i)
-            used_d.add(j)
-    tp = len(used_r)
-    return tp, det.size - tp, ref.size - tp
+    m = _match(np.sort(np.asarray(reference, dtype=np.int64)),
+               np.sort(np.asarray(detected, dtype=np.int64)), fs=1.0, tol_s=float(tolerance))
+    return m.tp, m.fp, m.fn
 
 
 def f1_from_counts(tp: int, fp: int, fn: int) -> float:
