@@ -185,6 +185,26 @@ class Harness:
     def identify(self) -> dict[str, str]:
         return dict(self.link.command(encode_command("name"), retry=True).one("m-name").fields)
 
+    def wait_ready(self, within_s: float = 20.0, poll_s: float = 1.0) -> dict[str, str]:
+        """Identify, retrying every ``poll_s`` until the DUT answers (it may still be starting)."""
+        from .link import LinkClosed
+
+        deadline = self.link.clock() + within_s
+        saved = self.link.timeout_s
+        self.link.timeout_s = poll_s
+        try:
+            while True:
+                try:
+                    return dict(self.link.command(encode_command("name")).one("m-name").fields)
+                except LinkClosed:
+                    raise
+                except HardwareError as exc:
+                    if self.link.clock() >= deadline:
+                        raise HardwareError(f"DUT on {self.link.name} not ready within {within_s:g} s: "
+                                            f"{exc}") from None
+        finally:
+            self.link.timeout_s = saved
+
     def configure(self, **settings: object) -> dict[str, str]:
         reply = self.link.command(encode_command("cfg", **settings), retry=True)
         self.settings = dict(reply.one("m-cfg").fields)
@@ -300,6 +320,7 @@ def summarize(runs: Sequence[InferRun], energies: Sequence[Sequence[dict[str, An
     out["latency_us"] = {
         scope: {stat: med(["latency_us", scope, stat]) for stat in ("p50", "p95", "p99", "max", "mean")}
         for scope in ("per_sample", "per_window")}
+    out["latency_samples_us"] = [v for r in runs for v in r.per_sample_latency_us()]
     out["throughput_samples_per_s"] = med(["throughput_samples_per_s"])
     out["cpu_share"] = med(["cpu_share"])
     out["dut_peak_memory_kb"] = max((r.maxrss_kb for r in runs), default=None)
