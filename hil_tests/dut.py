@@ -62,12 +62,14 @@ class DUT:
         self._upload: dict[str, Any] | None = None
         self.commands = 0
         self.errors = 0
+        self._stop: threading.Event | None = None
 
     # ------------------------------------------------------------------ loop
 
     def serve(self, stop: threading.Event | None = None) -> int:
         """Answer commands until the link closes or ``stop`` is set; return commands handled."""
         reader = LineReader(self.port, MAX_LINE_BYTES)
+        self._stop = stop
         log.info("DUT %s (%s) serving %s on %s", self.name, self.board, self.pipeline.name,
                  getattr(self.port, "port", None) or self.port)
         while stop is None or not stop.is_set():
@@ -197,6 +199,8 @@ class DUT:
         cpu0 = time.process_time_ns()
         t_start = self.clock_us()
         for i in range(n):
+            if self._stop is not None and self._stop.is_set():
+                raise ProtocolError("internal", f"infer: DUT stopping, abandoned after {i} windows")
             lat: list[int] = []
             results = []
             lost_before = int(getattr(self.pipeline, "lost_samples", 0))

@@ -170,11 +170,10 @@ class Link:
 
     def _exchange(self, line: bytes, text: str, idle_s: float, total_s: float | None,
                   on_line: Callable[[ReplyLine], None] | None) -> Reply:
-        reply = Reply(text)
         try:
             reset = getattr(self.port, "reset_input_buffer", None)
             if reset is not None:
-                reset()
+                reset()                      # drop stale output of an earlier, abandoned command
             self.port.write(line)
             flush = getattr(self.port, "flush", None)
             if flush is not None:
@@ -183,6 +182,14 @@ class Link:
             if _is_link_error(exc):
                 raise LinkClosed(f"link {self.name} dropped while sending {text!r}: {exc}") from exc
             raise
+        return self.read_reply(text, idle_s=idle_s, total_s=total_s, on_line=on_line)
+
+    def read_reply(self, text: str = "(pending reply)", *, idle_s: float | None = None,
+                   total_s: float | None = None,
+                   on_line: Callable[[ReplyLine], None] | None = None) -> Reply:
+        """Collect reply lines up to ``m-ready`` without sending anything."""
+        idle_s = self.timeout_s if idle_s is None else idle_s
+        reply = Reply(text)
         start = last_seen = self.clock()
         error: ReplyLine | None = None
         while True:
