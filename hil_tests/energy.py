@@ -94,6 +94,7 @@ class _INA:
     CAL_NUMERATOR = 0.0
     POWER_LSB_FACTOR = 0
     SHUNT_LSB_V = 0.0
+    CAL_MAX = 0x7FFF
 
     def __init__(self, bus: Any, address: int = 0x40, *, shunt_ohm: float = 0.1,
                  max_current_a: float = 2.0, bus_number: int | None = None):
@@ -114,7 +115,7 @@ class _INA:
 
     def _cal_register(self, lsb: float) -> int:
         cal = int(self.CAL_NUMERATOR / (lsb * self.shunt_ohm))
-        if not 1 <= cal <= 0x7FFF:
+        if not 1 <= cal <= self.CAL_MAX:
             raise ConfigError(f"{self.where}: calibration {cal} out of range for shunt {self.shunt_ohm} ohm "
                               f"and {self.max_current_a} A; choose another shunt or range")
         return cal
@@ -159,6 +160,7 @@ class INA219(_INA):
     CAL_NUMERATOR = 0.04096
     POWER_LSB_FACTOR = 20
     SHUNT_LSB_V = 10e-6
+    CAL_MAX = 0xFFFE                  # CAL field is bits 15:1
     BUS_LSB_V = 4e-3
     PGA_RANGES_V = (0.04, 0.08, 0.16, 0.32)
 
