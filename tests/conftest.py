@@ -14,6 +14,9 @@ import pytest
 from ppg_edge import config
 from ppg_edge.errors import DataNotFoundError
 
+# --board/--port/--suite options, hardware fixtures (skip without a hardware map).
+pytest_plugins = ["ppg_edge.hil_tests.pytest_plugin"]
+
 
 def _require_data() -> bool:
     return bool(os.environ.get("PPG_EDGE_REQUIRE_DATA") or os.environ.get("CI"))

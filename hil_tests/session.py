@@ -1,0 +1,170 @@
+"""Session folders: every HIL run leaves ``runs/<timestamp>-<board>-<suite>/``.
+
+Contents: ``log.txt`` (the ``ppg_edge`` log of the run), ``results.json``
+(the harness's results dict) and ``report.md`` with two PNG plots
+(``latency_hist.png``, ``energy_per_sample.png``). Plots use matplotlib
+(host side only, imported when the report is written, Agg backend).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from ppg_edge.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _slug(text: str) -> str:
+    return _SAFE.sub("-", text).strip("-") or "none"
+
+
+class Session:
+    """One run's folder; use as a context manager to capture the log into ``log.txt``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._handler: logging.Handler | None = None
+
+    @classmethod
+    def create(cls, root: str | Path, board: str, suite: str,
+               now: _dt.datetime | None = None) -> "Session":
+        now = now or _dt.datetime.now()
+        base = f"{now:%Y%m%d-%H%M%S}-{_slug(board)}-{_slug(suite)}"
+        root = Path(root)
+        path = root / base
+        k = 1
+        while path.exists():                     # two runs in one second
+            k += 1
+            path = root / f"{base}-{k}"
+        try:
+            path.mkdir(parents=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create session folder {path}: {exc}") from None
+        return cls(path)
+
+    def __enter__(self) -> "Session":
+        self._handler = logging.FileHandler(self.path / "log.txt", encoding="utf-8")
+        self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self._handler.setLevel(logging.DEBUG)
+        logger = logging.getLogger("ppg_edge")
+        self._old_level = logger.level
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+        logger.addHandler(self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handler is not None:
+            logger = logging.getLogger("ppg_edge")
+            logger.removeHandler(self._handler)
+            logger.setLevel(self._old_level)
+            self._handler.close()
+            self._handler = None
+
+    def write(self, results: dict[str, Any]) -> Path:
+        """Write ``results.json``, the plots and ``report.md``; return the folder."""
+        (self.path / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable) + "\n")
+        plots = write_plots(results, self.path)
+        (self.path / "report.md").write_text(render_report(results, plots))
+        log.info("session written to %s", self.path)
+        return self.path
+
+
+def _jsonable(v: Any) -> Any:
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    return str(v)
+
+
+def write_plots(results: dict[str, Any], folder: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names: list[str] = []
+    lat = results.get("latency_samples_us") or []
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if lat:
+        ax.hist(lat, bins=min(50, max(5, int(math.sqrt(len(lat))))), color="#3b6ea5")
+        ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "no latency samples", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("latency per sample (µs, DUT clock)")
+    ax.set_ylabel("count")
+    ax.set_title(f"{results.get('board')} / {results.get('suite')}: per-sample latency")
+    fig.tight_layout()
+    fig.savefig(folder / "latency_hist.png", dpi=100)
+    plt.close(fig)
+    names.append("latency_hist.png")
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    series = {}
+    for loop in results.get("per_loop", []):
+        for e in loop.get("energy", []):
+            if e.get("joules_per_sample") is not None:
+                series.setdefault(e["source"], []).append(e["joules_per_sample"] * 1e6)
+    for src, vals in series.items():
+        ax.plot(range(1, len(vals) + 1), vals, marker="o", label=src)
+    if series:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no energy figures", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("loop")
+    ax.set_ylabel("energy per sample (µJ)")
+    ax.set_title("energy per sample (see report for measured vs modelled)")
+    fig.tight_layout()
+    fig.savefig(folder / "energy_per_sample.png", dpi=100)
+    plt.close(fig)
+    names.append("energy_per_sample.png")
+    return names
+
+
+def _fmt(v: Any, spec: str = ".1f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def render_report(results: dict[str, Any], plots: list[str]) -> str:
+    dut = results.get("dut") or {}
+    lines = [f"# HIL run: {results.get('board')} / {results.get('suite')}", "",
+             f"- status: **{results.get('status')}**" + (f" ({results['error']})" if results.get("error") else ""),
+             f"- DUT: {dut.get('name', '-')} on {dut.get('board', '-')}, pipeline {dut.get('pipeline', '-')}, "
+             f"ppg-edge {dut.get('ppg_edge', '-')}, Python {dut.get('python', '-')}",
+             f"- stimulus: {results.get('stimulus', {}).get('id')} "
+             f"({results.get('stimulus', {}).get('samples')} samples, crc {results.get('stimulus', {}).get('crc')})",
+             f"- {results.get('windows')} windows after {results.get('warmups')} warm-ups, "
+             f"{results.get('loops_completed')}/{results.get('loops')} loops; figures are medians over loops", "",
+             "| latency (µs, DUT clock) | p50 | p95 | p99 | max |", "|---|---|---|---|---|"]
+    for scope in ("per_sample", "per_window"):
+        s = (results.get("latency_us") or {}).get(scope, {})
+        lines.append(f"| {scope.replace('_', ' ')} | {_fmt(s.get('p50'))} | {_fmt(s.get('p95'))} | "
+                     f"{_fmt(s.get('p99'))} | {_fmt(s.get('max'))} |")
+    lines += ["", f"- throughput: {_fmt(results.get('throughput_samples_per_s'), '.0f')} samples/s",
+              f"- CPU share: {_fmt(results.get('cpu_share'), '.2f')}",
+              f"- DUT peak memory: {results.get('dut_peak_memory_kb')} KiB (ru_maxrss)",
+              f"- lost samples: {results.get('lost_samples')}", "", "## Energy per sample", ""]
+    energy = results.get("energy_per_sample") or []
+    if not energy:
+        lines.append("No energy figures (no meter and no board file).")
+    for e in energy:
+        lines.append(f"- {_fmt(e.get('joules_per_sample') and e['joules_per_sample'] * 1e6, '.3f')} µJ/sample "
+                     f"— {e['method']}")
+    acc = results.get("accuracy")
+    lines += ["", "## Accuracy", ""]
+    if acc:
+        lines.append(f"- sensitivity {_fmt(acc.get('sensitivity'), '.3f')}, PPV {_fmt(acc.get('ppv'), '.3f')}, "
+                     f"F1 {_fmt(acc.get('f1'), '.3f')} (tolerance {acc.get('tolerance_s')} s, {acc.get('reference')})")
+    else:
+        lines.append("No reference annotations for this stimulus.")
+    events = results.get("events") or []
+    lines += ["", "## Events", ""] + ([f"- {e['kind']}: {e['message']}" for e in events] or ["None."])
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
