@@ -547,9 +547,10 @@ def monitor_rate(peaks: np.ndarray, fs: float, times_s: np.ndarray, average_s: f
     (instructions for use, SpO2 chapter and specifications) describes it as an
     average over a configurable averaging time shared with SpO2, settings of
     the order of 5-20 s. The default 10 s was chosen with the ECG, not the PPG
-    peaks: over the 8 BIDMC records the summed median |R-peak rate - PULSE|
-    was lowest for 10 s among trailing 5/10/15/20 s and 8/12/16-beat averages
-    (see :func:`rate_agreement`).
+    peaks: over the 8 BIDMC records the summed per-record median
+    |R-peak rate - PULSE| (lag fitted per record) was 8.22 bpm for 10 s, against
+    10.25 / 8.72 / 9.24 for 5 / 15 / 20 s and 9.33 / 8.29 / 8.23 for averages
+    over the last 8 / 12 / 16 beats.
     """
     t_peaks = np.asarray(peaks, dtype=float) / fs
     times_s = np.asarray(times_s, dtype=float)
