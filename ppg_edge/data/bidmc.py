@@ -617,7 +617,7 @@ def rate_agreement(record: Record, window_s: float = 10.0, lag_s: int | None = N
     ``p90_abs_diff_bpm``, ``n_compared``, ``monitor_lag_s``,
     ``ecg_median_abs_diff_bpm`` (the same figure for the ECG R peaks: how well
     the monitor numeric can be matched at all), ``n_beats``, ``n_r_peaks``,
-    ``dropped_beats`` (and by reason), ``lag_ms_median``/``lag_ms_iqr`` (R peak
+    ``dropped_beats`` (and by reason), ``weak_beats`` (weak pulses accepted), ``lag_ms_median``/``lag_ms_iqr`` (R peak
     to PPG peak per beat: pulse arrival time plus the monitor's PLETH delay) and
     ``pulse_median_bpm``.
     """
@@ -651,6 +651,7 @@ def rate_agreement(record: Record, window_s: float = 10.0, lag_s: int | None = N
         "n_beats": int(record.peaks.size),
         "n_r_peaks": deriv.get("n_r_peaks"),
         "dropped_beats": deriv.get("n_dropped"),
+        "weak_beats": deriv.get("n_weak", 0),
         "dropped_by_reason": dict(deriv.get("dropped", {})),
         "lag_ms_median": deriv.get("beat_lag_ms_median"),
         "lag_ms_iqr": deriv.get("beat_lag_ms_iqr"),
@@ -671,12 +672,13 @@ def agreement_table(folder: Path, window_s: float = 10.0) -> list[dict[str, Any]
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A plain-text table of :func:`agreement_table` rows."""
-    head = (f"{'record':<10} {'beats':>5} {'R':>5} {'drop':>4} {'lag_ms':>7} {'lagIQR':>6} {'pulse':>6} "
+    head = (f"{'record':<10} {'beats':>5} {'R':>5} {'drop':>4} {'weak':>4} {'lag_ms':>7} {'lagIQR':>6} {'pulse':>6} "
             f"{'mon_lag':>7} {'MAD_bpm':>7} {'p90':>5} {'ECG_MAD':>7} {'n':>4}")
     lines = [head]
     for r in rows:
         lines.append(
             f"{r['record_id']:<10} {r['n_beats']:>5} {r['n_r_peaks']:>5} {r['dropped_beats']:>4} "
+            f"{r.get('weak_beats', 0):>4} "
             f"{r['lag_ms_median']:>7.0f} {r['lag_ms_iqr']:>6.0f} {r['pulse_median_bpm']:>6.1f} "
             f"{r['monitor_lag_s']:>7} {r['median_abs_diff_bpm']:>7.2f} {r['p90_abs_diff_bpm']:>5.2f} "
             f"{r['ecg_median_abs_diff_bpm']:>7.2f} {r['n_compared']:>4}"
