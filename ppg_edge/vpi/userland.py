@@ -125,17 +125,18 @@ class PipSettings:
         for loc in [self.index_url or "", *self.extra_index_urls, *self.find_links]:
             path = loc[len("file://"):] if loc.startswith("file://") else loc if loc.startswith("/") else ""
             if path and Path(path).is_dir():
-                out.append(Path(path))
+                # A local PEP 503 index (".../simple") links to files beside it: mount the parent.
+                p = Path(path).resolve()
+                mount = p.parent if p.name == "simple" else p
+                if mount not in out:
+                    out.append(mount)
         return out
 
     def env(self) -> dict[str, str]:
         """``PIP_*`` variables carrying these settings (only locations that exist or are remote)."""
-        keep = {str(p) for p in self.local_dirs()}
-
         def ok(loc: str) -> bool:
-            if loc.startswith("file://"):
-                return loc[len("file://"):] in keep
-            return not loc.startswith("/") or loc in keep
+            path = loc[len("file://"):] if loc.startswith("file://") else loc if loc.startswith("/") else ""
+            return not path or Path(path).is_dir()
 
         env = {}
         if self.index_url and ok(self.index_url):
