@@ -23,6 +23,7 @@ log = logging.getLogger("ppg_edge")
 SUBCOMMANDS: tuple[str, ...] = (
     "boards",
     "flash",
+    "vpi", "deploy",
 )
 
 
