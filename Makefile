@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # pytest workers; the reference machine has 2 cores.
 JOBS   ?= 2
 
-.PHONY: demo test lint env clean help results
+.PHONY: demo test lint env clean help results system-deps
 
 help:
 	@echo "make demo   - set up .venv and run the main job on the real data"
@@ -16,6 +16,19 @@ help:
 	@echo "make env    - only set up .venv (training + edge + dev extras)"
 	@echo "make results - regenerate the figures in README.md (docs/results/)"
 	@echo "make clean  - remove .venv and build leftovers"
+
+# Debian packages for the virtual arm64 Pi (qemu user mode) and deploys over ssh/rsync.
+# Installed when missing and we are root; otherwise the virtual-Pi tests skip with the reason.
+SYSTEM_PACKAGES := qemu-user-static binfmt-support openssh-client rsync
+
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        echo "installing system packages:$$missing"; \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    else echo "note: missing system packages:$$missing (virtual-Pi tests will skip)"; fi; \
+	fi
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +41,7 @@ env: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/ppg-edge demo
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -n $(JOBS) --durations=15
 
 # The figures in README.md, regenerated from the data (minutes on 2 cores).

@@ -27,6 +27,8 @@ SUBCOMMANDS: tuple[str, ...] = (
     "evaluate",
     "demo",
     "hil",
+    "deploy",
+    "vpi",
 )
 
 

@@ -1,0 +1,189 @@
+"""The deploy bundle: everything one release needs on the device, with a hash of every file.
+
+Layout (the folder is pushed as is into ``/opt/ppg-edge/releases/<release>/``)::
+
+    MANIFEST.json      release name, board, version, time, sha256 of every other file
+    SHA256SUMS         the same hashes in ``sha256sum --check`` format
+    wheels/            the project wheel (+ any extra wheels given)
+    models/            *.tflite, each with its *.json manifest
+    board/<id>.toml    the board file
+    systemd/ppg-edge.service
+
+Standard library only.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ppg_edge.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+RELEASE_RE = re.compile(r"^(?P<version>[A-Za-z0-9.+_]+)-(?P<stamp>\d{8}T\d{6}Z)$")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def release_name(version: str, now: float | None = None) -> str:
+    """``<version>-<UTC YYYYmmddTHHMMSSZ>``; sortable by its time stamp."""
+    safe = re.sub(r"[^A-Za-z0-9.+_]", "_", version)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+    return f"{safe}-{stamp}"
+
+
+def release_sort_key(name: str) -> tuple[str, str]:
+    m = RELEASE_RE.match(name)
+    return (m.group("stamp"), name) if m else ("", name)
+
+
+def systemd_unit(board_id: str, *, root: str = "/opt/ppg-edge", user: str = "pi") -> str:
+    """``ppg-edge.service``: the runtime as an unprivileged user in groups i2c and dialout."""
+    return "\n".join([
+        "[Unit]",
+        f"Description=ppg-edge streaming PPG runtime ({board_id})",
+        "After=network.target",
+        "",
+        "[Service]",
+        "Type=simple",
+        f"User={user}",
+        f"Group={user}",
+        "SupplementaryGroups=i2c dialout",
+        f"WorkingDirectory={root}/current",
+        f"ExecStart={root}/current/venv/bin/ppg-edge run --board {board_id} --source max30102",
+        "Restart=on-failure",
+        "RestartSec=5",
+        "NoNewPrivileges=yes",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ])
+
+
+def build_wheel(out_dir: Path, project_dir: Path | None = None) -> Path:
+    """``pip wheel --no-deps`` of the project (no build isolation: uses this environment's setuptools)."""
+    from ppg_edge.config import REPO_ROOT
+
+    project_dir = Path(project_dir or REPO_ROOT)
+    if not (project_dir / "pyproject.toml").is_file():
+        raise ConfigError(f"{project_dir}: no pyproject.toml; pass --wheel with a built ppg_edge wheel")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+           "-w", str(out_dir), str(project_dir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ConfigError(f"building the ppg_edge wheel failed: {proc.stderr.strip()[-600:]}")
+    wheels = sorted(out_dir.glob("ppg_edge-*.whl"))
+    if not wheels:
+        raise ConfigError(f"pip wheel wrote no ppg_edge-*.whl into {out_dir}")
+    return wheels[-1]
+
+
+def wheel_version(wheel: Path) -> str:
+    parts = wheel.name.split("-")
+    if len(parts) < 5 or parts[0] != "ppg_edge" or not wheel.name.endswith(".whl"):
+        raise ConfigError(f"{wheel}: not a ppg_edge wheel (ppg_edge-VERSION-py3-none-any.whl)")
+    return parts[1]
+
+
+def check_models(models_dir: Path) -> list[tuple[Path, Path]]:
+    """Every ``*.tflite`` with its ``*.json`` manifest; a manifest ``sha256`` must match the file."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        raise ConfigError(f"--models {models_dir}: not a folder")
+    pairs = []
+    for model in sorted(models_dir.glob("*.tflite")):
+        manifest = model.with_suffix(".json")
+        if not manifest.is_file():
+            raise ModelError(f"{model}: no manifest {manifest.name} beside it")
+        try:
+            meta = json.loads(manifest.read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{manifest}: not valid JSON ({exc})") from None
+        if not isinstance(meta, dict):
+            raise ModelError(f"{manifest}: expected a JSON object")
+        want = meta.get("sha256")
+        if want is not None and want != sha256_file(model):
+            raise ModelError(f"{model}: sha256 differs from its manifest {manifest.name} (tampered or stale)")
+        pairs.append((model, manifest))
+    stray = sorted(set(models_dir.glob("*.json")) - {m for _, m in pairs})
+    if stray:
+        log.warning("model manifests without a .tflite ignored: %s", ", ".join(p.name for p in stray))
+    return pairs
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    release: str
+    version: str
+    board: str
+    wheel: str
+
+    @property
+    def manifest(self) -> dict:
+        return json.loads((self.path / "MANIFEST.json").read_text())
+
+
+def build_bundle(out_dir: Path, board, *, wheel: Path | None = None, models_dir: Path | None = None,
+                 extra_wheels: Sequence[Path] = (), root: str = "/opt/ppg-edge", user: str = "pi",
+                 now: float | None = None) -> Bundle:
+    """Assemble the bundle folder ``out_dir`` (created; must not exist or be empty)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ConfigError(f"{out_dir}: bundle folder exists and is not empty")
+    (out_dir / "wheels").mkdir(parents=True, exist_ok=True)
+    if wheel is None:
+        wheel = build_wheel(out_dir / "wheels")
+    else:
+        wheel = Path(wheel)
+        if not wheel.is_file():
+            raise ConfigError(f"--wheel {wheel}: no such file")
+        shutil.copy2(wheel, out_dir / "wheels" / wheel.name)
+    version = wheel_version(wheel)
+    for extra in extra_wheels:
+        if not Path(extra).is_file():
+            raise ConfigError(f"extra wheel {extra}: no such file")
+        shutil.copy2(extra, out_dir / "wheels" / Path(extra).name)
+    (out_dir / "models").mkdir()
+    if models_dir is not None:
+        for model, manifest in check_models(Path(models_dir)):
+            shutil.copy2(model, out_dir / "models" / model.name)
+            shutil.copy2(manifest, out_dir / "models" / manifest.name)
+    (out_dir / "board").mkdir()
+    if not board.path:
+        raise ConfigError(f"board {board.identifier}: no board file path")
+    shutil.copy2(board.path, out_dir / "board" / f"{board.identifier}.toml")
+    (out_dir / "systemd").mkdir()
+    (out_dir / "systemd" / "ppg-edge.service").write_text(systemd_unit(board.identifier, root=root, user=user))
+
+    files = {}
+    for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
+        rel = path.relative_to(out_dir).as_posix()
+        files[rel] = sha256_file(path)
+    release = release_name(version, now)
+    manifest = {"format": FORMAT, "release": release, "version": version, "board": board.identifier,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+                "wheel": f"wheels/{wheel.name}", "files": files}
+    (out_dir / "MANIFEST.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    (out_dir / "SHA256SUMS").write_text("".join(f"{h}  {rel}\n" for rel, h in files.items()))
+    log.info("bundle %s: %d files in %s", release, len(files), out_dir)
+    return Bundle(path=out_dir, release=release, version=version, board=board.identifier,
+                  wheel=f"wheels/{wheel.name}")
