@@ -160,7 +160,6 @@ class Pipeline:
         self.stream = StreamPreprocessor(spec, hop=hop)
         self.gate = QualityGate(self.fs, qcfg)
         self.decoder = StreamDecoder(self.fs, spec.window, self.stream.hop, decoder_cfg)
-        self.delay = spec.delay_samples(1.2)  # band-pass group delay near 72 bpm
         self.bp = BPStage(bp_model_path, self.sensor_fs, QualityConfig(**{**qcfg.__dict__, "gate": "classic"}),
                           backend=backend) if bp_model_path is not None else None
         self.n_sensor = 0  # sensor samples accounted for (read + lost)
@@ -239,7 +238,7 @@ class Pipeline:
             if q.path == "network":
                 probs = self.model.predict_window(w.x)
             else:
-                probs = classic_probs(w, self.fs, self.delay)
+                probs = classic_probs(w, self.fs)
             self.counts[f"path_{q.path}"] += 1
             log.debug("window %d: %s path (sqi %.2f)", w.index, q.path, q.sqi)
             self._emit("quality", t=t, window=w.index, start=w.start, ok=True, sqi=round(q.sqi, 4), path=q.path)

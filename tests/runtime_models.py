@@ -42,6 +42,12 @@ def _keras_model(window: int, channels: int, kind: str, seed: int):
     tf, k = _tf()
     tf.random.set_seed(seed)  # fixture weights only; the runtime itself never seeds anything
     inp = k.Input(shape=(window, channels), batch_size=1)
+    if kind == "peaks-fixed":  # hand-set weights: p = sigmoid(5 z - 6), high near the z-scored PPG's peaks
+        layer = k.layers.Conv1D(1, 1, activation="sigmoid")
+        out = layer(inp)
+        layer.set_weights([np.full((1, channels, 1), 5.0, dtype=np.float32) * (np.arange(channels) == 0)[None, :, None],
+                           np.array([-6.0], dtype=np.float32)])
+        return k.Model(inp, out)
     h = k.layers.Conv1D(4, 5, padding="same", activation="relu")(inp)
     if kind == "peaks":
         h = k.layers.LSTM(4, return_sequences=True)(h)
@@ -104,7 +110,7 @@ def tiny_model(kind: str = "peaks", mode: str = "float32", fs: float = 125.0, dw
     key = (kind, mode, fs, dwt_level, seed)
     if key in _CACHE:
         return _CACHE[key]
-    spec = peaks_preprocessing(fs, dwt_level=dwt_level) if kind == "peaks" else bp_preprocessing(fs)
+    spec = peaks_preprocessing(fs, dwt_level=dwt_level) if kind != "bp" else bp_preprocessing(fs)
     channels = len(spec.channels)
     model = _keras_model(spec.window, channels, kind, seed)
     blob = _convert(model, mode, spec.window, channels, seed)
@@ -113,9 +119,9 @@ def tiny_model(kind: str = "peaks", mode: str = "float32", fs: float = 125.0, dw
     path = _dir() / name / f"{name}.tflite"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(blob)
-    extra = {"decoder": {"threshold": 0.5, "merge_s": 0.2, "refractory_s": 0.3}} if kind == "peaks" else {
-        "targets": ["sbp", "dbp"]}
-    write_model_manifest(path, kind, mode, spec, **extra)
+    extra = {"decoder": {"threshold": 0.5, "merge_s": 0.2, "refractory_s": 0.3}} if kind != "bp" else {
+        "targets": ["sbp", "dbp"], "target_scaling": {"mean": [120.0, 80.0], "std": [15.0, 10.0]}}
+    write_model_manifest(path, "bp" if kind == "bp" else "peaks", mode, spec, **extra)
     _CACHE[key] = path
     return path
 
