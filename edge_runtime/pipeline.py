@@ -167,9 +167,9 @@ class Pipeline:
         self._hold = None
 
     # ------------------------------------------------------------ events
-    def _emit(self, kind: str, **fields) -> None:
-        self.counts[f"events_{kind}"] += 1
-        self.sink.emit({"type": kind, **fields})
+    def _emit(self, _type: str, **fields) -> None:
+        self.counts[f"events_{_type}"] += 1
+        self.sink.emit({"type": _type, **fields})
 
     def sensor_event(self, ev) -> None:
         """Forward a driver :class:`~.sensors.SensorEvent` to the sink."""
