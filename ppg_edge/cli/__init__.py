@@ -29,6 +29,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "hil",
     "deploy",
     "vpi",
+    "run",
 )
 
 

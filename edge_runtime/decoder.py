@@ -1,0 +1,183 @@
+"""Stream peak decoder: overlapping window outputs -> one stream of beats, HR and HRV.
+
+Each sample takes its probability from the window in which it is most central:
+with window ``W`` and hop ``H``, window ``k`` (start ``s``) owns samples
+``[s + (W - H) // 2, s + (W - H) // 2 + H)``; the first window also owns its
+beginning. A sample is *final* once the window owning it has arrived. The final
+part of the stream is decoded with :func:`~.peaks_decode.decode_peaks`
+(threshold, optional snap to the filtered PPG, 200 ms merge, 0.3 s refractory;
+settings from the manifest's ``decoder``) over a slice that reaches back
+``context_s`` before the first undecided sample; only beats at or after that
+sample and before a guard band at the end of the final part are emitted, and a
+beat within the refractory period of the last emitted one is dropped. So every
+beat is emitted once, with its absolute sample index and time.
+
+Suppressed windows (bad quality) contribute zeros: no beats there, and the RR
+interval across a suppressed stretch is not used for HR/HRV.
+
+HR and HRV use the RR intervals of the last ``hrv_window_s`` seconds: HR =
+60 / mean RR, SDNN = standard deviation of RR, RMSSD = root mean square of
+successive RR differences (Task Force of the ESC and NASPE, Circulation 1996).
+numpy only.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ppg_edge.errors import ConfigError, DataError
+
+from . import peaks_decode
+
+log = logging.getLogger(__name__)
+
+DECODER_KEYS = ("threshold", "snap_radius_s", "merge_s", "refractory_s", "snap")
+
+
+@dataclass(frozen=True)
+class Beat:
+    index: int  # absolute sample index at the decoder's rate
+    t: float  # seconds since the stream's first sample
+    prob: float
+    rr_s: float | None  # interval from the previous beat (None after a gap or at the start)
+
+
+def hrv_metrics(rr_s) -> dict:
+    """``{"hr_bpm", "sdnn_ms", "rmssd_ms", "n_rr"}`` of a series of RR intervals (s)."""
+    rr = np.asarray(rr_s, dtype=np.float64)
+    if rr.ndim != 1 or not np.all(np.isfinite(rr)) or np.any(rr <= 0):
+        raise DataError("RR intervals must be a 1-D series of positive, finite seconds")
+    out = {"hr_bpm": None, "sdnn_ms": None, "rmssd_ms": None, "n_rr": int(rr.size)}
+    if rr.size:
+        out["hr_bpm"] = float(60.0 / rr.mean())
+    if rr.size >= 2:
+        out["sdnn_ms"] = float(rr.std(ddof=1) * 1000)
+        out["rmssd_ms"] = float(np.sqrt(np.mean(np.diff(rr) ** 2)) * 1000)
+    return out
+
+
+class StreamDecoder:
+    """Decode per-window peak probabilities into beats (see the module docstring)."""
+
+    def __init__(self, fs: float, window: int, hop: int, decoder: dict | None = None,
+                 context_s: float = 1.0, hrv_window_s: float = 60.0, max_rr_s: float = 2.5):
+        if not fs > 0:
+            raise ConfigError(f"decoder sampling rate must be positive, got {fs!r}")
+        if not (0 < hop <= window):
+            raise ConfigError(f"decoder needs 0 < hop <= window, got hop={hop}, window={window}")
+        d = dict(decoder or {})
+        unknown = sorted(set(d) - set(DECODER_KEYS))
+        if unknown:
+            log.debug("decoder settings %s are not used by the stream decoder", unknown)
+        self.fs = float(fs)
+        self.window, self.hop = int(window), int(hop)
+        self.threshold = float(d.get("threshold", 0.5))
+        self.snap = bool(d.get("snap", False))
+        self.snap_radius_s = float(d.get("snap_radius_s", 0.05))
+        self.merge_s = float(d.get("merge_s", 0.2))
+        self.refractory_s = float(d.get("refractory_s", 0.3))
+        if not 0 <= self.threshold <= 1:
+            raise ConfigError(f"decoder threshold must be in [0, 1], got {self.threshold}")
+        self.context = int(round(context_s * fs))
+        self.guard = int(round(max(self.merge_s, self.refractory_s, self.snap_radius_s) * fs)) + 1
+        self.hrv_window_s = float(hrv_window_s)
+        self.max_rr_s = float(max_rr_s)
+        self._lead = (self.window - self.hop) // 2
+        self._p = np.zeros(0)
+        self._sig = np.zeros(0)
+        self._valid = np.zeros(0, dtype=bool)
+        self._start = 0  # absolute index of _p[0]
+        self._final = 0  # samples [0, _final) are final
+        self._decoded = 0  # beats before this index are decided
+        self._expected_start = 0
+        self._end = 0
+        self.beats: list[Beat] = []
+        self._last_beat: int | None = None
+
+    def _owned(self, start: int) -> tuple[int, int]:
+        lo = 0 if start == 0 else start + self._lead
+        return lo, start + self._lead + self.hop
+
+    def push(self, start: int, probs=None, filtered=None) -> list[Beat]:
+        """Add the window starting at ``start`` (``probs=None``: suppressed); returns new beats."""
+        if start != self._expected_start:
+            raise DataError(f"decoder expected the window at {self._expected_start}, got {start}")
+        self._expected_start = start + self.hop
+        lo, hi = self._owned(start)
+        end = start + self.window  # [hi, end) is provisional until the next window comes
+        n_new = end - (self._start + self._p.size)
+        if n_new > 0:
+            self._p = np.concatenate([self._p, np.zeros(n_new)])
+            self._sig = np.concatenate([self._sig, np.zeros(n_new)])
+            self._valid = np.concatenate([self._valid, np.zeros(n_new, dtype=bool)])
+        a, e = lo - self._start, end - self._start
+        if probs is not None:
+            p = np.asarray(probs, dtype=np.float64)
+            if p.shape != (self.window,):
+                raise DataError(f"window probabilities shape {p.shape}, expected ({self.window},)")
+            p = np.clip(p, 0.0, 1.0)
+            self._p[a:e] = p[lo - start:]
+            self._valid[a:e] = True
+            if filtered is not None:
+                self._sig[a:e] = np.asarray(filtered, dtype=np.float64)[lo - start:]
+        else:
+            self._p[a:e] = 0.0
+            self._valid[a:e] = False
+        self._final = hi
+        self._end = end
+        return self._decode(self._final - self.guard)
+
+    def flush(self) -> list[Beat]:
+        """End of input: the last window's tail becomes final; decide the rest."""
+        self._final = max(self._final, self._end)
+        return self._decode(self._final)
+
+    def _decode(self, until: int) -> list[Beat]:
+        if until <= self._decoded:
+            return []
+        lo = max(self._start, self._decoded - self.context)
+        a, b = lo - self._start, self._final - self._start
+        p = self._p[a:b]
+        sig = self._sig[a:b] if self.snap else None
+        idx = peaks_decode.decode_peaks(p, self.fs, threshold=self.threshold, signal=sig,
+                                        snap_radius_s=self.snap_radius_s, merge_s=self.merge_s,
+                                        refractory_s=self.refractory_s) + lo
+        new = []
+        refractory = int(round(self.refractory_s * self.fs))
+        for i in idx:
+            i = int(i)
+            if i < self._decoded or i >= until:
+                continue
+            if self._last_beat is not None and i - self._last_beat < refractory:
+                continue
+            rr = None
+            if self._last_beat is not None:
+                gap = self._valid[self._last_beat - self._start:i - self._start + 1]
+                rr_s = (i - self._last_beat) / self.fs
+                if gap.all() and rr_s <= self.max_rr_s:
+                    rr = rr_s
+            beat = Beat(index=i, t=i / self.fs, prob=float(self._p[i - self._start]), rr_s=rr)
+            new.append(beat)
+            self._last_beat = i
+        self._decoded = until
+        self.beats.extend(new)
+        # keep context for the next decode and the last beat for RR/gap checks
+        keep = min(self._decoded - self.context,
+                   self._last_beat if self._last_beat is not None else self._decoded)
+        cut = keep - self._start
+        if cut > 0:
+            self._p, self._sig, self._valid = self._p[cut:], self._sig[cut:], self._valid[cut:]
+            self._start += cut
+        if len(self.beats) > 10000:
+            self.beats = self.beats[-5000:]
+        return new
+
+    def metrics(self, now_s: float | None = None) -> dict:
+        """HR and HRV over the RR intervals of beats in the last ``hrv_window_s`` seconds."""
+        if not self.beats:
+            return hrv_metrics([])
+        t_end = self.beats[-1].t if now_s is None else now_s
+        rr = [b.rr_s for b in self.beats if b.rr_s is not None and b.t >= t_end - self.hrv_window_s]
+        return hrv_metrics(rr)

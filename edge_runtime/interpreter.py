@@ -1,0 +1,219 @@
+"""TFLite interpreter backends and :class:`EdgeModel`, a verified model with ``predict_window``.
+
+Backends are tried like gpiozero pin factories: ``ai-edge-litert``, then
+``tflite-runtime``, then ``tf.lite`` (full TensorFlow, only when it happens to be
+installed: a host, never the Pi). Each fallback logs a warning and issues an
+:class:`InterpreterFallback` warning. A name (argument, or the
+``PPG_EDGE_INTERPRETER`` environment variable) picks one backend and never
+falls back: a named backend that cannot be imported is a ``ModelError``.
+
+:class:`EdgeModel` refuses a model before loading it unless the manifest beside
+it is valid and sealed and the file's size and sha256 match
+(:func:`ppg_edge.manifest.verify_model`); it also checks that the manifest fits
+the pipeline (sample rate, window, input shape, kind) and the interpreter's own
+tensors. The fused LSTM op keeps state between ``invoke()`` calls
+(``/work/shared/TOOLCHAIN.md``), so ``reset_all_variables()`` runs before every
+window. int8 models are fed and read through the manifest's quantization
+parameters.
+
+This module never imports TensorFlow unless the ``tf.lite`` backend is chosen.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ppg_edge import manifest as _mf
+from ppg_edge.dsp.pipeline import Preprocessing
+from ppg_edge.errors import ConfigError, ModelError, PPGEdgeError
+
+log = logging.getLogger(__name__)
+
+INTERPRETER_ENV = "PPG_EDGE_INTERPRETER"
+BACKENDS = ("ai-edge-litert", "tflite-runtime", "tf.lite")
+
+
+class InterpreterFallback(RuntimeWarning):
+    """A preferred interpreter backend was not available and the next one is used."""
+
+
+def _litert():
+    return importlib.import_module("ai_edge_litert.interpreter").Interpreter
+
+
+def _tflite_runtime():
+    return importlib.import_module("tflite_runtime.interpreter").Interpreter
+
+
+def _tf_lite():
+    return importlib.import_module("tensorflow").lite.Interpreter
+
+
+_LOADERS: dict[str, Callable[[], type]] = {
+    "ai-edge-litert": _litert, "tflite-runtime": _tflite_runtime, "tf.lite": _tf_lite,
+}
+
+
+def interpreter_class(name: str | None = None, preference: Sequence[str] | None = None) -> tuple[str, type]:
+    """``(backend name, Interpreter class)``.
+
+    ``name`` (or ``$PPG_EDGE_INTERPRETER``) selects exactly one backend. Otherwise
+    ``preference`` (e.g. a board's ``interpreters``) is tried in order, followed by
+    the remaining :data:`BACKENDS`, with a warning on each fallback.
+    """
+    chosen = name or os.environ.get(INTERPRETER_ENV)
+    if chosen:
+        key = chosen.strip().lower()
+        if key not in _LOADERS:
+            origin = "" if name else f" (from {INTERPRETER_ENV})"
+            raise ConfigError(f"unknown interpreter backend {chosen!r}{origin}; choose one of "
+                              f"{', '.join(BACKENDS)}")
+        try:
+            return key, _LOADERS[key]()
+        except Exception as exc:  # ImportError, or a broken install raising something else
+            raise ModelError(f"interpreter backend {key!r} is not usable here: {exc}") from exc
+    order = [b for b in (preference or ()) if b in _LOADERS]
+    order += [b for b in BACKENDS if b not in order]
+    failures = []
+    for key in order:
+        try:
+            cls = _LOADERS[key]()
+        except Exception as exc:
+            failures.append(f"{key}: {exc}")
+            msg = f"interpreter backend {key} unavailable ({exc}); trying the next one"
+            log.warning(msg)
+            warnings.warn(msg, InterpreterFallback, stacklevel=2)
+            continue
+        return key, cls
+    raise ModelError("no TFLite interpreter available; install ai-edge-litert "
+                     "(pip install 'ppg-edge[edge]'). Tried: " + "; ".join(failures))
+
+
+def _quant(spec: dict) -> tuple[float, int] | None:
+    q = spec.get("quantization")
+    if not q:
+        return None
+    return float(q["scale"]), int(q["zero_point"])
+
+
+class EdgeModel:
+    """A verified TFLite model ready for one window at a time.
+
+    ``expected_fs``: the rate the pipeline feeds (Hz); a manifest for another rate
+    is refused. ``kind``: ``"peaks"`` or ``"bp"`` to require one. ``backend``:
+    interpreter name (else env/preference order). Attributes: ``manifest``,
+    ``spec`` (the :class:`Preprocessing` the model was trained on), ``backend``,
+    ``window``, ``n_channels``, ``fs``, ``decoder`` (decoder settings dict).
+    """
+
+    def __init__(self, model_path: str | os.PathLike, *, expected_fs: float | None = None,
+                 kind: str | None = None, backend: str | None = None,
+                 preference: Sequence[str] | None = None, num_threads: int = 1):
+        self.path = Path(model_path)
+        # 1. integrity, before anything parses the model file
+        self.manifest = m = _mf.verify_model(self.path)
+        src = str(_mf.manifest_path_for(self.path))
+        if kind is not None and m["kind"] != kind:
+            raise ModelError(f"{self.path}: a {m['kind']!r} model where a {kind!r} model is needed")
+        self.kind = m["kind"]
+        # 2. fit to the pipeline
+        try:
+            self.spec = Preprocessing.from_dict(m["preprocessing"])
+        except PPGEdgeError as exc:
+            raise ModelError(f"{src}: preprocessing spec unusable here: {exc}") from exc
+        self.fs = float(m["sample_rate_hz"])
+        if abs(self.spec.fs - self.fs) > 1e-9:
+            raise ModelError(f"{src}: sample_rate_hz {self.fs:g} disagrees with its preprocessing fs "
+                             f"{self.spec.fs:g}")
+        if expected_fs is not None and abs(float(expected_fs) - self.fs) > 1e-6 * self.fs:
+            raise ModelError(f"{self.path}: model expects {self.fs:g} Hz samples but the pipeline "
+                             f"delivers {float(expected_fs):g} Hz (wrong sample rate; resample or use "
+                             f"a model for this rate)")
+        if int(m["window"]) != self.spec.window or int(m["hop"]) != self.spec.hop:
+            raise ModelError(f"{src}: window/hop {m['window']}/{m['hop']} disagree with the "
+                             f"preprocessing's {self.spec.window}/{self.spec.hop}")
+        self.window = self.spec.window
+        self.n_channels = len(self.spec.channels)
+        if len(m["inputs"]) != 1 or len(m["outputs"]) != 1:
+            raise ModelError(f"{src}: expected one input and one output tensor, got "
+                             f"{len(m['inputs'])} and {len(m['outputs'])}")
+        self.in_spec, self.out_spec = m["inputs"][0], m["outputs"][0]
+        want = [1, self.window, self.n_channels]
+        if list(self.in_spec["shape"]) != want:
+            raise ModelError(f"{src}: input shape {self.in_spec['shape']} does not fit the pipeline's "
+                             f"{want} (window {self.window}, channels {list(self.spec.channels)})")
+        self.decoder = dict(m.get("decoder") or {})
+        # 3. load, then check the interpreter's tensors against the manifest
+        self.backend, cls = interpreter_class(backend, preference)
+        try:
+            self.interpreter = cls(model_path=str(self.path), num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+        except Exception as exc:  # a corrupt flatbuffer raises ValueError/RuntimeError
+            raise ModelError(f"{self.path}: the {self.backend} interpreter cannot load it: {exc}") from exc
+        self._in = self.interpreter.get_input_details()[0]
+        self._out = self.interpreter.get_output_details()[0]
+        self._check_tensor(self._in, self.in_spec, "input", src)
+        self._check_tensor(self._out, self.out_spec, "output", src)
+        self.in_q = _quant(self.in_spec)
+        self.out_q = _quant(self.out_spec)
+        self.in_dtype = np.dtype(self._in["dtype"])
+        self.out_dtype = np.dtype(self._out["dtype"])
+        if self.in_dtype.kind == "i" and self.in_q is None:
+            raise ModelError(f"{src}: integer input without quantization parameters")
+        if self.out_dtype.kind == "i" and self.out_q is None:
+            raise ModelError(f"{src}: integer output without quantization parameters")
+        self.invocations = 0
+        log.info("loaded %s (%s, %s) with %s", self.path.name, m["kind"], m["mode"], self.backend)
+
+    def _check_tensor(self, detail: dict, spec: dict, what: str, src: str) -> None:
+        shape = [int(s) for s in detail["shape"]]
+        if shape != [int(s) for s in spec["shape"]]:
+            raise ModelError(f"{self.path}: {what} tensor shape {shape} differs from the manifest's "
+                             f"{spec['shape']} ({src})")
+        dtype = np.dtype(detail["dtype"]).name
+        if dtype != spec["dtype"]:
+            raise ModelError(f"{self.path}: {what} dtype {dtype} differs from the manifest's {spec['dtype']}")
+        q = _quant(spec)
+        scale, zp = detail.get("quantization", (0.0, 0))
+        if q is not None and (abs(scale - q[0]) > 1e-6 * abs(q[0]) or zp != q[1]):
+            raise ModelError(f"{self.path}: {what} quantization ({scale:g}, {zp}) differs from the "
+                             f"manifest's ({q[0]:g}, {q[1]})")
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        if self.in_q is None:
+            return x.astype(self.in_dtype)
+        scale, zp = self.in_q
+        info = np.iinfo(self.in_dtype)
+        return np.clip(np.rint(x / scale) + zp, info.min, info.max).astype(self.in_dtype)
+
+    def dequantize(self, y: np.ndarray) -> np.ndarray:
+        if self.out_q is None:
+            return y.astype(np.float64)
+        scale, zp = self.out_q
+        return (y.astype(np.float64) - zp) * scale
+
+    def predict_window(self, x) -> np.ndarray:
+        """One window ``(window, n_channels)`` -> output without the batch axis, float64.
+
+        A peak model gives ``(window,)`` probabilities; a BP model its output vector.
+        """
+        arr = np.asarray(x, dtype=np.float32)
+        if arr.ndim == 1 and self.n_channels == 1:
+            arr = arr[:, None]
+        if arr.shape != (self.window, self.n_channels):
+            raise ModelError(f"{self.path.name}: window shape {arr.shape}, model takes "
+                             f"{(self.window, self.n_channels)}")
+        if not np.all(np.isfinite(arr)):
+            raise ModelError(f"{self.path.name}: window has NaN or infinite values")
+        self.interpreter.reset_all_variables()  # fused LSTM state must not leak across windows
+        self.interpreter.set_tensor(self._in["index"], self.quantize(arr)[None])
+        self.interpreter.invoke()
+        self.invocations += 1
+        y = self.dequantize(self.interpreter.get_tensor(self._out["index"])[0])
+        return y[..., 0] if (y.ndim == 2 and y.shape[-1] == 1) else y

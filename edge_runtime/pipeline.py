@@ -1,0 +1,295 @@
+"""The streaming pipeline: sensor -> DSP -> framer -> model -> decoder -> sink.
+
+:class:`Pipeline` takes sensor blocks (:class:`~.sensors.Block` from the real
+driver, the emulated chip or replay, or :class:`ArrayReplay` for float records)
+and turns them into events on a sink:
+
+- gaps in the sensor's sample numbering (FIFO overflow, a cut-off burst) are
+  counted and reported as ``lost`` events; the missing samples are inserted as
+  held values flagged ``lost`` so indices stay absolute and the windows covering
+  them are suppressed;
+- NaN/inf samples (a replayed record) become a ``nonfinite`` event, are held and
+  flagged, and the windows covering them are suppressed: never a crash;
+- samples at ADC full scale are flagged ``saturated``;
+- the samples are resampled to the model rate (numpy polyphase), band-passed and
+  framed by :class:`~.stream.StreamPreprocessor`; each window is assessed by
+  :class:`~.quality.QualityGate` (suppressed with a reason, or sent to the
+  classic detector when clean, the network when quality drops); the
+  :class:`~.decoder.StreamDecoder` emits each beat once; HR/HRV follow every
+  window with new beats;
+- an optional :class:`~.bp.BPStage` adds ``bp`` events per window;
+- sensor events (overflow, I2C errors, saturation, stall) go to the sink as
+  ``sensor`` events.
+
+numpy only (no TensorFlow, no scipy) when a model manifest provides the filter.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from typing import IO, Iterable, Iterator
+
+import numpy as np
+
+from ppg_edge.dsp.pipeline import Preprocessing, peaks_preprocessing
+from ppg_edge.errors import ConfigError, DataError
+
+from .bp import BPStage
+from .decoder import StreamDecoder
+from .interpreter import EdgeModel
+from .quality import QualityConfig, QualityGate, classic_probs
+from .resample import StreamResampler
+from .stream import FLAG_LOST, FLAG_NONFINITE, FLAG_SATURATED, StreamPreprocessor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FloatBlock:
+    """A block of float samples (what :class:`ArrayReplay` serves): ``ir`` may hold NaN/inf."""
+
+    ir: np.ndarray
+    first_index: int
+    lost: int
+    t: float
+    fs: float
+    saturated: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ir.shape[0])
+
+
+class ArrayReplay:
+    """Serve a float record (any units, NaN allowed) in blocks, like a sensor without ADC."""
+
+    def __init__(self, values, fs: float, block_size: int = 25, clock=None):
+        arr = np.asarray(values, dtype=np.float64)
+        if arr.ndim != 1 or arr.size == 0:
+            raise DataError(f"replay record must be a non-empty 1-D array, got shape {arr.shape}")
+        if not fs > 0:
+            raise ConfigError(f"replay fs must be positive, got {fs!r}")
+        self.x, self.fs, self.block_size, self.clock = arr, float(fs), int(block_size), clock
+        self._pos = 0
+        self._t0 = clock.now() if clock is not None else 0.0
+        self.events: collections.deque = collections.deque(maxlen=1000)
+        self.samples_lost = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self._pos >= self.x.size
+
+    def blocks(self, *, n_samples: int | None = None, duration_s: float | None = None) -> Iterator[FloatBlock]:
+        limit = self.x.size
+        if duration_s is not None:
+            limit = min(limit, int(round(duration_s * self.fs)))
+        if n_samples is not None:
+            limit = min(limit, n_samples)
+        while self._pos < limit:
+            end = min(self._pos + self.block_size, limit)
+            if self.clock is not None:
+                wait = self._t0 + end / self.fs - self.clock.now()
+                if wait > 0:
+                    self.clock.sleep(wait)
+            seg = self.x[self._pos:end]
+            yield FloatBlock(ir=seg.copy(), first_index=self._pos, lost=0, t=end / self.fs, fs=self.fs,
+                             saturated=np.zeros(seg.size, dtype=bool))
+            self._pos = end
+
+    def close(self) -> None:
+        pass
+
+
+class StatusLine:
+    """A live one-line status on a terminal stream (``\\r``-updated, at most every ``every_s``)."""
+
+    def __init__(self, stream: IO[str] | None = None, every_s: float = 0.5):
+        self.stream = stream if stream is not None else sys.stderr
+        self.every_s = every_s
+        self._last = -1e9
+        self._shown = False
+
+    def update(self, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last >= self.every_s:
+            self.stream.write("\r" + text[:160].ljust(80))
+            self.stream.flush()
+            self._last = now
+            self._shown = True
+
+    def close(self) -> None:
+        if self._shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class Pipeline:
+    """Wire the stages for a sensor at ``sensor_fs`` Hz (see the module docstring).
+
+    ``model_path``: peak model (.tflite with manifest); without one the classic
+    detector runs on a 0.5-8 Hz band-pass designed at ``sensor_fs`` (needs scipy
+    to design it, i.e. a host). ``full_scale``: ADC full-scale code for the
+    finger-off and saturation checks (None for float records).
+    """
+
+    def __init__(self, sensor_fs: float, sink, *, model_path=None, bp_model_path=None,
+                 full_scale: int | None = None, quality: QualityConfig | None = None,
+                 backend: str | None = None, preference=None, hop: int | None = None,
+                 status: StatusLine | None = None):
+        self.sensor_fs = float(sensor_fs)
+        self.sink = sink
+        self.status = status
+        qcfg = quality or QualityConfig()
+        qcfg.full_scale = full_scale
+        self.model = None
+        if model_path is not None:
+            self.model = EdgeModel(model_path, kind="peaks", backend=backend, preference=preference)
+            spec: Preprocessing = self.model.spec
+            decoder_cfg = self.model.decoder
+        else:
+            spec = peaks_preprocessing(self.sensor_fs)
+            decoder_cfg = {}
+            if qcfg.gate == "network":
+                raise ConfigError("quality gate 'network' needs a peak model (--model)")
+            qcfg.gate = "classic"
+        self.fs = spec.fs
+        self.spec = spec
+        self.resampler = StreamResampler(self.sensor_fs, self.fs)
+        self.stream = StreamPreprocessor(spec, hop=hop)
+        self.gate = QualityGate(self.fs, qcfg)
+        self.decoder = StreamDecoder(self.fs, spec.window, self.stream.hop, decoder_cfg)
+        self.bp = BPStage(bp_model_path, self.sensor_fs, QualityConfig(**{**qcfg.__dict__, "gate": "classic"}),
+                          backend=backend) if bp_model_path is not None else None
+        self.n_sensor = 0  # sensor samples accounted for (read + lost)
+        self.counts = collections.Counter()
+        self._hold = None
+
+    # ------------------------------------------------------------ events
+    def _emit(self, _type: str, **fields) -> None:
+        self.counts[f"events_{_type}"] += 1
+        self.sink.emit({"type": _type, **fields})
+
+    def sensor_event(self, ev) -> None:
+        """Forward a driver :class:`~.sensors.SensorEvent` to the sink."""
+        self.counts[f"sensor_{ev.kind}"] += 1
+        self._emit("sensor", kind=ev.kind, t=ev.t, **{k: v for k, v in ev.detail.items()
+                                                     if isinstance(v, (int, float, str, bool, type(None)))})
+
+    # ------------------------------------------------------------ blocks
+    def process_block(self, block) -> None:
+        ir = np.asarray(block.ir, dtype=np.float64)
+        first = int(block.first_index)
+        if first < self.n_sensor:
+            raise DataError(f"sensor block starts at sample {first}, before {self.n_sensor} already seen")
+        gap = first - self.n_sensor
+        if gap:
+            self.counts["lost"] += gap
+            self._emit("lost", t=self.n_sensor / self.sensor_fs, index=self.n_sensor, samples=gap)
+            hold = self._hold if self._hold is not None else (float(ir[np.isfinite(ir)][0])
+                                                              if np.isfinite(ir).any() else 0.0)
+            self._feed(np.full(gap, hold), np.full(gap, FLAG_LOST, dtype=np.uint8))
+        if ir.size == 0:
+            self.n_sensor = first
+            return
+        flags = np.zeros(ir.size, dtype=np.uint8)
+        sat = np.asarray(block.saturated, dtype=bool)
+        flags[sat] |= FLAG_SATURATED
+        bad = ~np.isfinite(ir)
+        if bad.any():
+            flags[bad] |= FLAG_NONFINITE
+            self.counts["nonfinite"] += int(bad.sum())
+            self._emit("nonfinite", t=first / self.sensor_fs, index=first + int(np.argmax(bad)),
+                       samples=int(bad.sum()))
+            ir = self._held(ir, bad)
+        self._hold = float(ir[-1])
+        self.counts["samples"] += ir.size
+        self.n_sensor = first + ir.size
+        self._feed(ir, flags)
+
+    def _held(self, x: np.ndarray, bad: np.ndarray) -> np.ndarray:
+        idx = np.where(bad, 0, np.arange(x.size))
+        np.maximum.accumulate(idx, out=idx)
+        out = x[idx]
+        good = np.flatnonzero(~bad)
+        fill = self._hold if self._hold is not None else (float(x[good[0]]) if good.size else 0.0)
+        out[: good[0] if good.size else x.size] = fill
+        return out
+
+    def _feed(self, x: np.ndarray, flags: np.ndarray) -> None:
+        if self.bp is not None:
+            for est in self.bp.push(x, flags):
+                self._emit("bp", t=est.t, window=est.window, **est.values)
+        y, f = self.resampler.push(x, flags)
+        for w in self.stream.push(y, f):
+            self._window(w)
+
+    def _window(self, w) -> None:
+        q = self.gate.assess(w)
+        self.counts["windows"] += 1
+        t = w.end / self.fs
+        if not q.ok:
+            self.counts["suppressed"] += 1
+            self.counts[f"suppressed_{q.reason}"] += 1
+            self._emit("quality", t=t, window=w.index, start=w.start, ok=False, reason=q.reason, **q.detail)
+            beats = self.decoder.push(w.start, None)
+        else:
+            if q.path == "network":
+                probs = self.model.predict_window(w.x)
+            else:
+                probs = classic_probs(w, self.fs)
+            self.counts[f"path_{q.path}"] += 1
+            log.debug("window %d: %s path (sqi %.2f)", w.index, q.path, q.sqi)
+            self._emit("quality", t=t, window=w.index, start=w.start, ok=True, sqi=round(q.sqi, 4), path=q.path)
+            beats = self.decoder.push(w.start, probs, w.filtered)
+        self._beats(beats)
+        self._show()
+
+    def _beats(self, beats) -> None:
+        for b in beats:
+            self.counts["beats"] += 1
+            self._emit("beat", t=round(b.t, 4), index=b.index,
+                       sensor_index=int(round(b.index * self.sensor_fs / self.fs)),
+                       prob=round(b.prob, 4), rr_s=None if b.rr_s is None else round(b.rr_s, 4))
+        if beats:
+            m = self.decoder.metrics()
+            if m["hr_bpm"] is not None:
+                self._emit("hr", t=round(beats[-1].t, 4), **{k: (round(v, 3) if isinstance(v, float) else v)
+                                                             for k, v in m.items()})
+
+    def _show(self, force: bool = False) -> None:
+        if self.status is None:
+            return
+        m = self.decoder.metrics()
+        hr = f"{m['hr_bpm']:.0f}" if m["hr_bpm"] else "--"
+        ev = sum(v for k, v in self.counts.items() if k.startswith("sensor_"))
+        self.status.update(f"beats {self.counts['beats']}  HR {hr} bpm  windows {self.counts['windows']} "
+                           f"(suppressed {self.counts['suppressed']})  lost {self.counts['lost']}  "
+                           f"nonfinite {self.counts['nonfinite']}  sensor events {ev}", force)
+
+    # ------------------------------------------------------------ run
+    def finish(self) -> dict:
+        self._beats(self.decoder.flush())
+        self._show(force=True)
+        if self.status is not None:
+            self.status.close()
+        m = self.decoder.metrics()
+        summary = {"type": "summary", "t": self.n_sensor / self.sensor_fs, "samples": self.counts["samples"],
+                   "lost": self.counts["lost"], "nonfinite": self.counts["nonfinite"],
+                   "windows": self.counts["windows"], "suppressed": self.counts["suppressed"],
+                   "beats": self.counts["beats"], "hr_bpm": m["hr_bpm"], "sdnn_ms": m["sdnn_ms"],
+                   "rmssd_ms": m["rmssd_ms"],
+                   "paths": {k[5:]: v for k, v in self.counts.items() if k.startswith("path_")},
+                   "suppressed_by": {k[11:]: v for k, v in self.counts.items() if k.startswith("suppressed_")},
+                   "sensor_events": {k[7:]: v for k, v in self.counts.items() if k.startswith("sensor_")},
+                   "model": None if self.model is None else self.model.path.name,
+                   "backend": None if self.model is None else self.model.backend}
+        self.sink.emit(summary)
+        return summary
+
+    def run(self, blocks: Iterable) -> dict:
+        """Process every block, then flush; returns the summary (also emitted)."""
+        for block in blocks:
+            self.process_block(block)
+        return self.finish()

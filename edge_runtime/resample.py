@@ -1,0 +1,134 @@
+"""Streaming rational resampler (polyphase FIR), numpy only.
+
+The board delivers 50-100 Hz; models run at their manifest rate (e.g. 125 Hz).
+:class:`StreamResampler` converts by ``up/down`` with the same design as
+``scipy.signal.resample_poly`` (Kaiser-windowed sinc, beta 5, ``10 * max(up,
+down)`` taps on each side, cutoff ``1 / max(up, down)`` of the upsampled
+Nyquist, unit DC gain), designed here with ``numpy.kaiser`` and ``numpy.sinc``
+so no scipy is needed on the device.
+
+Output sample ``m`` sits at input time ``m * down / up`` (zero phase, like
+``resample_poly``), so it can be computed only once the input has reached
+``(m * down + half) / up``: the resampler adds a latency of ``half / up``
+input samples (10 samples for 100 -> 125 Hz). Before the first sample the input
+is taken equal to the first sample (no start-up transient); away from the
+edges the output equals ``resample_poly`` to ~1e-12.
+
+Per-sample flags (see :mod:`.stream`) are carried too: an output sample is
+flagged with every flag of the input samples within one input sample of it.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from fractions import Fraction
+
+import numpy as np
+
+from ppg_edge.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+MAX_DENOMINATOR = 100
+
+
+def rational_factor(fs_in: float, fs_out: float, max_denominator: int = MAX_DENOMINATOR) -> tuple[int, int]:
+    """``(up, down)`` with ``fs_in * up / down == fs_out`` (to 1e-9); else ``ConfigError``."""
+    for name, v in (("input rate", fs_in), ("output rate", fs_out)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise ConfigError(f"resampler {name} must be a positive number of Hz, got {v!r}")
+    frac = Fraction(fs_out / fs_in).limit_denominator(max_denominator)
+    if abs(fs_in * frac.numerator / frac.denominator - fs_out) > 1e-9 * fs_out:
+        raise ConfigError(f"cannot resample {fs_in:g} Hz to {fs_out:g} Hz with a small rational factor "
+                          f"(best {frac.numerator}/{frac.denominator})")
+    return frac.numerator, frac.denominator
+
+
+def design_filter(up: int, down: int, beta: float = 5.0) -> np.ndarray:
+    """Low-pass taps of ``resample_poly`` (``firwin(2*half+1, 1/max(up,down), window=('kaiser', beta))``)."""
+    mx = max(up, down)
+    half = 10 * mx
+    n = 2 * half + 1
+    cutoff = 1.0 / mx
+    m = np.arange(n) - half
+    h = cutoff * np.sinc(cutoff * m) * np.kaiser(n, beta)
+    return h / h.sum()
+
+
+class StreamResampler:
+    """Resample a stream from ``fs_in`` to ``fs_out`` block by block (see the module docstring)."""
+
+    def __init__(self, fs_in: float, fs_out: float):
+        self.fs_in = float(fs_in)
+        self.fs_out = float(fs_out)
+        self.up, self.down = rational_factor(self.fs_in, self.fs_out)
+        self.identity = self.up == self.down
+        self.h = design_filter(self.up, self.down) * self.up
+        self.half = (self.h.size - 1) // 2
+        self._x = np.zeros(0)
+        self._f = np.zeros(0, dtype=np.uint8)
+        self._x_start = 0  # absolute input index of _x[0]
+        self._n_in = 0
+        self._m = 0  # next output sample
+        self._first: float | None = None
+
+    @property
+    def latency_in(self) -> float:
+        """Input samples the output waits for."""
+        return 0.0 if self.identity else self.half / self.up
+
+    def out_index_to_in(self, m):
+        """Input-time position (fractional input index) of output sample ``m``."""
+        return np.asarray(m, dtype=np.float64) * self.down / self.up
+
+    def push(self, x, flags=None) -> tuple[np.ndarray, np.ndarray]:
+        """Add input samples (finite); returns ``(output samples, output flags)`` now computable."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 1:
+            raise DataError(f"resampler block must be 1-D, got shape {x.shape}")
+        f = np.zeros(x.size, dtype=np.uint8) if flags is None else np.asarray(flags, dtype=np.uint8)
+        if f.shape != x.shape:
+            raise DataError(f"flags shape {f.shape} does not match block {x.shape}")
+        if x.size and not np.all(np.isfinite(x)):
+            raise DataError("resampler input has NaN or infinite samples; hold or drop them first")
+        if self.identity:
+            self._n_in += x.size
+            return x.copy(), f.copy()
+        if x.size == 0:
+            return np.zeros(0), np.zeros(0, dtype=np.uint8)
+        if self._first is None:
+            self._first = float(x[0])
+        self._x = np.concatenate([self._x, x])
+        self._f = np.concatenate([self._f, f])
+        self._n_in += x.size
+        up, down, half = self.up, self.down, self.half
+        # output m needs input up to floor((m*down + half) / up)
+        last_in = self._n_in - 1
+        m_end = (last_in * up - half) // down + 1  # outputs m < m_end are computable
+        ms = np.arange(self._m, max(self._m, m_end), dtype=np.int64)
+        if ms.size == 0:
+            return np.zeros(0), np.zeros(0, dtype=np.uint8)
+        t = ms * down  # position in the upsampled domain
+        n_lo = -((half - t) // up)  # ceil((t - half) / up)
+        taps = (half + up - 1) // up * 2 + 1
+        n_idx = n_lo[:, None] + np.arange(taps)[None, :]  # candidate inputs
+        k = t[:, None] - n_idx * up + half  # tap index
+        valid = (k >= 0) & (k < self.h.size)
+        rel = n_idx - self._x_start
+        xs = np.where(n_idx < 0, self._first, self._x[np.clip(rel, 0, self._x.size - 1)])
+        y = np.sum(np.where(valid, self.h[np.clip(k, 0, self.h.size - 1)] * xs, 0.0), axis=1)
+        # flags: inputs within one sample of the output time
+        centre = t // up
+        near = centre[:, None] + np.arange(-1, 3)[None, :]
+        near_rel = np.clip(near - self._x_start, 0, self._f.size - 1)
+        fo = np.bitwise_or.reduce(np.where((near >= 0) & (near < self._n_in), self._f[near_rel], 0)
+                                  .astype(np.uint8), axis=1)
+        self._m = int(ms[-1]) + 1
+        # drop input no future output needs
+        need_from = max(0, -((half - self._m * down) // up) - 2)
+        cut = need_from - self._x_start
+        if cut > 0:
+            self._x = self._x[cut:]
+            self._f = self._f[cut:]
+            self._x_start += cut
+        return y, fo

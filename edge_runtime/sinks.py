@@ -1,0 +1,107 @@
+"""Event sinks: JSON lines (stdout or a file) and a hook for the HIL line protocol.
+
+Every event is a flat-ish dict with ``type`` (``beat``, ``hr``, ``bp``,
+``quality``, ``window``, ``sensor`` for overflow/i2c_error/saturation/stall...,
+``nonfinite``, ``lost``, ``summary``) and ``t`` (seconds since the stream
+start). :class:`JsonLinesSink` writes one JSON object per line, flushed, with
+non-finite floats written as ``null``. :class:`CallbackSink` hands each event to
+a function: the HIL engineer's line-protocol writer plugs in there.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import IO, Callable, Iterable, Protocol
+
+from ppg_edge.errors import ConfigError
+
+
+class Sink(Protocol):
+    def emit(self, event: dict) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _clean(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if hasattr(v, "item"):  # numpy scalar
+        return _clean(v.item())
+    return v
+
+
+class JsonLinesSink:
+    """One JSON object per line to ``target`` (a path, ``"-"`` for stdout, or an open text stream)."""
+
+    def __init__(self, target: str | Path | IO[str] = "-"):
+        self._own = False
+        if hasattr(target, "write"):
+            self.fh = target
+        elif str(target) == "-":
+            self.fh = sys.stdout
+        else:
+            try:
+                self.fh = open(target, "w", encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"cannot open output file {target}: {exc.strerror or exc}") from None
+            self._own = True
+        self.count = 0
+
+    def emit(self, event: dict) -> None:
+        self.fh.write(json.dumps(_clean(event), separators=(",", ":"), allow_nan=False) + "\n")
+        self.fh.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        if self._own:
+            self.fh.close()
+
+
+class CallbackSink:
+    """Calls ``fn(event)`` for every event whose type is in ``types`` (all when None)."""
+
+    def __init__(self, fn: Callable[[dict], None], types: Iterable[str] | None = None):
+        self.fn = fn
+        self.types = set(types) if types is not None else None
+
+    def emit(self, event: dict) -> None:
+        if self.types is None or event.get("type") in self.types:
+            self.fn(event)
+
+    def close(self) -> None:
+        pass
+
+
+class MultiSink:
+    def __init__(self, *sinks: Sink):
+        self.sinks = list(sinks)
+
+    def emit(self, event: dict) -> None:
+        for s in self.sinks:
+            s.emit(event)
+
+    def close(self) -> None:
+        for s in self.sinks:
+            s.close()
+
+
+class MemorySink:
+    """Keeps events in a list (tests, and callers that post-process a run)."""
+
+    def __init__(self):
+        self.events: list[dict] = []
+
+    def emit(self, event: dict) -> None:
+        self.events.append(_clean(event))
+
+    def close(self) -> None:
+        pass
+
+    def of(self, kind: str) -> list[dict]:
+        return [e for e in self.events if e.get("type") == kind]

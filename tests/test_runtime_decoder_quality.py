@@ -1,0 +1,178 @@
+"""Stream decoder (one beat stream, absolute indices, HR/HRV) and per-window quality."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ppg_edge.dsp.pipeline import peaks_preprocessing
+from ppg_edge.edge_runtime.decoder import StreamDecoder, hrv_metrics
+from ppg_edge.edge_runtime.peaks_decode import match_peaks
+from ppg_edge.edge_runtime.quality import QualityConfig, QualityGate, classic_probs, sqi_autocorr
+from ppg_edge.edge_runtime.stream import FLAG_SATURATED, StreamPreprocessor
+from ppg_edge.errors import ConfigError, DataError
+from ppg_edge.synth import synth_ppg
+
+FS = 125.0
+
+
+def _probs_at(peaks, n, width=2.0):
+    t = np.arange(n)
+    p = np.zeros(n)
+    for k in peaks:
+        p = np.maximum(p, np.exp(-0.5 * ((t - k) / width) ** 2))
+    return p
+
+
+@pytest.mark.parametrize("hop", [125, 50, 250])
+def test_decoder_absolute_indices_no_duplicates(hop, rng):
+    s = synth_ppg(60, FS, rng, hr_bpm=75)
+    p = _probs_at(s.peaks, s.signal.size)
+    dec = StreamDecoder(FS, 250, hop, {"threshold": 0.5})
+    beats = []
+    for start in range(0, s.signal.size - 250 + 1, hop):
+        # each window sees the same peaks, with its own noise: overlapping windows disagree a little
+        w = np.clip(p[start:start + 250] + rng.normal(0, 0.05, 250), 0, 1)
+        beats += dec.push(start, w)
+    beats += dec.flush()
+    idx = np.array([b.index for b in beats])
+    assert np.all(np.diff(idx) >= int(0.3 * FS))  # no duplicates, refractory respected
+    covered = s.peaks[s.peaks < (s.signal.size - 250) // hop * hop + 250]
+    tp, fp, fn = match_peaks(covered, idx, tolerance=1)
+    assert (fp, fn) == (0, 0) and tp == covered.size
+    np.testing.assert_allclose([b.t for b in beats], idx / FS)
+
+
+def test_decoder_suppressed_windows_break_rr():
+    peaks = np.arange(50, 3000, 100)  # 75 bpm at 125 Hz
+    p = _probs_at(peaks, 3000)
+    dec = StreamDecoder(FS, 250, 125, {"threshold": 0.5})
+    beats = []
+    for start in range(0, 3000 - 250 + 1, 125):
+        beats += dec.push(start, None if 1000 <= start < 1500 else p[start:start + 250])
+    beats += dec.flush()
+    idx = [b.index for b in beats]
+    assert not any(1100 <= i < 1600 for i in idx)  # nothing from the suppressed stretch
+    after_gap = [b for b in beats if b.index > 1600][0]
+    assert after_gap.rr_s is None
+    m = dec.metrics()
+    assert m["hr_bpm"] == pytest.approx(75.0, abs=0.01) and m["sdnn_ms"] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(DataError, match="expected the window"):
+        dec.push(5, p[:250])
+
+
+def test_hrv_on_a_known_rr_series():
+    rr = np.array([0.8, 0.9, 0.8, 0.9, 0.8, 0.9])
+    m = hrv_metrics(rr)
+    assert m["hr_bpm"] == pytest.approx(60 / 0.85)
+    assert m["rmssd_ms"] == pytest.approx(100.0)
+    assert m["sdnn_ms"] == pytest.approx(np.std(rr, ddof=1) * 1000)
+    assert hrv_metrics([])["hr_bpm"] is None
+    with pytest.raises(DataError):
+        hrv_metrics([0.8, -1.0])
+    with pytest.raises(ConfigError):
+        StreamDecoder(FS, 250, 300)
+
+
+def test_decoder_hrv_matches_the_synthetic_rr(rng):
+    s = synth_ppg(120, FS, rng, hr_bpm=65, hrv=0.05)
+    dec = StreamDecoder(FS, 250, 125, {"threshold": 0.5}, hrv_window_s=1000)
+    p = _probs_at(s.peaks, s.signal.size)
+    for start in range(0, s.signal.size - 250 + 1, 125):
+        dec.push(start, p[start:start + 250])
+    dec.flush()
+    idx = np.array([b.index for b in dec.beats])
+    ref = hrv_metrics(np.diff(idx) / FS)
+    m = dec.metrics()
+    assert m["n_rr"] == idx.size - 1
+    assert m["sdnn_ms"] == pytest.approx(ref["sdnn_ms"]) and m["rmssd_ms"] == pytest.approx(ref["rmssd_ms"])
+    true = hrv_metrics(np.diff(s.peaks) / FS)
+    assert m["hr_bpm"] == pytest.approx(true["hr_bpm"], rel=0.02)
+    assert m["sdnn_ms"] == pytest.approx(true["sdnn_ms"], rel=0.1)
+
+
+# ------------------------------------------------------------------ quality
+
+def _windows(x, fs=25.0, flags=None):
+    spec = peaks_preprocessing(fs)
+    return StreamPreprocessor(spec).push(x, flags)
+
+
+def test_finger_off_on_the_real_no_finger_recording(data_root):
+    from ppg_edge.data import load_record
+
+    rec = load_record("max30102-raw", "sergiomagdalenop_rpi", data_root)
+    assert rec.fs == 25.0
+    gate = QualityGate(rec.fs, QualityConfig(full_scale=(1 << 18) - 1))
+    wins = _windows(rec.signals["ir"], rec.fs)
+    qs = [gate.assess(w) for w in wins]
+    assert qs and all(not q.ok and q.reason == "finger_off" for q in qs)
+    on = load_record("max30102-raw", "vrano714_rpi", data_root)
+    q_on = [QualityGate(on.fs, QualityConfig(full_scale=(1 << 18) - 1)).assess(w)
+            for w in _windows(on.signals["ir"][10:], on.fs)]
+    assert sum(q.reason == "finger_off" for q in q_on) == 0
+
+
+def test_finger_on_and_off_recording(data_root):
+    from ppg_edge.data import load_record
+
+    rec = load_record("max30102-raw", "szymanel_rpi", data_root)
+    gate = QualityGate(rec.fs, QualityConfig(full_scale=(1 << 18) - 1))
+    qs = [gate.assess(w) for w in _windows(rec.signals["ir"], rec.fs)]
+    reasons = [q.reason for q in qs]
+    assert reasons[0] == "finger_off"  # the log starts at ~800 counts: no finger yet
+    assert any(r != "finger_off" for r in reasons)  # and the finger comes on later
+
+
+def test_saturation_suppressed(rng):
+    fs = 100.0
+    x = 100000 + 2000 * synth_ppg(10, fs, rng).signal
+    full = (1 << 18) - 1
+    x[300:340] = full
+    flags = np.zeros(x.size, dtype=np.uint8)
+    flags[300:340] = FLAG_SATURATED
+    gate = QualityGate(fs, QualityConfig(full_scale=full))
+    qs = [(w.start, gate.assess(w)) for w in _windows(x, fs, flags)]
+    for start, q in qs:
+        hit = start <= 300 < start + 200 or start <= 339 < start + 200
+        assert (q.reason == "saturation") == hit
+    assert any(q.ok for _, q in qs)
+
+
+def test_nan_window_suppressed_and_motion_detected(rng):
+    fs = 100.0
+    x = 100000 + 2000 * synth_ppg(30, fs, rng, hr_bpm=70).signal
+    x[1000] = np.nan
+    x[2000:2050] += 60000 * np.hanning(50)  # a motion artefact: a big bump
+    gate = QualityGate(fs, QualityConfig(full_scale=(1 << 18) - 1))
+    qs = {w.start: gate.assess(w) for w in _windows(x, fs)}
+    assert all(qs[s].reason == "nonfinite" for s in qs if s <= 1000 < s + 200)
+    assert any(qs[s].reason == "motion" for s in qs if s <= 2025 < s + 200)
+    clean = [q for s, q in qs.items() if s + 200 < 950]
+    assert clean and all(q.ok for q in clean)
+    assert sum(q.path == "classic" for q in clean) > len(clean) / 2
+
+
+def test_sqi_drives_the_gate(rng):
+    fs = 100.0
+    clean = synth_ppg(2.0, fs, rng, hr_bpm=80).signal
+    assert sqi_autocorr(clean, fs) > 0.8
+    noise = rng.standard_normal(200)
+    assert sqi_autocorr(noise, fs) < 0.5
+    gate = QualityGate(fs, QualityConfig(full_scale=None, hf_ratio=1e9, motion_ratio=1e9))
+    w_noise = _windows(noise + 5, fs)[0]
+    assert gate.assess(w_noise).path == "network"
+    with pytest.raises(ConfigError):
+        QualityConfig(gate="maybe")
+
+
+def test_classic_probs_land_on_the_raw_peaks(rng):
+    spec = peaks_preprocessing(FS)
+    s = synth_ppg(20, FS, rng, hr_bpm=70)
+    wins = StreamPreprocessor(spec).push(s.signal)
+    hits = []
+    for w in wins[2:]:
+        p = classic_probs(w, FS)
+        central = np.flatnonzero(p[62:187] == 1.0) + 62 + w.start
+        hits += central.tolist()
+    err = [np.min(np.abs(s.peaks - h)) for h in hits]
+    assert hits and max(err) <= 1  # on the true systolic peak (synthetic, noise-free)

@@ -1,0 +1,171 @@
+"""EdgeModel: verified before load, fits the pipeline, int8 through the manifest's params, reset per window."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import runtime_models as rm
+from ppg_edge import manifest as mf
+from ppg_edge.edge_runtime import interpreter as itp
+from ppg_edge.edge_runtime.interpreter import EdgeModel, InterpreterFallback, interpreter_class
+from ppg_edge.errors import ConfigError, ModelError
+
+
+@pytest.fixture(scope="module")
+def peaks_f32():
+    return rm.tiny_model("peaks", "float32")
+
+
+@pytest.fixture(scope="module")
+def peaks_i8():
+    return rm.tiny_model("peaks", "int8")
+
+
+def test_float_model_matches_keras(peaks_f32, rng):
+    m = EdgeModel(peaks_f32, expected_fs=125.0, kind="peaks")
+    x = rng.standard_normal((250, 1)).astype(np.float32)
+    y = m.predict_window(x)
+    ref = rm.keras_reference("peaks").predict(x[None], verbose=0)[0, :, 0]
+    assert y.shape == (250,) and m.backend == "ai-edge-litert"
+    np.testing.assert_allclose(y, ref, atol=1e-5)
+    assert m.decoder["threshold"] == 0.5
+
+
+def test_int8_model_uses_manifest_quantization(peaks_i8, rng):
+    m = EdgeModel(peaks_i8)
+    assert m.in_dtype == np.int8 and m.in_q is not None and m.out_q is not None
+    x = rng.standard_normal((250, 1)).astype(np.float32)
+    y = m.predict_window(x)
+    ref = rm.keras_reference("peaks", "int8").predict(x[None], verbose=0)[0, :, 0]
+    assert np.all((y >= 0) & (y <= 1))
+    err = np.abs(y - ref).max()
+    assert err < 10 * m.out_q[0], f"int8 vs Keras max error {err:.4f} ({err / m.out_q[0]:.1f} LSB)"
+    # the quantizer is the manifest's affine map, clipped to int8
+    scale, zp = m.in_q
+    q = m.quantize(np.array([0.0, scale * 3, 1e6, -1e6]))
+    assert q.tolist() == [zp, zp + 3, 127, -128]
+
+
+def test_reset_all_variables_before_every_window(peaks_f32, rng):
+    m = EdgeModel(peaks_f32)
+    calls = []
+    real = m.interpreter
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def reset_all_variables(self):
+            calls.append("reset")
+            real.reset_all_variables()
+
+        def invoke(self):
+            calls.append("invoke")
+            real.invoke()
+
+    m.interpreter = Spy()
+    x = rng.standard_normal((250, 1))
+    a = m.predict_window(x)
+    b = m.predict_window(x)
+    assert calls == ["reset", "invoke", "reset", "invoke"]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_tampered_manifest_refused(peaks_f32, tmp_path):
+    p = rm.copy_model(peaks_f32, tmp_path)
+    man = mf.manifest_path_for(p)
+    d = json.loads(man.read_text())
+    d["decoder"]["threshold"] = 0.1  # edited without resealing
+    man.write_text(json.dumps(d))
+    with pytest.raises(ModelError, match="manifest_digest"):
+        EdgeModel(p)
+
+
+def test_corrupt_model_refused_before_loading(peaks_f32, tmp_path, monkeypatch):
+    p = rm.copy_model(peaks_f32, tmp_path)
+    blob = bytearray(p.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    p.write_bytes(bytes(blob))
+    loaded = []
+    monkeypatch.setattr(itp, "interpreter_class", lambda *a, **k: loaded.append(1))
+    with pytest.raises(ModelError, match="sha256"):
+        EdgeModel(p)
+    assert loaded == []  # refused before any interpreter was asked for
+
+
+def test_truncated_and_garbage_models(peaks_f32, tmp_path):
+    p = rm.copy_model(peaks_f32, tmp_path)
+    p.write_bytes(p.read_bytes()[:-100])
+    with pytest.raises(ModelError, match="bytes"):
+        EdgeModel(p)
+    # a sealed manifest for a file that is not a flatbuffer: the interpreter's failure is a ModelError
+    g = tmp_path / "garbage" / "junk.tflite"
+    g.parent.mkdir()
+    g.write_bytes(b"\x00" * 512)
+    d = json.loads(mf.manifest_path_for(peaks_f32).read_text())
+    d.update(model_file=g.name, sha256=mf.sha256_file(g), size_bytes=512)
+    mf.write_manifest(d, mf.manifest_path_for(g))
+    with pytest.raises(ModelError, match="cannot load"):
+        EdgeModel(g)
+
+
+def test_wrong_sample_rate_refused(peaks_f32):
+    with pytest.raises(ModelError, match=r"expects 125 Hz.*delivers 100 Hz"):
+        EdgeModel(peaks_f32, expected_fs=100.0)
+
+
+def test_manifest_that_does_not_fit_the_model(peaks_f32, tmp_path):
+    p = rm.copy_model(peaks_f32, tmp_path)
+    man = mf.manifest_path_for(p)
+    d = json.loads(man.read_text())
+    d["sample_rate_hz"] = 100
+    mf.write_manifest(d, man)
+    with pytest.raises(ModelError, match="disagrees with its preprocessing"):
+        EdgeModel(p)
+    d["sample_rate_hz"] = 125.0
+    d["inputs"][0]["shape"] = [1, 250, 2]
+    mf.write_manifest(d, man)
+    with pytest.raises(ModelError, match="input shape"):
+        EdgeModel(p)
+    with pytest.raises(ModelError, match="'bp' model is needed"):
+        EdgeModel(peaks_f32, kind="bp")
+
+
+def test_window_shape_and_nan_refused(peaks_f32):
+    m = EdgeModel(peaks_f32)
+    with pytest.raises(ModelError, match="window shape"):
+        m.predict_window(np.zeros((200, 1)))
+    x = np.zeros((250, 1))
+    x[3] = np.nan
+    with pytest.raises(ModelError, match="NaN"):
+        m.predict_window(x)
+
+
+def test_backend_selection_and_fallback(monkeypatch):
+    def broken():
+        raise ImportError("no module named tflite_runtime")
+
+    monkeypatch.setitem(itp._LOADERS, "tflite-runtime", broken)
+    name, cls = interpreter_class(preference=["tflite-runtime", "ai-edge-litert"])
+    assert name == "ai-edge-litert"
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        interpreter_class(preference=["tflite-runtime"])
+    assert any(issubclass(x.category, InterpreterFallback) for x in w)
+    with pytest.raises(ModelError, match="not usable"):
+        interpreter_class("tflite-runtime")  # named: no fallback
+    monkeypatch.setenv(itp.INTERPRETER_ENV, "nope")
+    with pytest.raises(ConfigError, match="PPG_EDGE_INTERPRETER"):
+        interpreter_class()
+    monkeypatch.setenv(itp.INTERPRETER_ENV, "ai-edge-litert")
+    assert interpreter_class()[0] == "ai-edge-litert"
+    for key in itp.BACKENDS:
+        monkeypatch.setitem(itp._LOADERS, key, broken)
+    monkeypatch.delenv(itp.INTERPRETER_ENV)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ModelError, match="no TFLite interpreter"):
+            interpreter_class()
