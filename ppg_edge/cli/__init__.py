@@ -24,6 +24,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "data",
     "boards",
     "flash",
+    "train",
 )
 
 
