@@ -185,6 +185,9 @@ def test_tiny_cli_run_end_to_end(data_root, tmp_path, monkeypatch, capsys):
     assert not set(report["data"]["val_subjects"]) & set(_split()["test"])
     assert meta["threshold"] == report["threshold"] and 0 < meta["threshold"] < 1
     assert meta["config"]["sizes"] == [4, 8, 4]
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "tiny smoke run" in card and meta["split_sha256"] in card
+    assert f"{report['threshold']:.2f}" in card
 
 
 @pytest.mark.tf

@@ -77,8 +77,10 @@ def _summary(report: dict) -> str:
 def _run_peaks(args) -> int:
     from ppg_edge.train.peaks.train import train_peaks
 
-    cmd = "ppg-edge train peaks " + " ".join(shlex.quote(a) for a in sys.argv[3:]) \
-        if sys.argv[1:3] == ["train", "peaks"] else None
+    cmd = (f"ppg-edge train peaks --variant {args.variant} --epochs {args.epochs} "
+           f"--max-windows {args.max_windows} --seed {args.seed} --alpha {args.alpha[0]:g} "
+           f"{args.alpha[1]:g}" + (" --tiny" if args.tiny else "")
+           + (f" --out {shlex.quote(args.out)}" if args.out else ""))
     report = train_peaks(args.variant, epochs=args.epochs, max_windows=args.max_windows,
                          seed=args.seed, alpha=args.alpha, out=args.out, data_root=args.data_root,
                          tiny=args.tiny, command=cmd, use_cache=not args.no_cache)
