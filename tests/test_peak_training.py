@@ -198,6 +198,11 @@ def test_cli_rejects_bad_arguments(capsys):
     assert "Type99" in capsys.readouterr().err
     assert main(["train", "sweep", "--variants", "Type1", "--estimate-from", "/nonexistent.json"]) == 1
     assert "not a training report" in capsys.readouterr().err
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        assert main(["train", "sweep", "--variants", "Type1", "--ray"]) == 1
+        assert "Ray Tune" in capsys.readouterr().err
 
 
 def _committed():
