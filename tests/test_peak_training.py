@@ -76,6 +76,37 @@ def test_to_raw_axis_shifts_snaps_and_rejects_bad_input():
         D.to_raw_axis([1], 0, 0)
 
 
+def test_label_shift_needs_maxima_near_peaks():
+    class Flat:
+        ppg = np.ones(1000)
+        peaks = np.array([100, 300])
+        fs = 125.0
+
+    with pytest.raises(DataError, match="no filtered-signal maxima"):
+        D.measure_label_shift([Flat()], D.preprocessing_for("ppg"))
+
+
+def test_val_streams_skip_short_records_and_fail_when_none_left(rng):
+    from ppg_edge.train.peaks.train import val_streams
+
+    class FakeModel:
+        def predict(self, x, batch_size=None, verbose=0):
+            return np.full(x.shape[:2], 0.1, dtype=np.float32)
+
+    class Rec:
+        def __init__(self, n):
+            s = synth_ppg(n / 125.0, 125.0, rng)
+            self.ppg, self.peaks, self.fs, self.key = s.signal, s.peaks, 125.0, f"synth/{n}"
+
+    prep = D.preprocessing_for("ppg")
+    streams = val_streams([Rec(100), Rec(1000)], prep, FakeModel())
+    assert [s["key"] for s in streams] == ["synth/1000"]
+    assert streams[0]["probs"].shape == (streams[0]["n"],) and streams[0]["n"] == 1000
+    assert np.all(streams[0]["ref"] < 1000)
+    with pytest.raises(DataError, match="long enough"):
+        val_streams([Rec(100)], prep, FakeModel())
+
+
 def test_metrics_helpers_count_and_measure_distance():
     ref = np.array([100, 200, 300, 400])
     det = np.array([102, 195, 330, 500])
@@ -158,10 +189,30 @@ def test_assemble_two_real_records(data_root, tmp_path, monkeypatch):
             offsets.append(lo + int(np.argmax(x[lo:hi, 0])) - c)
     assert len(offsets) > 60
     assert np.mean(np.abs(offsets) <= 1) > 0.9
-    # the cache returns the same arrays
+    # the cache returns the same arrays; a corrupt cache file is rebuilt, not trusted
     again = D.assemble(settings, root=data_root, progress=False)
     np.testing.assert_array_equal(again.x_train, ds.x_train)
-    assert list((tmp_path / "peaks_dataset").glob("*.npz"))
+    (cached,) = list((tmp_path / "peaks_dataset").glob("*.npz"))
+    cached.write_bytes(b"not an npz")
+    rebuilt = D.assemble(settings, root=data_root, progress=False)
+    np.testing.assert_array_equal(rebuilt.y_train, ds.y_train)
+
+
+def test_record_without_reference_peaks_is_an_error(data_root, monkeypatch):
+    from ppg_edge.data import capnobase
+
+    real = capnobase.load_record
+
+    def no_peaks(folder, rid):
+        rec = real(folder, rid)
+        rec.peaks = None
+        return rec
+
+    monkeypatch.setattr(capnobase, "load_record", no_peaks)
+    doc = _split()
+    key = next(k for k in doc["train"] if k.startswith("capnobase/"))
+    with pytest.raises(DataError, match="no reference peaks"):
+        D.load_part_records("train", D.DatasetSettings(subjects=(key,)), data_root)
 
 
 # ----------------------------------------------------------------------------- TensorFlow
@@ -196,6 +247,8 @@ def test_cli_rejects_bad_arguments(capsys):
 
     assert main(["train", "peaks", "--variant", "Type99", "--tiny"]) == 1
     assert "Type99" in capsys.readouterr().err
+    assert main(["train", "peaks", "--epochs", "0"]) == 1
+    assert "epochs must be >= 1" in capsys.readouterr().err
     assert main(["train", "sweep", "--variants", "Type1", "--estimate-from", "/nonexistent.json"]) == 1
     assert "not a training report" in capsys.readouterr().err
     import importlib.util
