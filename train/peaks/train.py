@@ -293,7 +293,8 @@ DWT-CNN-LSTM Architecture with a Temporal Attention Mechanism", Computation 13(1
 (`ppg_edge.train.peaks.variants`), with this project's per-sample head;
 {report['trainable_params']:,} trainable parameters. Files: `{report['files']['weights']}` (tf_keras
 weights), `{report['files']['config']}` (network configuration, preprocessing spec, decision
-threshold, decoder settings), `report.json` (everything below, and the loss history).
+threshold, decoder settings), `report.json` (everything below, and the loss history). The
+weights file holds no optimizer state; rebuild with `ppg_edge.train.peaks.fit.load_peak_model`.
 
 ## Data
 - CapnoBase (Karlen et al., IEEE TBME 60(7):1946-1953, 2013; expert-labelled peaks) and BIDMC
@@ -321,7 +322,8 @@ threshold, decoder settings), `report.json` (everything below, and the loss hist
   {report['epochs_requested']} epochs run, best epoch {best}.
 - Reproduce: `{report['command'] or 'ppg-edge train peaks --variant ' + report['variant']}`
 - Wall time {report['wall_s'] / 60:.1f} min (fitting {report['fit_wall_s'] / 60:.1f} min) on {m['processor']},
-  {m['cpus']} CPUs, {m['gpus']} GPU, Python {m['python']}, TensorFlow {m['tensorflow']}.
+  {m['cpus']} CPUs, {m['gpus']} GPU, Python {m['python']}, TensorFlow {m['tensorflow']}
+  (a machine shared with other work, so times vary by about 1.5x).
 
 ## Validation (val subjects, whole records)
 Decision threshold {report['threshold']:.2f}, chosen with `choose_threshold` on the clean val streams
