@@ -273,7 +273,7 @@ def test_type30_reference_model_is_committed():
 
 @pytest.mark.tf
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["Type30"])
+@pytest.mark.parametrize("name", _committed())
 def test_committed_model_reproduces_its_validation_threshold(name, data_root):
     from ppg_edge.train.peaks.fit import load_peak_model
     from ppg_edge.train.peaks.train import choose_val_threshold, val_streams
