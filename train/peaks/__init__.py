@@ -7,6 +7,8 @@ https://doi.org/10.3390/computation13120273.
 ``variants`` lists the paper's 30 configurations (Table 2) as data; ``models`` builds
 them with tf_keras; ``losses`` holds BCE + a differentiable PeakDistanceLoss;
 ``labels`` turns peak indices into per-sample targets; ``fit`` trains and saves;
-``dwt_baseline`` is the paper's classic wavelet detector. TensorFlow is imported lazily
+``dwt_baseline`` is the paper's classic wavelet detector; ``dataset`` assembles real and
+synthetic training windows from the subject-wise split; ``train`` runs one training job
+(threshold on the val subjects, report, model card) or a sweep. TensorFlow is imported lazily
 inside the functions that need it, never at module import.
 """
