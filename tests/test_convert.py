@@ -316,3 +316,105 @@ def test_class_balance_peaks_and_bp():
     assert b["windows_with_peak"] == 0.5 and b["positive_sample_fraction"] == pytest.approx(14 / 250 / 2)
     b = class_balance("bp", [None, None], [{"sbp": 120, "dbp": 80}, {"sbp": 140, "dbp": 90}], 250, 125.0)
     assert b["sbp"]["mean"] == 130 and b["dbp"]["max"] == 90
+
+
+# ----------------------------------------------------------------------------- CLI
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_cli_convert_writes_checked_models(tmp_path, capsys):
+    from ppg_edge import manifest as mf
+    from ppg_edge.cli import main
+    from ppg_edge.train.peaks.fit import save_peak_model
+
+    model, cfg = _tiny_model()
+    save_peak_model(model, cfg, tmp_path / "m" / "tiny30")
+    rc = main(["-q", "convert", str(tmp_path / "m"), "--mode", "int8", "--synthetic-calibration", "16",
+               "--check-windows", "8", "--out", str(tmp_path / "out"), "--json"])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["mode"] for r in report] == ["int8"] and report[0]["self_check"]["passed"]
+    man = mf.verify_model(tmp_path / "out" / "tiny30-int8.tflite")
+    assert man["mode"] == "int8" and man["window"] == WINDOW and man["hop"] == WINDOW // 2
+    assert man["preprocessing"]["dwt_levels"] == [3] and man["decoder"] == {"threshold": 0.5}
+    assert man["calibration"]["n_windows"] == 16 and man["training"]["model_config"]["name"] == "tiny30"
+
+    # int8 without calibration, 16x8, and a missing model: one clear error line each
+    for argv, msg in (
+        (["convert", str(tmp_path / "m"), "--mode", "int8"], "needs calibration"),
+        (["convert", str(tmp_path / "m"), "--mode", "16x8", "--synthetic-calibration", "4"], "16x8"),
+        (["convert", str(tmp_path / "nothing")], "no saved peak model"),
+    ):
+        assert main(["-q"] + argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("ppg-edge: error:") and msg in err, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tiny30-int8.json", "tiny30-int8.tflite"]
+
+
+# ----------------------------------------------------------------------------- compare, pruning, QAT
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_compare_report(tiny, tmp_path):
+    from ppg_edge.convert.compare import Variant, compare_variants, count_params, write_report
+    from ppg_edge.convert.peaks import agreement_evaluate
+
+    model, _, _, held, flats = tiny
+    p, nz = count_params(model)
+    variants = [Variant("keras-float", keras=model, params=p, nonzero_params=nz)]
+    variants += [Variant(m, tflite=flats[m], params=p, nonzero_params=nz) for m in ("float32", "int8")]
+    result = compare_variants(variants, held[:4], agreement_evaluate(model, held[:4]), hop=32, runs=5, warmup=1)
+    rows = {r["name"]: r for r in result["rows"]}
+    assert rows["float32"]["metrics"]["max_abs_vs_keras"] < 1e-5
+    assert rows["int8"]["metrics"]["max_abs_vs_keras"] > rows["float32"]["metrics"]["max_abs_vs_keras"]
+    assert rows["int8"]["size_bytes"] == len(flats["int8"]) and rows["int8"]["gzip_bytes"] < len(flats["int8"])
+    for r in result["rows"]:
+        assert r["latency_ms_per_window"] > 0
+        assert r["latency_us_per_sample"] == pytest.approx(r["latency_ms_per_window"] * 1e3 / 32)
+    assert result["tflite_runtime"] and "numpy" in result["tflite_runtime"].lower()
+    paths = write_report(result, tmp_path, metric="mean_abs_vs_keras")
+    assert "| int8 |" in paths["markdown"].read_text()
+    assert json.loads(paths["json"].read_text())["rows"][0]["name"] == "keras-float"
+    assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ModelError, match="exactly one"):
+        compare_variants([Variant("none")], held[:1], hop=32, runs=1)
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_pruned_model_is_sparse_and_converts_fused(tiny):
+    from ppg_edge.convert.optimize import prune_model, sparsity
+    from ppg_edge.convert.tflite import FUSED_LSTM, check_ops, convert_model, self_check
+    from ppg_edge.errors import ConfigError
+    from ppg_edge.train.peaks.models import custom_objects
+
+    model, _, cal, held, _ = tiny
+    y = model.predict(cal, verbose=0)
+    pruned = prune_model(model, cal, y, target_sparsity=0.5, schedule="constant", epochs=1, batch_size=8,
+                         custom_objects=custom_objects())
+    sp = sparsity(pruned)
+    assert sp and all(0.45 <= v <= 0.55 for v in sp.values()), sp
+    assert "TemporalAttention" not in {type(layer.layer).__name__ for layer in pruned.layers if hasattr(layer, "layer")}
+    flat = convert_model(pruned, "int8", calibration=cal)
+    assert FUSED_LSTM in check_ops(flat)
+    assert self_check(pruned, flat, held, "pruned-int8").passed
+    with pytest.raises(ConfigError):
+        prune_model(model, cal, y, target_sparsity=1.0)
+    with pytest.raises(DataError):
+        prune_model(model, cal[:, :10], y, target_sparsity=0.5)
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_qat_wrapped_lstm_becomes_while_and_is_refused(tiny):
+    from ppg_edge.convert.optimize import qat_model
+    from ppg_edge.convert.tflite import FUSED_LSTM, convert_model, list_ops
+    from ppg_edge.train.peaks.models import custom_objects
+
+    model, _, cal, _, _ = tiny
+    y = model.predict(cal, verbose=0)
+    qat = qat_model(model, cal, y, epochs=1, batch_size=8, annotate_lstm=True, custom_objects=custom_objects())
+    with pytest.raises(ModelError, match="WHILE"):
+        convert_model(qat, "int8", calibration=cal, custom_objects=custom_objects())
+    ops = list_ops(convert_model(qat, "int8", calibration=cal, custom_objects=custom_objects(), check=False))
+    assert "WHILE" in ops and FUSED_LSTM not in ops

@@ -24,6 +24,8 @@ SUBCOMMANDS: tuple[str, ...] = (
     "data",
     "boards",
     "flash",
+    "convert",
+    "compare",
 )
 
 
