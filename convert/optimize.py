@@ -17,6 +17,7 @@ Recipes measured in ``/work/shared/TOOLCHAIN.md``:
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Any
@@ -131,8 +132,24 @@ def _copy_weights_by_name(src, dst) -> None:
 
 # ----------------------------------------------------------------------------- QAT
 
+def qat_scope_objects() -> dict:
+    """Every class needed to (de)serialise a QAT model made by :func:`qat_model`."""
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_configs as configs8,
+    )
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as registry8,
+    )
+
+    conv, att = _configs()
+    return {"Conv1DQuantizeConfig": conv, "AttentionQuantizeConfig": att,
+            "NoOpQuantizeConfig": configs8.NoOpQuantizeConfig,
+            "Default8BitQuantizeConfigRNN": registry8.Default8BitQuantizeConfigRNN}
+
+
+@functools.lru_cache(maxsize=None)
 def _configs():
-    """Custom QuantizeConfig classes (defined lazily: they subclass tfmot types)."""
+    """Custom QuantizeConfig classes (defined once, lazily: they subclass tfmot types)."""
     tfmot = _tfmot()
     q = tfmot.quantization.keras
     quantizers = q.quantizers
@@ -232,15 +249,12 @@ def qat_model(
         return clone
 
     scope = dict(custom_objects or {})
-    scope.update(Conv1DQuantizeConfig=Conv1DConfig, AttentionQuantizeConfig=AttentionConfig,
-                 NoOpQuantizeConfig=configs8.NoOpQuantizeConfig,
-                 Default8BitQuantizeConfigRNN=registry8.Default8BitQuantizeConfigRNN)
+    scope.update(qat_scope_objects())
     with keras.utils.custom_object_scope(scope):
         annotated = keras.models.clone_model(model, clone_function=annotate)
         annotated.set_weights(model.get_weights())
         with q.quantize_scope(scope):
-            qat = q.quantize_apply(annotated)
-    _copy_weights_by_name(model, qat)
+            qat = q.quantize_apply(annotated)  # carries the annotated model's weights over
     keras.utils.set_random_seed(int(seed))
     qat.compile(optimizer=keras.optimizers.Adam(lr), loss=loss)
     qat.fit(x, y, epochs=int(epochs), batch_size=int(batch_size), verbose=0)
