@@ -131,7 +131,8 @@ def convert_saved_peak_model(
             flat, out_dir, f"{meta.stem}-{mode}", kind="peaks", mode=mode,
             sample_rate_hz=pre.fs, window=pre.window, hop=pre.hop, preprocessing=pre.to_dict(),
             decoder={"threshold": float(threshold)},
-            training={"model_config": config.to_dict(), "keras_model": meta.name},
+            training={"model_config": config.to_dict(), "keras_model": meta.name,
+                      "split": cal_info.get("split")},
             calibration=cal_info if mode in ("int8", "16x8") else None,
             metrics=metrics, self_check=check.to_dict(),
         )

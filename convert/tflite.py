@@ -161,7 +161,7 @@ def convert_model(
     custom_objects: dict | None = None,
     allow_ops: Sequence[str] = (),
     check: bool = True,
-    new_quantizer: bool = False,
+    new_quantizer: bool | None = None,
 ) -> bytes:
     """Convert a tf_keras model to TFLite flatbuffer bytes in ``mode`` (see :data:`MODES`).
 
@@ -172,8 +172,9 @@ def convert_model(
     mode, a refused mode (``16x8`` with an LSTM) or a converter failure; nothing is
     written anywhere, so a failed conversion leaves no broken file.
 
-    ``new_quantizer`` (int8/16x8 only) selects the converter's MLIR quantizer. It is off by
-    default: measured here (TF 2.21) the MLIR quantizer mis-quantizes an LSTM whose output
+    ``new_quantizer`` (int8/16x8 only) selects the converter's MLIR quantizer. By default
+    (None) it is on for QAT models only (the legacy quantizer refuses their fake-quant
+    ops: "Quantization not yet supported for op: 'DEQUANTIZE'") and off otherwise: measured here (TF 2.21) the MLIR quantizer mis-quantizes an LSTM whose output
     has two consumers (the attention layer reads ``h`` twice; the converter logs "output 0
     should have only one use, which should be quant.stats") and the int8 peak model was
     off by 0.14 mean / 0.21 max in probability; the legacy quantizer gave 0.002 / 0.011 on
@@ -206,7 +207,7 @@ def convert_model(
                 yield [w[None, ...]]
 
         conv.representative_dataset = representative
-        conv.experimental_new_quantizer = bool(new_quantizer)
+        conv.experimental_new_quantizer = _is_qat(keras_model) if new_quantizer is None else bool(new_quantizer)
         if mode == "int8":
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             conv.inference_input_type = tf.int8
