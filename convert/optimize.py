@@ -105,9 +105,11 @@ def prune_model(
         raise ConfigError(f"schedule must be 'polynomial' or 'constant', got {schedule!r}")
 
     def wrap(layer):
+        # always a fresh copy: wrapping ``layer`` itself would prune the caller's model in place
+        fresh = layer.__class__.from_config(layer.get_config())
         if type(layer).__name__ in PRUNABLE:
-            return sp.prune_low_magnitude(layer, pruning_schedule=sched)
-        return layer.__class__.from_config(layer.get_config())
+            return sp.prune_low_magnitude(fresh, pruning_schedule=sched)
+        return fresh
 
     with keras.utils.custom_object_scope(custom_objects or {}):
         pruned = keras.models.clone_model(model, clone_function=wrap)

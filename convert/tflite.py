@@ -58,12 +58,14 @@ class Tolerance:
 #: dynamic quantizes weights (per channel) and activations per batch on the fly;
 #: int8 quantizes everything with calibrated ranges, so an output step of 1/256 of the
 #: output range is the floor and LSTM error accumulates over the sequence (the limits
-#: are relative to the span of the Keras outputs over the checked windows).
+#: are relative to the span of the Keras outputs over the checked windows, with an
+#: absolute floor: a sigmoid output is quantized in steps of 1/256, so a few steps of
+#: mean error -- 0.015 -- are allowed even when an untrained model's outputs span little).
 TOLERANCES: dict[str, Tolerance] = {
     "float32": Tolerance(atol=1e-5, rel=1e-5, mean_atol=1e-6, mean_rel=1e-6),
     "float16": Tolerance(atol=1e-2, rel=1e-2, mean_atol=2e-3, mean_rel=2e-3),
     "dynamic": Tolerance(atol=5e-2, rel=5e-2, mean_atol=1e-2, mean_rel=1e-2),
-    "int8": Tolerance(atol=0.0, rel=0.15, mean_atol=0.0, mean_rel=0.03),
+    "int8": Tolerance(atol=0.05, rel=0.15, mean_atol=0.015, mean_rel=0.03),
 }
 
 

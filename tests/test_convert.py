@@ -331,7 +331,7 @@ def test_cli_convert_writes_checked_models(tmp_path, capsys):
 
     model, cfg = _tiny_model()
     save_peak_model(model, cfg, tmp_path / "m" / "tiny30")
-    rc = main(["-q", "convert", str(tmp_path / "m"), "--mode", "int8", "--synthetic-calibration", "16",
+    rc = main(["-q", "convert", str(tmp_path / "m"), "--mode", "int8", "--synthetic-calibration", "32",
                "--check-windows", "8", "--out", str(tmp_path / "out"), "--json"])
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
@@ -339,7 +339,7 @@ def test_cli_convert_writes_checked_models(tmp_path, capsys):
     man = mf.verify_model(tmp_path / "out" / "tiny30-int8.tflite")
     assert man["mode"] == "int8" and man["window"] == WINDOW and man["hop"] == WINDOW // 2
     assert man["preprocessing"]["dwt_levels"] == [3] and man["decoder"] == {"threshold": 0.5}
-    assert man["calibration"]["n_windows"] == 16 and man["training"]["model_config"]["name"] == "tiny30"
+    assert man["calibration"]["n_windows"] == 32 and man["training"]["model_config"]["name"] == "tiny30"
 
     # int8 without calibration, 16x8, and a missing model: one clear error line each
     for argv, msg in (
@@ -392,8 +392,10 @@ def test_pruned_model_is_sparse_and_converts_fused(tiny):
 
     model, _, cal, held, _ = tiny
     y = model.predict(cal, verbose=0)
+    before = [w.copy() for w in model.get_weights()]
     pruned = prune_model(model, cal, y, target_sparsity=0.5, schedule="constant", epochs=1, batch_size=8,
                          custom_objects=custom_objects())
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # original untouched
     sp = sparsity(pruned)
     assert sp and all(0.45 <= v <= 0.55 for v in sp.values()), sp
     assert "TemporalAttention" not in {type(layer.layer).__name__ for layer in pruned.layers if hasattr(layer, "layer")}
