@@ -31,6 +31,8 @@ SUBCOMMANDS: tuple[str, ...] = (
     "vpi",
     "run",
     "train",
+    "convert",
+    "compare",
 )
 
 
