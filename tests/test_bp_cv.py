@@ -150,17 +150,37 @@ def test_oof_covers_each_window_once_and_naive_uses_training_folds(ds100, tiny):
     fold_of = cv.folds_from_split(load_split("tiny-3fold", tiny["folds"].parent), ds100.subjects)
     r = cv.cross_validate(ds100, "feature-gbm", fold_of, rng=np.random.default_rng(1))
     assert r.pred.shape == (len(ds100), 2) and np.all(np.isfinite(r.pred))
-    assert sum(i["n_test"] for i in r.folds if False) == 0  # placeholder-free: see next lines
     assert sum(i["n_test"] for i in r.fold_info) == len(ds100)
     for k in range(3):
         te = fold_of == k
-        # naive = training mean, which differs from the all-data and the test mean
-        assert np.allclose(r.naive[te], ds100.y[~te].mean(axis=0))
-        assert not np.allclose(r.naive[te][0], ds100.y[te].mean(axis=0))
+        assert np.allclose(r.naive[te], ds100.y[~te].mean(axis=0))  # training folds' mean
+    # fold 0 holds the lower-BP subjects: its training mean is neither its own nor the overall mean
+    te0 = fold_of == 0
+    assert not np.allclose(r.naive[te0][0], ds100.y[te0].mean(axis=0))
+    assert not np.allclose(r.naive[te0][0], ds100.y.mean(axis=0))
     rep = r.report["segment"]["sbp"]
     assert rep["naive_mae"] == pytest.approx(np.mean(np.abs(r.naive[:, 0] - ds100.y[:, 0])))
     assert rep["mase"] == pytest.approx(rep["mae"] / rep["naive_mae"])
     assert r.report["subject"]["sbp"]["n"] == N_SUBJECTS
+
+
+def test_every_window_predicted_exactly_once(ds100, monkeypatch):
+    seen: list[str] = []
+
+    def fit_counting(train, rng, opts):
+        def predict(ds):
+            assert set(ds.subjects).isdisjoint(train.subjects)
+            seen.extend(ds.segments.tolist())
+            return np.tile(train.y.mean(axis=0), (len(ds), 1))
+        return cv.FittedModel("counting", predict)
+
+    monkeypatch.setitem(cv.MODELS, "counting", (fit_counting, "test", False))
+    subj = np.unique(ds100.subjects)
+    fold_of = np.searchsorted(subj, ds100.subjects) % 4
+    r = cv.cross_validate(ds100, "counting", fold_of, rng=np.random.default_rng(0))
+    assert sorted(seen) == sorted(ds100.segments.tolist())
+    assert np.allclose(r.pred, r.naive)  # the counting model predicts the naive mean
+    assert r.report["segment"]["sbp"]["mase"] == pytest.approx(1.0)
 
 
 def test_subject_level_is_mean_per_subject():
@@ -246,3 +266,24 @@ def test_train_bp_then_evaluate_all_subjects(tmp_path, tiny, capsys, monkeypatch
     doc = json.loads(out.read_text())
     assert doc["n_subjects_in_training"] == N_SUBJECTS  # flagged: not held-out
     assert "NOT held-out" in capsys.readouterr().out
+
+
+def test_cli_combine_merges_runs(tmp_path, tiny, monkeypatch, capsys):
+    from ppg_edge.cli import main
+
+    monkeypatch.setenv("PPG_EDGE_CACHE", str(tmp_path / "cache"))
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    base = ["-q", "evaluate", "bp", "--model", "feature-gbm", "--folds", str(tiny["folds"]),
+            "--data-root", str(tiny["root"])]
+    assert main(base + ["--fs", "100", "--out", str(a)]) == 0
+    assert main(base + ["--fs", "125", "--out", str(b)]) == 0
+    out, md = tmp_path / "all.json", tmp_path / "all.md"
+    assert main(["-q", "evaluate", "bp", "--combine", str(a), str(b), "--out", str(out),
+                 "--markdown", str(md)]) == 0
+    doc = json.loads(out.read_text())
+    assert [r["fs"] for r in doc["results"]] == [125.0, 100.0]
+    assert [r["command"] for r in doc["runs"]][0].endswith(f"--out {a}")
+    assert "| feature-gbm | 125 |" in md.read_text()
+    capsys.readouterr()
+    assert main(["evaluate", "bp", "--combine", str(md)]) == 1
+    assert "not JSON" in capsys.readouterr().err

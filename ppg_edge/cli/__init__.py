@@ -26,6 +26,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "flash",
     "evaluate",
     "demo",
+    "train_bp",
 )
 
 

@@ -55,6 +55,8 @@ def register_bp(sub) -> None:
     p.add_argument("--all-subjects", action="store_true",
                    help="score the saved model of --model-dir on every subject of the data root")
     p.add_argument("--model-dir", type=Path, metavar="DIR", help="saved model folder (models/bp/NAME)")
+    p.add_argument("--combine", nargs="+", type=Path, metavar="JSON",
+                   help="merge earlier --out results (each keeps its command) into one table")
     p.add_argument("--no-cache", action="store_true", help="rebuild the model inputs")
     p.add_argument("--data-root", metavar="DIR", help="data root (default: PPG_EDGE_DATA, ../shared/data)")
     p.set_defaults(func=run_bp)
@@ -111,6 +113,8 @@ def _write(args, doc: dict, table: str) -> None:
 def run_bp(args: argparse.Namespace) -> int:
     if args.all_subjects:
         return _run_all_subjects(args)
+    if args.combine:
+        return _run_combine(args)
     import numpy as np
 
     from ..train.bp import cv
@@ -191,6 +195,38 @@ def run_bp(args: argparse.Namespace) -> int:
     if args.out and args.out.with_suffix(".partial.json").is_file():
         args.out.with_suffix(".partial.json").unlink()
     return 1 if failures else 0
+
+
+def _run_combine(args) -> int:
+    """Merge result files of several runs (e.g. one per rate) into one document and table."""
+    from ..train.bp import cv
+
+    results, runs = [], []
+    for path in args.combine:
+        if not path.is_file():
+            raise ConfigError(f"--combine: {path} does not exist")
+        try:
+            doc = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--combine: {path} is not JSON ({exc})") from exc
+        if doc.get("benchmark") != "bp":
+            raise ConfigError(f"--combine: {path} is not an `evaluate bp` result")
+        runs.append({k: doc.get(k) for k in ("command", "machine", "split", "seed", "options",
+                                             "data", "failures", "plots", "notes")}
+                    | {"file": str(path)})
+        results.extend(doc["results"])
+    key = {}
+    for r in results:  # one row per (model, rate, split kind): the first file wins
+        key.setdefault((r["model"], r["fs"], r["leaky"]), r)
+    results = sorted(key.values(), key=lambda r: (r["leaky"], -r["fs"], r["model"]))
+    table = "\n\n".join([cv.markdown_table(results, "segment"), cv.markdown_table(results, "subject")])
+    out = {"benchmark": "bp", "dataset": "ppg-bp (Liang et al., Sci Data 5:180020, 2018)",
+           "results": results, "runs": runs, "machine": _machine(),
+           "command": " ".join(["ppg-edge evaluate bp --combine", *map(str, args.combine)]
+                               + [f"--{o} {getattr(args, o)}" for o in ("out", "markdown")
+                                  if getattr(args, o)])}
+    _write(args, out, table)
+    return 0
 
 
 def _run_all_subjects(args) -> int:

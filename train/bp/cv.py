@@ -451,23 +451,25 @@ def _fmt(m: dict) -> str:
             f"| {m['ieee1708_class']}")
 
 
-def markdown_table(results: list[ModelCV], level: str = "segment") -> str:
+def markdown_table(results, level: str = "segment") -> str:
     """One row per model and rate: SBP and DBP MAE beside the naive MAE, MASE, RMSE,
-    ME ± SD, BHS, AAMI (errors only), IEEE 1708. Leaky rows go in a separate table."""
+    ME ± SD, BHS, AAMI (errors only), IEEE 1708. Leaky rows go in a separate table.
+    ``results``: :class:`ModelCV` objects or their :func:`result_dict`."""
+    rows_all = [result_dict(r) if isinstance(r, ModelCV) else r for r in results]
     head = ("| model | fs Hz | split | SBP MAE | naive | MASE | RMSE | ME ± SD | BHS | AAMI | IEEE "
             "| DBP MAE | naive | MASE | RMSE | ME ± SD | BHS | AAMI | IEEE |\n|"
             + "---|" * 19)
     blocks = []
     for leaky in (False, True):
-        rows = [r for r in results if r.leaky == leaky]
+        rows = [r for r in rows_all if bool(r["leaky"]) == leaky]
         if not rows:
             continue
         title = ("**LEAKY record-wise split -- NOT comparable: segments of a test subject are in "
                  "training**" if leaky else "Subject-wise folds")
         lines = [f"{title} ({level} level)", "", head]
         for r in rows:
-            m = r.report[level]
-            lines.append(f"| {r.model} | {r.fs:g} | {'LEAKY' if leaky else 'subject'} | "
+            m = r["report"][level]
+            lines.append(f"| {r['model']} | {r['fs']:g} | {'LEAKY' if leaky else 'subject'} | "
                          f"{_fmt(m['sbp'])} | {_fmt(m['dbp'])} |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
