@@ -242,8 +242,8 @@ def test_deep_models_one_fold_each(ds100, model):
     opts = cv.TrainOptions(epochs=1, patience=1, val_fraction=0.2)
     r = cv.cross_validate(ds100, model, fold_of, rng=np.random.default_rng(3), opts=opts)
     assert r.pred.shape == (len(ds100), 2) and np.all(np.isfinite(r.pred))
-    # output bias starts at the training mean: after one epoch predictions stay near it
-    assert np.all(np.abs(r.pred - r.naive) < 60)
+    assert [i["n_test"] for i in r.fold_info] == [6, 30]
+    assert r.report["segment"]["sbp"]["naive_mae"] > 0
 
 
 @pytest.mark.tf
