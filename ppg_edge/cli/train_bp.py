@@ -93,8 +93,10 @@ def model_card(cfg: dict, cv_rows: list[dict]) -> str:
         "coefficients: `config.json` -> `preprocessing`.",
         "",
         "## Training",
-        f"- seed {cfg['seed']} (one numpy Generator); stopping on an inner validation split of "
-        f"{cfg.get('val_fraction', 0.15):.0%} of the subjects (patience {cfg.get('patience')})",
+        f"- seed {cfg['seed']} (one numpy Generator); "
+        + ("fixed boosting parameters, no early stopping" if cfg.get("weights", "").endswith(".pkl")
+           else f"stopping on an inner validation split of {cfg.get('val_fraction', 0.15):.0%} of "
+                f"the subjects (patience {cfg.get('patience')}, at most {cfg.get('epochs_max')} epochs)"),
         f"- training means (the naive predictor): SBP {cfg['train_mean']['sbp']:.2f}, DBP "
         f"{cfg['train_mean']['dbp']:.2f} mmHg",
         f"- details: `{json.dumps(cfg.get('info', {}), default=str)[:400]}`",
