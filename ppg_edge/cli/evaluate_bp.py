@@ -214,11 +214,16 @@ def _run_combine(args) -> int:
         runs.append({k: doc.get(k) for k in ("command", "machine", "split", "seed", "options",
                                              "data", "failures", "plots", "notes")}
                     | {"file": str(path)})
-        results.extend(doc["results"])
+        for r in doc["results"]:
+            if "max_epochs" not in r:  # files written before the field existed
+                r["max_epochs"] = (doc.get("options") or {}).get("epochs") if cv.MODELS.get(
+                    r["model"], (None, None, False))[2] else None
+            results.append(r)
     key = {}
-    for r in results:  # one row per (model, rate, split kind): the first file wins
-        key.setdefault((r["model"], r["fs"], r["leaky"]), r)
-    results = sorted(key.values(), key=lambda r: (r["leaky"], -r["fs"], r["model"]))
+    for r in results:  # one row per (model, rate, split kind, budget): the first file wins
+        key.setdefault((r["model"], r["fs"], r["leaky"], r.get("max_epochs")), r)
+    results = sorted(key.values(), key=lambda r: (r["leaky"], -r["fs"], r["model"],
+                                                  r.get("max_epochs") or 0))
     table = "\n\n".join([cv.markdown_table(results, "segment"), cv.markdown_table(results, "subject")])
     out = {"benchmark": "bp", "dataset": "ppg-bp (Liang et al., Sci Data 5:180020, 2018)",
            "results": results, "runs": runs, "machine": _machine(),

@@ -359,6 +359,7 @@ class ModelCV:
     report: dict
     seconds: float
     fold_info: list = field(default_factory=list)
+    max_epochs: int | None = None
 
 
 def _report(y, pred, naive, subjects) -> dict:
@@ -433,12 +434,14 @@ def cross_validate(ds: BPDataset, model: str, fold_of, *, rng: np.random.Generat
     rep = report_levels(ds.y, pred, naive, ds.subjects)
     return ModelCV(model=model, label=label + (" [LEAKY record-wise split]" if leaky else ""),
                    fs=ds.fs, leaky=leaky, pred=pred, naive=naive, fold_of=fold_of, report=rep,
-                   seconds=time.perf_counter() - t0, fold_info=infos)
+                   seconds=time.perf_counter() - t0, fold_info=infos,
+                   max_epochs=opts.epochs if MODELS[model][2] else None)
 
 
 def result_dict(r: ModelCV, with_predictions: bool = False) -> dict:
     d = {"model": r.model, "label": r.label, "fs": r.fs, "leaky": r.leaky,
          "split": "record-wise LEAKY" if r.leaky else "subject-wise", "seconds": round(r.seconds, 1),
+         "max_epochs": r.max_epochs,
          "n_windows": int(r.pred.shape[0]), "report": r.report, "folds": r.fold_info}
     if with_predictions:
         d["predictions"] = r.pred.round(2).tolist()
@@ -456,9 +459,9 @@ def markdown_table(results, level: str = "segment") -> str:
     ME ± SD, BHS, AAMI (errors only), IEEE 1708. Leaky rows go in a separate table.
     ``results``: :class:`ModelCV` objects or their :func:`result_dict`."""
     rows_all = [result_dict(r) if isinstance(r, ModelCV) else r for r in results]
-    head = ("| model | fs Hz | split | SBP MAE | naive | MASE | RMSE | ME ± SD | BHS | AAMI | IEEE "
+    head = ("| model | fs Hz | split | max epochs | SBP MAE | naive | MASE | RMSE | ME ± SD | BHS | AAMI | IEEE "
             "| DBP MAE | naive | MASE | RMSE | ME ± SD | BHS | AAMI | IEEE |\n|"
-            + "---|" * 19)
+            + "---|" * 20)
     blocks = []
     for leaky in (False, True):
         rows = [r for r in rows_all if bool(r["leaky"]) == leaky]
@@ -469,7 +472,9 @@ def markdown_table(results, level: str = "segment") -> str:
         lines = [f"{title} ({level} level)", "", head]
         for r in rows:
             m = r["report"][level]
+            ep = r.get("max_epochs")
             lines.append(f"| {r['model']} | {r['fs']:g} | {'LEAKY' if leaky else 'subject'} | "
+                         f"{'-' if ep is None else ep} | "
                          f"{_fmt(m['sbp'])} | {_fmt(m['dbp'])} |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
