@@ -247,6 +247,28 @@ def test_deep_models_one_fold_each(ds100, model):
 
 
 @pytest.mark.tf
+def test_random_search_runs_inside_training_folds(ds100, monkeypatch):
+    from ppg_edge.train.bp import cnn_lstm
+
+    seen_val = []
+    real = cnn_lstm.random_search
+
+    def spy(x_tr, y_tr, x_va, y_va, **kw):
+        seen_val.append(set(np.round(y_va[:, 0], 3)) | set(np.round(y_tr[:, 0], 3)))
+        return real(x_tr, y_tr, x_va, y_va, **kw)
+
+    monkeypatch.setattr(cnn_lstm, "random_search", spy)
+    fold_of = np.array([0 if s in ("ppg-bp/100", "ppg-bp/101") else 1 for s in ds100.subjects])
+    opts = cv.TrainOptions(epochs=1, patience=1, val_fraction=0.2, search_trials=1, search_epochs=1)
+    r = cv.cross_validate(ds100, "cnn-lstm-search", fold_of, rng=np.random.default_rng(4), opts=opts)
+    assert np.all(np.isfinite(r.pred)) and r.fold_info[0]["search"]["trials"] == 1
+    # the search saw windows of the training folds only (every subject has its own SBP here)
+    for k, seen in enumerate(seen_val):
+        test_sbp = set(np.round(ds100.y[fold_of == k, 0], 3))
+        assert seen and seen.isdisjoint(test_sbp)
+
+
+@pytest.mark.tf
 def test_train_bp_then_evaluate_all_subjects(tmp_path, tiny, capsys, monkeypatch):
     from ppg_edge.cli import main
 
