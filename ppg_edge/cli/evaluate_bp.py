@@ -197,6 +197,18 @@ def run_bp(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+COMBINED_PREAMBLE = """# Blood pressure on PPG-BP: 10-fold cross-validation by subject
+
+Out-of-fold predictions for every 2.1 s window (569 windows, 189 subjects; committed folds
+`ppg-bp-10fold`). MAE etc. in mmHg; *naive* = each fold's training-mean predictor, MASE = MAE /
+naive MAE (< 1 beats the naive predictor). AAMI judged on the errors only (|ME| <= 5, SD <= 8).
+`max epochs`: deep-model budget (early stopping on an inner subject-wise validation split of the
+training folds). Literature on the same data and protocol: naive ~16.4 / 8.85, benchmark best
+13.07 (LightGBM) / 8.04 (SVR) (Gonzalez et al., Sci Data 10:149, 2023), paper 002 (CNN-LSTM)
+14.13 / 8.80. Rows marked LEAKY split a subject's segments between training and test and are
+not comparable."""
+
+
 def _run_combine(args) -> int:
     """Merge result files of several runs (e.g. one per rate) into one document and table."""
     from ..train.bp import cv
@@ -224,7 +236,9 @@ def _run_combine(args) -> int:
         key.setdefault((r["model"], r["fs"], r["leaky"], r.get("max_epochs")), r)
     results = sorted(key.values(), key=lambda r: (r["leaky"], -r["fs"], r["model"],
                                                   r.get("max_epochs") or 0))
-    table = "\n\n".join([cv.markdown_table(results, "segment"), cv.markdown_table(results, "subject")])
+    table = "\n\n".join([COMBINED_PREAMBLE, cv.markdown_table(results, "segment"),
+                          cv.markdown_table(results, "subject"),
+                          "Runs:\n" + "\n".join(f"- `{r['command']}`" for r in runs)])
     out = {"benchmark": "bp", "dataset": "ppg-bp (Liang et al., Sci Data 5:180020, 2018)",
            "results": results, "runs": runs, "machine": _machine(),
            "command": " ".join(["ppg-edge evaluate bp --combine", *map(str, args.combine)]
