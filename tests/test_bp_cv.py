@@ -269,16 +269,17 @@ def test_random_search_runs_inside_training_folds(ds100, monkeypatch):
 
 
 @pytest.mark.tf
-def test_train_bp_then_evaluate_all_subjects(tmp_path, tiny, capsys, monkeypatch):
+@pytest.mark.parametrize("model", ["cnn-lstm", "ann"])
+def test_train_bp_then_evaluate_all_subjects(tmp_path, tiny, capsys, monkeypatch, model):
     from ppg_edge.cli import main
 
     monkeypatch.setenv("PPG_EDGE_CACHE", str(tmp_path / "cache"))
-    mdir = tmp_path / "models" / "tiny-cnn"
-    rc = main(["-q", "train-bp", "--model", "cnn-lstm", "--all-subjects", "--fs", "100",
+    mdir = tmp_path / "models" / "tiny"
+    rc = main(["-q", "train-bp", "--model", model, "--all-subjects", "--fs", "100",
                "--epochs", "1", "--data-root", str(tiny["root"]), "--out", str(mdir)])
     assert rc == 0
     cfg = json.loads((mdir / "config.json").read_text())
-    assert cfg["model"] == "cnn-lstm" and cfg["fs"] == 100.0 and cfg["n_train_subjects"] == N_SUBJECTS
+    assert cfg["model"] == model and cfg["fs"] == 100.0 and cfg["n_train_subjects"] == N_SUBJECTS
     assert (mdir / "model.keras").is_file() and (mdir / "MODEL_CARD.md").is_file()
     capsys.readouterr()
     out = tmp_path / "all.json"
@@ -287,6 +288,7 @@ def test_train_bp_then_evaluate_all_subjects(tmp_path, tiny, capsys, monkeypatch
     assert rc == 0
     doc = json.loads(out.read_text())
     assert doc["n_subjects_in_training"] == N_SUBJECTS  # flagged: not held-out
+    assert doc["report"]["segment"]["sbp"]["n"] == 3 * N_SUBJECTS
     assert "NOT held-out" in capsys.readouterr().out
 
 

@@ -23,7 +23,7 @@ DEFAULT_SEED = 20251122
 def _add_arguments(p) -> None:
     p.add_argument("--model", required=True, metavar="NAME",
                    help="feature-gbm, feature-gbm-demo, cnn-lstm, cnn-lstm-search, derivatives, "
-                        "multistage, lstm")
+                        "multistage, ann, lstm")
     p.add_argument("--all-subjects", action="store_true", required=True,
                    help="train on every subject of the data root (deployment; no held-out test)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="model folder, e.g. models/bp/NAME")
@@ -132,9 +132,6 @@ def run_train_bp(args: argparse.Namespace) -> int:
     from ..train.bp.deploy import save_model
 
     cv.get_model(args.model)
-    if args.model == "ann":
-        raise ConfigError("the ann baseline keeps its feature imputation in memory only; "
-                          "it cannot be saved for deployment")
     if not args.fs > 40:
         raise ConfigError(f"--fs must be above 40 Hz, got {args.fs}")
     opts = cv.TrainOptions(epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,

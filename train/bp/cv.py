@@ -265,9 +265,20 @@ def fit_multistage(train: BPDataset, rng, opts) -> FittedModel:
     return FittedModel("multistage", predict, keras_model=m.cascade, info={"epochs_run": info})
 
 
-def _impute(train_X: np.ndarray):
-    med = np.nanmedian(np.where(np.isfinite(train_X), train_X, np.nan), axis=0)
-    med = np.where(np.isfinite(med), med, 0.0)
+def training_medians(train_X: np.ndarray) -> np.ndarray:
+    """Per-feature median of the training rows (0 where a feature is never valid)."""
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(np.where(np.isfinite(train_X), train_X, np.nan), axis=0)
+    return np.where(np.isfinite(med), med, 0.0)
+
+
+def _impute(train_X: np.ndarray, med: np.ndarray | None = None):
+    """A function that fills invalid features with the training medians."""
+    med = training_medians(train_X) if med is None else np.asarray(med, dtype=np.float64)
 
     def fill(X):
         X = np.array(X, dtype=np.float64)
@@ -291,6 +302,7 @@ def fit_ann(train: BPDataset, rng, opts) -> FittedModel:
                                target_mean=tr.y.mean(axis=0), learning_rate=opts.learning_rate,
                                rng=rng)
     info = _fit_keras(model, Xtr, tr.y, fill(va.features), va.y, opts)
+    info["impute_medians"] = training_medians(tr.features).tolist()
 
     def predict(ds):
         return model.predict(fill(ds.features), batch_size=256, verbose=0).astype(np.float64)

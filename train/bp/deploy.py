@@ -115,6 +115,11 @@ class DeployedModel:
             return self.model.predict(ds.features, ds.demographics if name.endswith("demo") else None)
         if name in ("cnn-lstm", "cnn-lstm-search"):
             return self.model.predict(ds.x[..., :1], batch_size=256, verbose=0).astype(np.float64)
+        if name == "ann":
+            from .cv import _impute
+
+            fill = _impute(ds.features, self.config["info"]["impute_medians"])
+            return self.model.predict(fill(ds.features), batch_size=256, verbose=0).astype(np.float64)
         if name in ("lstm",):
             return self.model.predict(ds.pulse_seq, batch_size=256, verbose=0).astype(np.float64)
         if name == "multistage":
