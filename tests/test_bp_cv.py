@@ -236,6 +236,7 @@ def test_cli_bad_rate_and_missing_split(tmp_path, tiny, capsys):
 
 # ---------------------------------------------------------------- TF models
 @pytest.mark.tf
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["cnn-lstm", "derivatives", "multistage", "ann", "lstm"])
 def test_deep_models_one_fold_each(ds100, model):
     fold_of = np.array([0 if s in ("ppg-bp/100", "ppg-bp/101") else 1 for s in ds100.subjects])
@@ -247,6 +248,7 @@ def test_deep_models_one_fold_each(ds100, model):
 
 
 @pytest.mark.tf
+@pytest.mark.slow
 def test_random_search_runs_inside_training_folds(ds100, monkeypatch):
     from ppg_edge.train.bp import cnn_lstm
 
@@ -269,6 +271,7 @@ def test_random_search_runs_inside_training_folds(ds100, monkeypatch):
 
 
 @pytest.mark.tf
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["cnn-lstm", "ann"])
 def test_train_bp_then_evaluate_all_subjects(tmp_path, tiny, capsys, monkeypatch, model):
     from ppg_edge.cli import main
