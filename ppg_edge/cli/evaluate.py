@@ -1,7 +1,8 @@
 """``ppg-edge evaluate``: benchmarks. ``evaluate peaks`` scores peak detectors on data sets.
 
-Each benchmark is a subcommand under ``evaluate`` (``peaks`` now; ``bp`` can be
-added beside it with its own ``_register_<name>``).
+Each benchmark is a subcommand under ``evaluate`` with its own ``_register_<name>``:
+``peaks`` and ``bp`` (subject-wise cross-validation of the BP models on PPG-BP,
+:mod:`ppg_edge.cli.evaluate_bp`).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def register(subparsers) -> None:
     )
     sub = parser.add_subparsers(dest="evaluate_command", metavar="BENCHMARK")
     _register_peaks(sub)
+    _register_bp(sub)
 
     def no_benchmark(args) -> int:
         parser.print_help(sys.stderr)
@@ -169,3 +171,9 @@ def _machine() -> dict:
 
     return {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
             "python": platform.python_version(), "ppg_edge": __version__}
+
+
+def _register_bp(sub) -> None:
+    from .evaluate_bp import register_bp
+
+    register_bp(sub)
