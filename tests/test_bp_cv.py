@@ -278,7 +278,7 @@ def test_train_bp_then_evaluate_all_subjects(tmp_path, tiny, capsys, monkeypatch
 
     monkeypatch.setenv("PPG_EDGE_CACHE", str(tmp_path / "cache"))
     mdir = tmp_path / "models" / "tiny"
-    rc = main(["-q", "train-bp", "--model", model, "--all-subjects", "--fs", "100",
+    rc = main(["-q", "train", "bp", "--model", model, "--all-subjects", "--fs", "100",
                "--epochs", "1", "--data-root", str(tiny["root"]), "--out", str(mdir)])
     assert rc == 0
     cfg = json.loads((mdir / "config.json").read_text())

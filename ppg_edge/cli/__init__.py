@@ -33,7 +33,6 @@ SUBCOMMANDS: tuple[str, ...] = (
     "train",
     "convert",
     "compare",
-    "train_bp",
 )
 
 

@@ -47,11 +47,17 @@ def _register_sweep(sub) -> None:
     p.set_defaults(func=_run_sweep)
 
 
-_JOBS = (_register_peaks, _register_sweep)
+def _register_bp(sub) -> None:
+    from .train_bp import add_bp_parser
+
+    add_bp_parser(sub)
+
+
+_JOBS = (_register_peaks, _register_sweep, _register_bp)
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train models (peaks, sweep)",
+    p = subparsers.add_parser("train", help="train models (peaks, sweep, bp)",
                               description="Train models on the real data sets.")
     sub = p.add_subparsers(dest="train_job", metavar="JOB")
     for reg in _JOBS:

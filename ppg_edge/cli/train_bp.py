@@ -1,9 +1,7 @@
-"""``ppg-edge train-bp`` (and ``ppg-edge train bp`` once wired): train a BP model on
-all PPG-BP subjects for deployment and save it to ``models/bp/<name>/``.
+"""``ppg-edge train bp``: train a BP model on all PPG-BP subjects for deployment and
+save it to ``models/bp/<name>/``.
 
-:func:`add_bp_parser` adds the ``bp`` parser to a ``train`` command's subparsers;
-:func:`register` adds the standalone ``train-bp`` command (this branch has no
-``train`` command). Stopping uses an inner validation split by subject of the
+:func:`add_bp_parser` adds the ``bp`` job to the ``train`` command. Stopping uses an inner validation split by subject of the
 training subjects, as in the cross-validation (:mod:`ppg_edge.train.bp.cv`).
 """
 from __future__ import annotations
@@ -47,14 +45,8 @@ def add_bp_parser(train_subparsers) -> None:
     _add_arguments(p)
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser("train-bp", help="train a BP model on all PPG-BP subjects",
-                              description=__doc__)
-    _add_arguments(p)
-
-
 def _command(args) -> str:
-    parts = ["ppg-edge train-bp", f"--model {args.model}", "--all-subjects", f"--fs {args.fs:g}",
+    parts = ["ppg-edge train bp", f"--model {args.model}", "--all-subjects", f"--fs {args.fs:g}",
              f"--epochs {args.epochs}", f"--patience {args.patience}",
              f"--batch-size {args.batch_size}", f"--seed {args.seed}", f"--out {args.out}"]
     if args.model == "cnn-lstm-search":
