@@ -127,12 +127,20 @@ def run_peaks(args: argparse.Namespace) -> int:
     )
     table = result.to_markdown()
     text = result.to_json()
+    doc = json.loads(text)
+    doc["command"] = _command_line(args)
+    doc["machine"] = _machine()
+    if args.summary:
+        doc.pop("rows", None)
+    write_outputs(args, doc, table)
+    for ev in result.events:
+        log.warning("%s", ", ".join(f"{k}={v}" for k, v in ev.items()))
+    return 0
+
+
+def write_outputs(args, doc: dict, table: str) -> None:
+    """``--out`` JSON, ``--markdown`` table, then the table (or JSON with ``--json``) on stdout."""
     if args.out:
-        doc = json.loads(text)
-        doc["command"] = _command_line(args)
-        doc["machine"] = _machine()
-        if args.summary:
-            doc.pop("rows", None)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(doc, indent=1) + "\n")
         log.info("wrote %s", args.out)
@@ -140,10 +148,7 @@ def run_peaks(args: argparse.Namespace) -> int:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(table + "\n")
         log.info("wrote %s", args.markdown)
-    print(text if args.json else table)
-    for ev in result.events:
-        log.warning("%s", ", ".join(f"{k}={v}" for k, v in ev.items()))
-    return 0
+    print(json.dumps(doc, indent=1) if args.json else table)
 
 
 def _command_line(args) -> str:

@@ -99,15 +99,9 @@ def _machine() -> dict:
 
 
 def _write(args, doc: dict, table: str) -> None:
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=1) + "\n")
-        log.info("wrote %s", args.out)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(table + "\n")
-        log.info("wrote %s", args.markdown)
-    print(json.dumps(doc, indent=1) if args.json else table)
+    from .evaluate import write_outputs
+
+    write_outputs(args, doc, table)
 
 
 def run_bp(args: argparse.Namespace) -> int:
