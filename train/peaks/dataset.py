@@ -368,22 +368,23 @@ def assemble(settings: DatasetSettings, root=None, use_cache: bool = True,
 
     xs, ys, sources = [], [], []
     available = {"clean": 0, "noisy": 0, "synthetic": 0}
-    for rec in tqdm(train_recs, desc="train records", unit="rec", disable=not progress):
-        x, y, _ = record_windows(rec.ppg, rec.peaks, prep, med, settings.half_width_s)
-        available["clean"] += len(x)
-        idx = _take(rng, len(x), per_rec_clean)
+
+    def keep(kind: str, x: np.ndarray, y: np.ndarray, k: int) -> None:
+        """Count the windows a source offers and keep ``k`` of them, drawn without replacement."""
+        available[kind] += len(x)
+        idx = _take(rng, len(x), k)
         xs.append(x[idx])
         ys.append(y[idx])
-        sources += ["clean"] * idx.size
+        sources.extend([kind] * idx.size)
+
+    for rec in tqdm(train_recs, desc="train records", unit="rec", disable=not progress):
+        x, y, _ = record_windows(rec.ppg, rec.peaks, prep, med, settings.half_width_s)
+        keep("clean", x, y, per_rec_clean)
         if per_rec_noisy:
             noisy, _ = noisy_copy(rec.ppg, rec.fs, rng, settings.snr_db)
             xn, yn, _ = record_windows(noisy, rec.peaks, prep, med, settings.half_width_s,
                                        clean_for_labels=rec.ppg)
-            available["noisy"] += len(xn)
-            idx = _take(rng, len(xn), per_rec_noisy)
-            xs.append(xn[idx])
-            ys.append(yn[idx])
-            sources += ["noisy"] * idx.size
+            keep("noisy", xn, yn, per_rec_noisy)
     if n_synth:
         per_synth = int(np.ceil(n_synth / settings.n_synth_records))
         for _ in tqdm(range(settings.n_synth_records), desc="synthetic records", unit="rec",
@@ -393,11 +394,7 @@ def assemble(settings: DatasetSettings, root=None, use_cache: bool = True,
             noisy, _ = noisy_copy(s.signal, settings.fs, rng, settings.snr_db)
             x, y, _ = record_windows(noisy, s.peaks, prep, med, settings.half_width_s,
                                      clean_for_labels=s.signal)
-            available["synthetic"] += len(x)
-            idx = _take(rng, len(x), per_synth)
-            xs.append(x[idx])
-            ys.append(y[idx])
-            sources += ["synthetic"] * idx.size
+            keep("synthetic", x, y, per_synth)
     x_train = np.concatenate(xs).astype(np.float32)
     y_train = np.concatenate(ys).astype(np.float32)
     src = np.asarray(sources)
