@@ -314,3 +314,38 @@ def test_cli_combine_merges_runs(tmp_path, tiny, monkeypatch, capsys):
     capsys.readouterr()
     assert main(["evaluate", "bp", "--combine", str(md)]) == 1
     assert "not JSON" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- committed deployment models
+COMMITTED_BP = sorted(p.parent for p in (Path(__file__).resolve().parents[1] / "models" / "bp").glob("*/config.json"))
+
+
+def test_every_model_kind_has_a_committed_deployment_model():
+    kinds = {json.loads((d / "config.json").read_text())["model"] for d in COMMITTED_BP}
+    # the three seed papers' models and the feature baseline
+    assert {"cnn-lstm", "derivatives", "multistage", "ann", "feature-gbm"} <= kinds, kinds
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("model_dir", COMMITTED_BP, ids=lambda d: d.name)
+def test_committed_bp_model_loads_and_predicts(model_dir, ds100):
+    """Each committed model loads, takes the device-rate dataset, predicts finite mmHg, and its
+    card carries the subject-wise CV figures beside the naive baseline."""
+    from ppg_edge.train.bp.deploy import DeployedModel
+
+    m = DeployedModel(model_dir)
+    assert m.fs == ds100.fs == 100.0
+    pred = m.predict(ds100)
+    assert pred.shape == (len(ds100), 2) and np.all(np.isfinite(pred))
+    assert np.all((pred[:, 0] > 60) & (pred[:, 0] < 250) & (pred[:, 1] > 30) & (pred[:, 1] < 150)), pred
+    card = (model_dir / "MODEL_CARD.md").read_text()
+    assert "naive" in card and "subject-wise" in card and "ppg-edge train bp" in card
+
+
+def test_deployed_model_refuses_wrong_rate(ds100, tiny):
+    from ppg_edge.train.bp.deploy import DeployedModel
+
+    gbm = next(d for d in COMMITTED_BP if json.loads((d / "config.json").read_text())["model"] == "feature-gbm")
+    ds1000 = build_bp_dataset(tiny["records"][:3], 1000.0)
+    with pytest.raises(ConfigError, match="100 Hz"):
+        DeployedModel(gbm).predict(ds1000)
