@@ -210,3 +210,38 @@ def test_plot_refuses_nothing_to_plot(tmp_path):
     with pytest.raises(ConfigError):
         plot_f1_vs_snr(object(), tmp_path / "x.png")
     assert issubclass(ModelError, PPGEdgeError)
+
+
+# ----------------------------------------------------------------------------- model cards
+def test_model_card_gets_one_held_out_section(tmp_path):
+    from ppg_edge.train.peaks.cards import HEADING, test_section, write_test_section
+
+    res = _two_set_result()
+    doc = json.loads(res.to_json())
+    doc["detectors"] = ["localmax", "nk-fake"]
+    for r in doc["pooled"]:
+        if r["detector"] == "every-other":
+            r["detector"] = "nk-fake"
+    doc["split"] = {"name": "peaks", "part": "test", "records": ["alpha/a0", "alpha/a1", "beta/b0"]}
+    doc["command"] = "ppg-edge evaluate peaks --split test"
+    section = test_section(doc, "localmax", {"mapping": "shift", "radius_s": 0.065})
+    assert "| clean |" in section and "| gaussian:0 |" in section
+    assert "(nk-fake)" in section and "raw-axis mapping shift." in section
+    card = tmp_path / "MODEL_CARD.md"
+    card.write_text("# card\n\n## Validation\nx\n\n## Limits\n- Validation only; test subjects are "
+                    "untouched until the evaluation command reports them.\n")
+    write_test_section(card, section)
+    write_test_section(card, section)  # a rerun replaces, never duplicates
+    text = card.read_text()
+    assert text.count(HEADING) == 1
+    assert text.index(HEADING) < text.index("## Limits") and "## Validation" in text
+    assert "untouched until" not in text
+    with pytest.raises(ConfigError):
+        test_section(doc, "absent", None)
+
+
+def test_model_cards_need_the_test_split(tmp_path, capsys):
+    rc = main(["-q", "evaluate", "peaks", "--dataset", "capnobase", "--detector", "nk-elgendi",
+               "--model-cards", "--data-root", str(tmp_path)])
+    assert rc == 1
+    assert "--split test" in capsys.readouterr().err

@@ -73,6 +73,9 @@ def _register_peaks(sub) -> None:
     p.add_argument("--markdown", type=Path, metavar="FILE", help="write the Markdown table here")
     p.add_argument("--plot", type=Path, metavar="FILE",
                    help="write a PNG of pooled F1 versus SNR per detector (one panel per noise kind)")
+    p.add_argument("--model-cards", action="store_true",
+                   help="with --split test: write the held-out table of each model detector into "
+                        "its MODEL_CARD.md")
     p.add_argument("--summary", action="store_true",
                    help="leave the per-record rows out of --out (pooled rows, runtime, events and "
                         "the command line only)")
@@ -137,6 +140,9 @@ def run_peaks(args: argparse.Namespace) -> int:
     if split not in PARTS + (ALL,):
         raise ConfigError(f"unknown --split {split!r}; valid: {', '.join(PARTS + (ALL,))}")
 
+    if getattr(args, "model_cards", False) and split != "test":
+        raise ConfigError("--model-cards writes held-out test tables: use it with --split test")
+
     records = _load_records(args.dataset, args.records, args.data_root, progress, split, split_name)
     if not records:
         raise ConfigError(f"no records loaded from {', '.join(args.dataset)}")
@@ -156,18 +162,49 @@ def run_peaks(args: argparse.Namespace) -> int:
     doc["split"] = {"name": split_name, "part": split,
                     "records": sorted({f"{r['dataset']}/{r['record_id']}" for r in doc["rows"]})}
     doc["wall_s"] = round(time.time() - t0, 1)
+    models = {d.name: getattr(d.fn, "__self__", None) for d in detectors}
+    models = {k: m for k, m in models.items() if m is not None and hasattr(m, "raw_axis")}
+    if models:
+        doc["models"] = {k: {"path": str(m.path), "threshold": m.threshold, "raw_axis": m.raw_axis,
+                             "raw_axis_shift_samples": m.shift, "fs": m.fs}
+                         for k, m in models.items()}
     if getattr(args, "plot", None):
         from ..evaluate.plot import plot_f1_vs_snr
 
         what = "all records" if split == "all" else f"{split} subjects of split {split_name}"
         plot_f1_vs_snr(doc, args.plot, title=f"Peak detection F1 versus SNR: {what}\n"
                                              f"pooled over {', '.join(args.dataset)}")
+    if split != "all":
+        m = doc["machine"]
+        table = (f"Peak detection on the {split} subjects of split {split_name} "
+                 f"({', '.join(doc['split']['records'])}), whole records at their own rate. "
+                 f"Pooled one-to-one matching (P, R, F1, ADE at the first tolerance). Command: "
+                 f"`{doc['command']}`; {doc['wall_s'] / 60:.1f} min on {m['platform']} "
+                 f"({m['cpus']} CPUs). Noise seed {doc['seed']}.\n\n" + table)
+    if getattr(args, "model_cards", False):
+        _write_model_cards(detectors, doc)
     if args.summary:
         doc.pop("rows", None)
     write_outputs(args, doc, table)
     for ev in result.events:
         log.warning("%s", ", ".join(f"{k}={v}" for k, v in ev.items()))
     return 0
+
+
+def _write_model_cards(detectors, doc: dict) -> None:
+    """The held-out section of each model detector's MODEL_CARD.md (see train/peaks/cards.py)."""
+    models = [(d, getattr(d.fn, "__self__", None)) for d in detectors]
+    models = [(d, m) for d, m in models if m is not None and hasattr(m, "raw_axis")]
+    if not models:
+        raise ConfigError("--model-cards: no model detector in this run")
+    from ..train.peaks.cards import test_section, write_test_section
+
+    for det, m in models:
+        card = m.path.parent / "MODEL_CARD.md"
+        if not card.is_file():
+            log.warning("%s: no model card at %s; table not written", det.name, card)
+            continue
+        write_test_section(card, test_section(doc, det.name, m.raw_axis))
 
 
 def write_outputs(args, doc: dict, table: str) -> None:

@@ -26,6 +26,7 @@ the raw snap. The choice is made on validation subjects only
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -114,6 +115,7 @@ class PeakModelDetector:
             raise ModelError(f"{meta_path}: raw_axis.mapping {raw_axis['mapping']!r}; valid: {list(MAPPINGS)}")
         self.raw_axis = raw_axis
         self.batch_size = int(batch_size)
+        self._last: tuple[tuple, dict] | None = None  # streams of the last signal (mapping studies)
 
     # ------------------------------------------------------------------ pieces
     def streams(self, x: np.ndarray) -> dict:
@@ -125,6 +127,9 @@ class PeakModelDetector:
         from ppg_edge.edge_runtime.peaks_decode import stitch_windows
 
         x = np.asarray(x, dtype=np.float64)
+        key = (x.size, hashlib.sha1(x.tobytes()).hexdigest())
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
         n = x.size
         win, hop = self.prep.window, self.prep.hop
         if n < win:
@@ -135,10 +140,13 @@ class PeakModelDetector:
         windows = self.prep.apply(padded)
         total = (len(windows) - 1) * hop + win
         probs = self.model.predict(windows, batch_size=self.batch_size, verbose=0)
-        return {"n": n, "probs": stitch_windows(probs, hop, total),
-                "filtered": self.prep.filter(padded)[:total]}
+        out = {"n": n, "probs": stitch_windows(probs, hop, total),
+               "filtered": self.prep.filter(padded)[:total]}
+        self._last = (key, out)
+        return out
 
-    def detect_at_model_rate(self, x: np.ndarray, mapping: str | None = None) -> np.ndarray:
+    def detect_at_model_rate(self, x: np.ndarray, mapping: str | None = None,
+                             radius_s: float | None = None) -> np.ndarray:
         """Peaks of ``x`` (at the model's rate) on its raw axis, mapped per ``mapping``."""
         from ppg_edge.edge_runtime.peaks_decode import decode_peaks
 
@@ -151,12 +159,16 @@ class PeakModelDetector:
         pos = to_raw_axis(det, s["n"], self.shift) if det.size else det
         if (mapping or self.raw_axis["mapping"]) == "snap" and pos.size:
             pos = to_raw_axis(pos, s["n"], 0, np.asarray(x, dtype=np.float64), self.fs,
-                              radius_s=float(self.raw_axis["radius_s"]))
+                              radius_s=float(radius_s or self.raw_axis["radius_s"]))
         return pos
 
     # ------------------------------------------------------------------ detector
-    def detect(self, signal, fs: float, mapping: str | None = None) -> np.ndarray:
-        """Sorted peak indices of ``signal`` (sampled at ``fs`` Hz) on its own raw axis."""
+    def detect(self, signal, fs: float, mapping: str | None = None,
+               radius_s: float | None = None) -> np.ndarray:
+        """Sorted peak indices of ``signal`` (sampled at ``fs`` Hz) on its own raw axis.
+
+        ``mapping`` / ``radius_s`` override the model's ``raw_axis`` setting (studies on
+        validation subjects)."""
         from ppg_edge.data.resample import map_indices, rational_factor, resample_signal
 
         from .dataset import to_raw_axis
@@ -171,16 +183,109 @@ class PeakModelDetector:
         if mapping not in MAPPINGS:
             raise ConfigError(f"mapping {mapping!r}; valid: {list(MAPPINGS)}")
         up, down = rational_factor(fs, self.fs)
+        radius_s = float(radius_s or self.raw_axis["radius_s"])
         if up == down:
-            return self.detect_at_model_rate(x, mapping)
+            return self.detect_at_model_rate(x, mapping, radius_s)
         y = resample_signal(x, up, down)
         pos = self.detect_at_model_rate(y, "shift")
         pos, _ = map_indices(pos, down, up, x.size)
         if mapping == "snap" and pos.size:
-            pos = to_raw_axis(pos, x.size, 0, x, fs, radius_s=float(self.raw_axis["radius_s"]))
+            pos = to_raw_axis(pos, x.size, 0, x, fs, radius_s=radius_s)
         return pos
 
 
 def load_detector(path, batch_size: int = 256) -> PeakModelDetector:
     """:class:`PeakModelDetector` for a model folder (the harness's ``model:PATH``)."""
     return PeakModelDetector(path, batch_size=batch_size)
+
+
+# ----------------------------------------------------------------------------- mapping study
+MAPPING_CANDIDATES = (("snap", 0.065), ("snap", 0.045), ("snap", 0.03), ("snap", 0.015),
+                      ("shift", None))
+STUDY_CONDITIONS = ("clean",) + tuple(f"{k}:{s}" for k in ("gaussian", "baseline", "motion")
+                                      for s in (20, 10, 5))
+
+
+def choose_mapping(model_dirs, data_root=None, conditions=STUDY_CONDITIONS,
+                   candidates=MAPPING_CANDIDATES, progress: bool = True) -> dict:
+    """Score each raw-axis mapping of each model on the VAL subjects of split ``peaks``.
+
+    Criterion, fixed before looking: the highest mean pooled F1 within +-50 ms over
+    ``conditions`` (clean and the three noise kinds at 20/10/5 dB); ties keep the first
+    candidate (the trained default, snap within 65 ms). Never run on test subjects.
+    Returns ``{"models": {name: {"choice", "mean_f1", "table"}}, "evaluation": dict}``.
+    """
+    from ppg_edge.evaluate.detectors import Detector
+    from ppg_edge.evaluate.harness import evaluate_peaks
+    from ppg_edge.evaluate.selection import select_records
+
+    records = select_records(["capnobase", "bidmc"], "val", root=data_root, progress=progress)
+    dets, owner = [], {}
+    for d in model_dirs:
+        det = PeakModelDetector(d)
+        for mapping, radius in candidates:
+            label = f"{det.name}/{mapping}" + (f"{radius * 1000:g}ms" if radius else "")
+
+            def fn(x, fs, det=det, mapping=mapping, radius=radius):
+                return det.detect(x, fs, mapping=mapping, radius_s=radius)
+
+            dets.append(Detector(label, f"{det.name}, raw-axis mapping {mapping}", fn))
+            owner[label] = (det.name, mapping, radius)
+    res = evaluate_peaks(records, dets, list(conditions), progress=progress)
+    out: dict = {}
+    for label, (name, mapping, radius) in owner.items():
+        f1s = [res.pooled_row("all", c, label)["scores"]["50ms"]["f1"] for c in res.conditions]
+        ades = [res.pooled_row("all", c, label)["scores"]["50ms"]["ade_ms"] for c in res.conditions]
+        m = out.setdefault(name, {"candidates": []})
+        m["candidates"].append({"label": label, "mapping": mapping, "radius_s": radius,
+                                "mean_f1_50ms": float(np.mean(f1s)),
+                                "f1_50ms": dict(zip(res.conditions, f1s)),
+                                "ade_ms": dict(zip(res.conditions, ades))})
+    for m in out.values():
+        best = max(m["candidates"], key=lambda c: c["mean_f1_50ms"])  # first on ties
+        m["choice"] = {"mapping": best["mapping"], "radius_s": best["radius_s"] or 0.065}
+    evaluation = json.loads(res.to_json())
+    # the candidates above hold the pooled F1 and ADE; keep the rest small
+    evaluation = {k: evaluation[k] for k in ("tolerances_ms", "seed", "runtime", "events")}
+    return {"models": out, "records": sorted(r.key for r in records),
+            "conditions": list(res.conditions), "evaluation": evaluation}
+
+
+def main(argv=None) -> int:
+    """``python -m ppg_edge.train.peaks.detector --choose-mapping MODEL_DIR ... [--write]``"""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m ppg_edge.train.peaks.detector",
+                                description="Choose each model's raw-axis mapping on the val subjects.")
+    p.add_argument("--choose-mapping", nargs="+", required=True, metavar="MODEL_DIR")
+    p.add_argument("--data-root")
+    p.add_argument("--write", action="store_true",
+                   help="store the choice as raw_axis in each model's JSON")
+    p.add_argument("--out", help="write the study (JSON) here")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    study = choose_mapping(args.choose_mapping, args.data_root)
+    study["command"] = "python -m ppg_edge.train.peaks.detector " + " ".join(argv or __import__("sys").argv[1:])
+    from .train import machine
+
+    study["machine"] = machine()
+    for d, (name, m) in zip(args.choose_mapping, study["models"].items()):
+        for c in m["candidates"]:
+            print(f"{c['label']:22s} mean F1@50ms {c['mean_f1_50ms']:.4f}  " + "  ".join(
+                f"{k} {v:.3f}" for k, v in c["f1_50ms"].items()))
+        print(f"{name}: choose {m['choice']}")
+        if args.write:
+            folder, stem = _model_files(d)
+            meta_path = folder / f"{stem}.json"
+            meta = json.loads(meta_path.read_text())
+            meta["raw_axis"] = {**m["choice"], "chosen_on": "val subjects of split peaks",
+                                "criterion": "mean pooled F1 +-50 ms over clean and gaussian/"
+                                             "baseline/motion at 20/10/5 dB"}
+            meta_path.write_text(json.dumps(meta, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(study, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
