@@ -245,3 +245,18 @@ def test_model_cards_need_the_test_split(tmp_path, capsys):
                "--model-cards", "--data-root", str(tmp_path)])
     assert rc == 1
     assert "--split test" in capsys.readouterr().err
+
+
+def test_smoothing_for_the_raw_snap_keeps_peaks_in_place():
+    from ppg_edge.train.peaks.detector import smooth
+
+    fs = 300.0
+    t = np.arange(900) / fs
+    x = np.exp(-0.5 * ((t - 1.5) / 0.05) ** 2)
+    for width in (0.016, 0.024, 0.04):
+        y = smooth(x, fs, width)
+        assert y.shape == x.shape
+        assert int(np.argmax(y)) == int(np.argmax(x))  # centred: no delay
+    noisy = x + np.random.default_rng(1).normal(0, 0.2, x.size)
+    assert np.std(smooth(noisy, fs, 0.04) - x) < 0.5 * np.std(noisy - x)
+    assert smooth(x, fs, 0.0) is x

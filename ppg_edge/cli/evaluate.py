@@ -165,7 +165,7 @@ def run_peaks(args: argparse.Namespace) -> int:
     models = {d.name: getattr(d.fn, "__self__", None) for d in detectors}
     models = {k: m for k, m in models.items() if m is not None and hasattr(m, "raw_axis")}
     if models:
-        doc["models"] = {k: {"path": str(m.path), "threshold": m.threshold, "raw_axis": m.raw_axis,
+        doc["models"] = {k: {"path": _rel(m.path), "threshold": m.threshold, "raw_axis": m.raw_axis,
                              "raw_axis_shift_samples": m.shift, "fs": m.fs}
                          for k, m in models.items()}
     if getattr(args, "plot", None):
@@ -189,6 +189,14 @@ def run_peaks(args: argparse.Namespace) -> int:
     for ev in result.events:
         log.warning("%s", ", ".join(f"{k}={v}" for k, v in ev.items()))
     return 0
+
+
+def _rel(path) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _write_model_cards(detectors, doc: dict) -> None:

@@ -4,6 +4,7 @@ Input is the result of :func:`ppg_edge.evaluate.harness.evaluate_peaks` (or its 
 form, ``PeakEvaluation.to_dict()``). Each panel plots, for one noise kind, the pooled F1
 of every detector at each SNR of that kind; the clean condition is drawn as a dashed
 horizontal line in the detector's colour (and a point at the panel's right edge).
+Classic detectors (``nk-*``, ``dwt-*``) are dashed with triangles, models solid.
 """
 from __future__ import annotations
 
@@ -73,11 +74,12 @@ def plot_f1_vs_snr(result, path, dataset: str = "all", tolerance: str | None = N
     for ax, kind in zip(axes[0], panels):
         for i, det in enumerate(detectors):
             c = colours[i % len(colours)]
-            style = "-" if i < len(colours) else "--"
+            classic = det.startswith(("nk-", "dwt-"))
+            style = "--" if classic else "-"
             pts = [(s, f) for s, f in curves[det].get(kind, []) if f is not None]
             if pts:
-                ax.plot([s for s, _ in pts], [f for _, f in pts], style, marker="o", color=c,
-                        label=det, ms=4)
+                ax.plot([s for s, _ in pts], [f for _, f in pts], style, marker="^" if classic else "o",
+                        color=c, label=det, ms=4)
                 lows.extend(f for _, f in pts)
             clean = curves[det]["clean"]
             if clean is not None:

@@ -65,7 +65,9 @@ Measured by the evaluation command, never used for training, threshold or mappin
 on {doc.get('machine', {}).get('platform', '?')} ({doc.get('machine', {}).get('cpus', '?')} CPUs).
 Records: {', '.join(recs)}. Whole records at their own rate (resampled to 125 Hz for the
 model, peaks mapped back); raw-axis mapping {mapping.get('mapping', 'snap')}{
-    f" within {mapping['radius_s'] * 1000:g} ms" if mapping.get('mapping', 'snap') == 'snap' else ''}.
+    f" within {mapping['radius_s'] * 1000:g} ms" if mapping.get('mapping', 'snap') == 'snap' else ''}{
+    f" (chosen on the {mapping['chosen_on']}: docs/results/peaks-val-mapping.json; the validation "
+    "table above predates it)" if mapping.get('chosen_on') else ''}.
 Noise added to the raw record (`ppg_edge.synth.add_noise`, SNR against the 0.5-8 Hz band
 power), the same noisy signal for every detector. Pooled one-to-one matching; ADE of the
 {first} matches. "best classic": the best of {', '.join(classic) or 'none'} in the same run.

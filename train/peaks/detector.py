@@ -21,8 +21,10 @@ training validated it (:func:`.train.val_streams` and :func:`.train.evaluate_val
 
 ``raw_axis`` in the model JSON decides step 5 (``{"mapping": "snap", "radius_s": 0.065}``
 when absent: what training validated and the model card reports). ``"shift"`` skips
-the raw snap. The choice is made on validation subjects only
-(``python -m ppg_edge.train.peaks.detector --choose-mapping``; see docs/peak_training.md).
+the raw snap; ``smooth_s`` > 0 snaps to the maximum of the raw PPG smoothed by a centred
+moving average of that width (white noise moves the raw maximum less then). The choice
+is made on validation subjects only (``python -m ppg_edge.train.peaks.detector
+--choose-mapping``; see docs/peak_training.md).
 """
 from __future__ import annotations
 
@@ -146,7 +148,8 @@ class PeakModelDetector:
         return out
 
     def detect_at_model_rate(self, x: np.ndarray, mapping: str | None = None,
-                             radius_s: float | None = None) -> np.ndarray:
+                             radius_s: float | None = None,
+                             smooth_s: float | None = None) -> np.ndarray:
         """Peaks of ``x`` (at the model's rate) on its raw axis, mapped per ``mapping``."""
         from ppg_edge.edge_runtime.peaks_decode import decode_peaks
 
@@ -158,20 +161,26 @@ class PeakModelDetector:
         det = det[det - self.shift < s["n"]]
         pos = to_raw_axis(det, s["n"], self.shift) if det.size else det
         if (mapping or self.raw_axis["mapping"]) == "snap" and pos.size:
-            pos = to_raw_axis(pos, s["n"], 0, np.asarray(x, dtype=np.float64), self.fs,
-                              radius_s=float(radius_s or self.raw_axis["radius_s"]))
+            pos = self._snap(pos, np.asarray(x, dtype=np.float64), self.fs, radius_s, smooth_s)
         return pos
+
+    def _snap(self, pos, x, fs, radius_s=None, smooth_s=None) -> np.ndarray:
+        """``pos`` moved to the maximum of the raw PPG (moving-average smoothed over
+        ``smooth_s``, centred, when > 0) within ``radius_s``."""
+        from .dataset import to_raw_axis
+
+        radius_s = float(radius_s if radius_s is not None else self.raw_axis["radius_s"])
+        smooth_s = float(smooth_s if smooth_s is not None else self.raw_axis.get("smooth_s", 0.0))
+        return to_raw_axis(pos, x.size, 0, smooth(x, fs, smooth_s), fs, radius_s=radius_s)
 
     # ------------------------------------------------------------------ detector
     def detect(self, signal, fs: float, mapping: str | None = None,
-               radius_s: float | None = None) -> np.ndarray:
+               radius_s: float | None = None, smooth_s: float | None = None) -> np.ndarray:
         """Sorted peak indices of ``signal`` (sampled at ``fs`` Hz) on its own raw axis.
 
-        ``mapping`` / ``radius_s`` override the model's ``raw_axis`` setting (studies on
-        validation subjects)."""
+        ``mapping`` / ``radius_s`` / ``smooth_s`` override the model's ``raw_axis`` setting
+        (studies on validation subjects)."""
         from ppg_edge.data.resample import map_indices, rational_factor, resample_signal
-
-        from .dataset import to_raw_axis
 
         x = np.asarray(signal, dtype=np.float64)
         if x.ndim != 1 or x.size == 0 or not np.all(np.isfinite(x)):
@@ -183,15 +192,25 @@ class PeakModelDetector:
         if mapping not in MAPPINGS:
             raise ConfigError(f"mapping {mapping!r}; valid: {list(MAPPINGS)}")
         up, down = rational_factor(fs, self.fs)
-        radius_s = float(radius_s or self.raw_axis["radius_s"])
         if up == down:
-            return self.detect_at_model_rate(x, mapping, radius_s)
+            return self.detect_at_model_rate(x, mapping, radius_s, smooth_s)
         y = resample_signal(x, up, down)
         pos = self.detect_at_model_rate(y, "shift")
         pos, _ = map_indices(pos, down, up, x.size)
         if mapping == "snap" and pos.size:
-            pos = to_raw_axis(pos, x.size, 0, x, fs, radius_s=radius_s)
+            pos = self._snap(pos, x, fs, radius_s, smooth_s)
         return pos
+
+
+def smooth(x: np.ndarray, fs: float, width_s: float) -> np.ndarray:
+    """Centred moving average over ``width_s`` (an odd number of samples; no delay); ``x``
+    itself when that is under 2 samples. Edges are padded with the edge value."""
+    w = int(round(float(width_s) * fs))
+    if w < 2:
+        return x
+    w += 1 - w % 2
+    xp = np.pad(np.asarray(x, dtype=np.float64), w // 2, mode="edge")
+    return np.convolve(xp, np.ones(w) / w, mode="valid")
 
 
 def load_detector(path, batch_size: int = 256) -> PeakModelDetector:
@@ -200,8 +219,11 @@ def load_detector(path, batch_size: int = 256) -> PeakModelDetector:
 
 
 # ----------------------------------------------------------------------------- mapping study
-MAPPING_CANDIDATES = (("snap", 0.065), ("snap", 0.045), ("snap", 0.03), ("snap", 0.015),
-                      ("shift", None))
+MAPPING_CANDIDATES = (("snap", 0.065, 0.0), ("snap", 0.045, 0.0), ("snap", 0.03, 0.0),
+                      ("snap", 0.015, 0.0), ("shift", None, 0.0),
+                      # snap to the maximum of the raw PPG smoothed by a centred moving average
+                      ("snap", 0.03, 0.016), ("snap", 0.03, 0.024), ("snap", 0.03, 0.04),
+                      ("snap", 0.045, 0.024), ("snap", 0.045, 0.04), ("snap", 0.065, 0.04))
 STUDY_CONDITIONS = ("clean",) + tuple(f"{k}:{s}" for k in ("gaussian", "baseline", "motion")
                                       for s in (20, 10, 5))
 
@@ -223,27 +245,30 @@ def choose_mapping(model_dirs, data_root=None, conditions=STUDY_CONDITIONS,
     dets, owner = [], {}
     for d in model_dirs:
         det = PeakModelDetector(d)
-        for mapping, radius in candidates:
-            label = f"{det.name}/{mapping}" + (f"{radius * 1000:g}ms" if radius else "")
+        for mapping, radius, smooth_s in candidates:
+            label = (f"{det.name}/{mapping}" + (f"{radius * 1000:g}ms" if radius else "")
+                     + (f"-smooth{smooth_s * 1000:g}ms" if smooth_s else ""))
 
-            def fn(x, fs, det=det, mapping=mapping, radius=radius):
-                return det.detect(x, fs, mapping=mapping, radius_s=radius)
+            def fn(x, fs, det=det, mapping=mapping, radius=radius, smooth_s=smooth_s):
+                return det.detect(x, fs, mapping=mapping, radius_s=radius, smooth_s=smooth_s)
 
             dets.append(Detector(label, f"{det.name}, raw-axis mapping {mapping}", fn))
-            owner[label] = (det.name, mapping, radius)
+            owner[label] = (det.name, mapping, radius, smooth_s)
     res = evaluate_peaks(records, dets, list(conditions), progress=progress)
     out: dict = {}
-    for label, (name, mapping, radius) in owner.items():
+    for label, (name, mapping, radius, smooth_s) in owner.items():
         f1s = [res.pooled_row("all", c, label)["scores"]["50ms"]["f1"] for c in res.conditions]
         ades = [res.pooled_row("all", c, label)["scores"]["50ms"]["ade_ms"] for c in res.conditions]
         m = out.setdefault(name, {"candidates": []})
         m["candidates"].append({"label": label, "mapping": mapping, "radius_s": radius,
+                                "smooth_s": smooth_s,
                                 "mean_f1_50ms": float(np.mean(f1s)),
                                 "f1_50ms": dict(zip(res.conditions, f1s)),
                                 "ade_ms": dict(zip(res.conditions, ades))})
     for m in out.values():
         best = max(m["candidates"], key=lambda c: c["mean_f1_50ms"])  # first on ties
-        m["choice"] = {"mapping": best["mapping"], "radius_s": best["radius_s"] or 0.065}
+        m["choice"] = {"mapping": best["mapping"], "radius_s": best["radius_s"] or 0.065,
+                       "smooth_s": best["smooth_s"]}
     evaluation = json.loads(res.to_json())
     # the candidates above hold the pooled F1 and ADE; keep the rest small
     evaluation = {k: evaluation[k] for k in ("tolerances_ms", "seed", "runtime", "events")}
