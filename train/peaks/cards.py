@@ -66,6 +66,8 @@ on {doc.get('machine', {}).get('platform', '?')} ({doc.get('machine', {}).get('c
 Records: {', '.join(recs)}. Whole records at their own rate (resampled to 125 Hz for the
 model, peaks mapped back); raw-axis mapping {mapping.get('mapping', 'snap')}{
     f" within {mapping['radius_s'] * 1000:g} ms" if mapping.get('mapping', 'snap') == 'snap' else ''}{
+    f" to the raw PPG smoothed over {mapping['smooth_s'] * 1000:g} ms" if mapping.get('smooth_s') else ''}{
+    f", then within {mapping['refine_s'] * 1000:g} ms to the raw maximum" if mapping.get('refine_s') else ''}{
     f" (chosen on the {mapping['chosen_on']}: docs/results/peaks-val-mapping.json; the validation "
     "table above predates it)" if mapping.get('chosen_on') else ''}.
 Noise added to the raw record (`ppg_edge.synth.add_noise`, SNR against the 0.5-8 Hz band
