@@ -51,6 +51,12 @@ results: $(STAMP)
 	    --detector nk-elgendi --detector nk-msptdfastv1 --detector nk-msptdfastv2 \
 	    --noise gaussian:10 --noise gaussian:5 --noise gaussian:0 \
 	    --summary --out $(RESULTS)/capnobase-peers.json --markdown $(RESULTS)/capnobase-peers.md
+	$(BIN)/ppg-edge -q evaluate peaks --dataset capnobase --dataset bidmc --split test \
+	    --detector Type30 --detector Type28 --detector Type24 --detector Type16 \
+	    --detector dwt-baseline --detector nk-elgendi --detector nk-msptdfastv1 --detector nk-msptdfastv2 \
+	    $(foreach k,gaussian baseline motion,$(foreach s,20 10 5,--noise $(k):$(s))) \
+	    --model-cards --summary --out $(RESULTS)/peaks-test.json --markdown $(RESULTS)/peaks-test.md \
+	    --plot $(RESULTS)/peaks-test.png
 	$(BIN)/ppg-edge -q data check-beats --json > $(RESULTS)/bidmc-beats.json || true
 	$(BIN)/ppg-edge -q data info --json > $(RESULTS)/data-info.json
 

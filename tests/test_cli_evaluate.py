@@ -84,7 +84,7 @@ def test_dataset_qualified_record_ids(fake_data, capsys):
 @pytest.mark.parametrize(
     "argv, msg",
     [
-        (["--dataset", "alpha", "--detector", "nope"], "unknown detector 'nope'; valid names: dwt-baseline, nk-elgendi"),
+        (["--dataset", "alpha", "--detector", "nope"], "unknown detector 'nope'; valid names: Type16, Type24, Type28, Type30, dwt-baseline, nk-elgendi"),
         (["--dataset", "alpha", "--noise", "pink:3"], "unknown noise kind"),
         (["--dataset", "alpha", "--noise", "gaussian"], "KIND:SNR_DB"),
         (["--dataset", "gamma"], "data set 'gamma' not found"),

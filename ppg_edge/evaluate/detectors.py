@@ -42,12 +42,22 @@ returns no peaks for a flat signal.
 
 Other modules add detectors with :func:`register_detector`, e.g. a model-based
 detector: ``register_detector("model-cnn", lambda: MyDetector(path).detect)``.
+
+Trained peak models
+-------------------
+``Type30``, ``Type28``, ``Type24`` and ``Type16`` are the committed models in
+``models/peaks/<name>`` of the checkout (:data:`PEAK_MODELS_DIR`), and ``model:PATH``
+any folder written by ``ppg-edge train peaks``. Each runs the device preprocessing,
+the Keras model, the decoder with the model's validation threshold and the mapping
+back to the raw axis at the record's own rate
+(:class:`ppg_edge.train.peaks.detector.PeakModelDetector`; needs TensorFlow).
 """
 from __future__ import annotations
 
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -58,6 +68,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "Detector",
+    "PEAK_MODELS_DIR",
+    "MODEL_PREFIX",
     "register_detector",
     "get_detector",
     "available_detectors",
@@ -75,6 +87,10 @@ MSPTD_WINDOW_S = 6.0
 MSPTD_OVERLAP_S = 2.0
 
 _REGISTRY: dict[str, tuple[Factory, str]] = {}
+
+MODEL_PREFIX = "model:"
+PEAK_MODELS_DIR = Path(__file__).resolve().parents[2] / "models" / "peaks"
+COMMITTED_PEAK_MODELS = ("Type30", "Type28", "Type24", "Type16")
 
 
 @dataclass(frozen=True)
@@ -154,13 +170,24 @@ def available_detectors() -> list[str]:
 
 
 def get_detector(name: str) -> Detector:
-    """The detector registered as ``name``; unknown names raise ``ConfigError`` listing valid ones."""
+    """The detector registered as ``name``, or ``model:PATH`` (a trained peak model folder);
+    unknown names raise ``ConfigError`` listing valid ones."""
+    if isinstance(name, str) and name.startswith(MODEL_PREFIX):
+        path = name[len(MODEL_PREFIX):]
+        if not path:
+            raise ConfigError(f"{name!r}: give the model folder after {MODEL_PREFIX!r}")
+        factory, description = _model_factory(Path(path)), f"peak model {path}"
+        return _make(name, factory, description)
     try:
         factory, description = _REGISTRY[name]
     except KeyError:
         raise ConfigError(
-            f"unknown detector {name!r}; valid names: {', '.join(available_detectors())}"
+            f"unknown detector {name!r}; valid names: {', '.join(available_detectors())}, or model:PATH"
         ) from None
+    return _make(name, factory, description)
+
+
+def _make(name: str, factory: Factory, description: str) -> Detector:
     made = factory()
     fn = getattr(made, "detect", made)
     if not callable(fn):
@@ -304,3 +331,27 @@ def _dwt_baseline_factory() -> DetectFn:
 
 register_detector("dwt-baseline", _dwt_baseline_factory,
                   "classic db4 level-4 DWT detector of Georgieva-Tsaneva 2025 (0.3-2 s, 50% of mean amplitude)")
+
+
+# --------------------------------------------------------------------------- trained models
+
+
+def _model_factory(path: Path, committed: str | None = None) -> Factory:
+    def factory():
+        if committed is not None and not path.is_dir():
+            raise ConfigError(
+                f"detector {committed}: no committed model at {path} (train it with "
+                f"`ppg-edge train peaks --variant {committed} --out {path}`, or use model:PATH)"
+            )
+        if committed is None and not path.exists() and not path.with_name(path.name + ".json").exists():
+            raise ConfigError(f"model:{path}: no such model folder")
+        from ppg_edge.train.peaks.detector import load_detector
+
+        return load_detector(path)
+
+    return factory
+
+
+for _name in COMMITTED_PEAK_MODELS:
+    register_detector(_name, _model_factory(PEAK_MODELS_DIR / _name, _name),
+                      f"trained peak model models/peaks/{_name} (device preprocessing, Keras, decoder)")
