@@ -89,6 +89,55 @@ def snap_to_local_max(signal: np.ndarray, candidates: np.ndarray, radius: int) -
     return out
 
 
+def centred_moving_average(x: np.ndarray, fs: float, width_s: float) -> np.ndarray:
+    """Centred moving average over ``width_s`` (rounded to an odd number of samples, so no
+    delay); ``x`` itself when that is under 2 samples. Edges are padded with the edge value."""
+    w = int(round(float(width_s) * fs))
+    if w < 2:
+        return np.asarray(x, dtype=np.float64)
+    w += 1 - w % 2
+    xp = np.pad(np.asarray(x, dtype=np.float64), w // 2, mode="edge")
+    return np.convolve(xp, np.ones(w) / w, mode="valid")
+
+
+def raw_snap_lookahead(fs: float, radius_s: float, smooth_s: float = 0.0, refine_s: float = 0.0) -> int:
+    """Samples after a beat that :func:`snap_to_raw` reads: what a streaming decoder must wait for."""
+    w = int(round(float(smooth_s) * fs))
+    half = (w + 1 - w % 2) // 2 if w >= 2 else 0
+    return max(1, int(round(radius_s * fs))) + half + (max(1, int(round(refine_s * fs))) if refine_s > 0 else 0)
+
+
+def snap_to_raw(positions, raw, fs: float, radius_s: float, smooth_s: float = 0.0,
+                refine_s: float = 0.0) -> np.ndarray:
+    """Beats moved onto the raw PPG's own peaks: the one raw-axis mapping of the project.
+
+    Each position moves to the maximum of ``raw`` smoothed by a centred moving average over
+    ``smooth_s`` (none when 0) within ``radius_s``; when smoothing and ``refine_s`` > 0 it then
+    moves to the maximum of ``raw`` itself within ``refine_s`` (the smoothing displaces the
+    maximum of an asymmetric pulse by a few ms). Used by the offline detector
+    (``ppg_edge.train.peaks.detector``) and by the streaming decoder on a slice of the raw
+    stream that reaches :func:`raw_snap_lookahead` samples past each beat. Positions are
+    indices into ``raw``; the result is sorted and de-duplicated.
+    """
+    x = np.asarray(raw, dtype=np.float64)
+    pos = np.asarray(positions, dtype=np.int64)
+    if x.ndim != 1 or x.size == 0:
+        raise DataError(f"raw PPG must be a non-empty 1-D array, got shape {x.shape}")
+    if pos.size and (pos.min() < 0 or pos.max() >= x.size):
+        raise DataError(f"positions outside the raw PPG (0..{x.size - 1})")
+    fs = _check_fs(fs)
+
+    def snap(sig, p, radius):
+        r = max(1, int(round(radius * fs)))
+        return np.array([max(0, i - r) + int(np.argmax(sig[max(0, i - r):i + r + 1])) for i in p],
+                        dtype=np.int64)
+
+    pos = snap(centred_moving_average(x, fs, smooth_s), pos, radius_s)
+    if smooth_s > 0 and refine_s > 0 and pos.size:
+        pos = snap(x, pos, refine_s)
+    return np.unique(pos)
+
+
 def merge_close(positions: np.ndarray, scores: np.ndarray, gap: int) -> np.ndarray:
     """Chain candidates closer than ``gap`` samples into groups; keep each group's best.
 

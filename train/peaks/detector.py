@@ -172,15 +172,12 @@ class PeakModelDetector:
         ``smooth_s``, centred, when > 0) within ``radius_s``; then, when ``refine_s`` > 0,
         to the maximum of the raw PPG itself within ``refine_s`` (undoes the small
         displacement smoothing gives an asymmetric pulse)."""
-        from .dataset import to_raw_axis
+        from ppg_edge.edge_runtime.peaks_decode import snap_to_raw
 
         radius_s = float(radius_s if radius_s is not None else self.raw_axis["radius_s"])
         smooth_s = float(smooth_s if smooth_s is not None else self.raw_axis.get("smooth_s", 0.0))
         refine_s = float(refine_s if refine_s is not None else self.raw_axis.get("refine_s", 0.0))
-        pos = to_raw_axis(pos, x.size, 0, smooth(x, fs, smooth_s), fs, radius_s=radius_s)
-        if smooth_s > 0 and refine_s > 0 and pos.size:
-            pos = to_raw_axis(pos, x.size, 0, x, fs, radius_s=refine_s)
-        return pos
+        return snap_to_raw(np.clip(pos, 0, x.size - 1), x, fs, radius_s, smooth_s, refine_s)
 
     # ------------------------------------------------------------------ detector
     def detect(self, signal, fs: float, mapping: str | None = None,
@@ -218,14 +215,10 @@ class PeakModelDetector:
 
 
 def smooth(x: np.ndarray, fs: float, width_s: float) -> np.ndarray:
-    """Centred moving average over ``width_s`` (an odd number of samples; no delay); ``x``
-    itself when that is under 2 samples. Edges are padded with the edge value."""
-    w = int(round(float(width_s) * fs))
-    if w < 2:
-        return x
-    w += 1 - w % 2
-    xp = np.pad(np.asarray(x, dtype=np.float64), w // 2, mode="edge")
-    return np.convolve(xp, np.ones(w) / w, mode="valid")
+    """Centred moving average (:func:`~ppg_edge.edge_runtime.peaks_decode.centred_moving_average`)."""
+    from ppg_edge.edge_runtime.peaks_decode import centred_moving_average
+
+    return centred_moving_average(x, fs, width_s)
 
 
 def load_detector(path, batch_size: int = 256) -> PeakModelDetector:
