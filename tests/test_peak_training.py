@@ -242,6 +242,27 @@ def test_tiny_cli_run_end_to_end(data_root, tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.tf
+@pytest.mark.slow
+def test_sweep_as_ray_tune_trials(data_root, tmp_path, monkeypatch, capsys):
+    """Two tiny variants as Ray Tune trials on a local Ray (one CPU each): both reports land
+    in OUT/<variant> and the CLI lists them."""
+    pytest.importorskip("ray")
+    from ppg_edge.cli import main
+
+    monkeypatch.setenv("PPG_EDGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    out = tmp_path / "sweep"
+    rc = main(["-q", "train", "sweep", "--variants", "Type16,Type28", "--tiny", "--ray",
+               "--cpus-per-trial", "1", "--out", str(out), "--data-root", str(data_root)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    for name in ("Type16", "Type28"):
+        report = json.loads((out / name / "report.json").read_text())
+        assert report["variant"] == name and report["tiny"] and name in text
+    assert (out / "ray" / "peaks-sweep").is_dir()  # Ray Tune's own experiment folder
+
+
+@pytest.mark.tf
 def test_cli_rejects_bad_arguments(capsys):
     from ppg_edge.cli import main
 

@@ -36,12 +36,18 @@ def _register_peaks(sub) -> None:
 
 def _register_sweep(sub) -> None:
     p = sub.add_parser("sweep", help="train many peak variants in turn (the paper's 30-variant sweep)",
-                       description="Sequential seeded sweep over peak-detector variants; each goes "
-                                   "to OUT/<variant>.")
+                       description="Seeded sweep over peak-detector variants; each goes to "
+                                   "OUT/<variant>. In turn on this machine, or with --ray as Ray "
+                                   "Tune trials spread over a Ray cluster.")
     p.add_argument("--variants", default="all", help="'all' or a comma list (Type24,Type30)")
     _common(p)
     p.add_argument("--out", default="runs/peaks-sweep", help="output folder (default runs/peaks-sweep)")
-    p.add_argument("--ray", action="store_true", help="require Ray Tune (not a dependency; see docs)")
+    p.add_argument("--ray", action="store_true",
+                   help="run the variants as Ray Tune trials (pip install 'ppg-edge[sweep]')")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="Ray cluster to join ('auto', 'ray://head:10001'; default: a local Ray)")
+    p.add_argument("--cpus-per-trial", type=float, default=2.0, help="CPUs Ray gives each trial")
+    p.add_argument("--tiny", action="store_true", help="tiny networks, one epoch (CI smoke run)")
     p.add_argument("--estimate-from", default=None, metavar="REPORT",
                    help="print the estimated duration from one run's report.json and exit")
     p.set_defaults(func=_run_sweep)
@@ -109,7 +115,8 @@ def _run_sweep(args) -> int:
               f"= at most ~{len(names) * per / 3600:.1f} h on this machine")
         return 0
     reports = sweep(names, args.out, epochs=args.epochs, max_windows=args.max_windows,
-                    seed=args.seed, data_root=args.data_root, use_ray=args.ray)
+                    seed=args.seed, data_root=args.data_root, use_ray=args.ray,
+                    ray_address=args.ray_address, cpus_per_trial=args.cpus_per_trial, tiny=args.tiny)
     for r in reports:
         print(f"{r['variant']:<7} threshold {r['threshold']:.2f}  "
               f"val F1@50ms {r['val']['clean']['model']['f1_50ms']:.3f}  {r['wall_s']:.0f} s")

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ppg_edge.errors import ConfigError, DataError
+from ppg_edge.errors import ConfigError, DataError, ModelError
 
 from . import dataset as _ds
 from .variants import VARIANTS, get_variant
@@ -384,23 +384,77 @@ def resolve_variants(spec: str) -> list[str]:
 
 
 def sweep(variants: Sequence[str], out, epochs: int = 20, max_windows: int = 8000, seed: int = 0,
-          data_root=None, use_ray: bool = False, progress: bool = True) -> list[dict]:
-    """Train each variant in turn (one seed for all) into ``out/<variant>``; returns the reports.
+          data_root=None, use_ray: bool = False, ray_address: str | None = None,
+          cpus_per_trial: float = 2.0, tiny: bool = False, progress: bool = True) -> list[dict]:
+    """Train each variant (one seed for all) into ``out/<variant>``; returns the reports.
 
-    A plain sequential loop with a progress bar: Ray Tune and KerasTuner are not
-    dependencies of this project. ``use_ray`` raises ``ConfigError`` unless ``ray`` is
-    installed, and even then runs the same loop, one trial per variant, because the
-    machine's 2 cores gain nothing from parallel trials.
+    Without ``use_ray``: one after the other with a progress bar (2 cores gain nothing from
+    parallel trials). With ``use_ray``: one Ray Tune trial per variant (a grid search over
+    the variant name), ``cpus_per_trial`` CPUs each, on the local machine or on the cluster
+    at ``ray_address`` ("auto", "ray://head:10001"): Ray schedules the trials, retries
+    nothing and reports failures, which are raised here together. On a cluster ``out`` must
+    be a path every node can write (shared storage) and every node needs the data root.
     """
-    import importlib.util
-
+    if use_ray:
+        return _sweep_ray(variants, out, epochs=epochs, max_windows=max_windows, seed=seed,
+                          data_root=data_root, ray_address=ray_address,
+                          cpus_per_trial=cpus_per_trial, tiny=tiny)
     from tqdm.auto import tqdm
 
-    if use_ray and importlib.util.find_spec("ray") is None:
-        raise ConfigError("--ray needs Ray Tune (pip install 'ray[tune]'); it is not installed")
     reports = []
     for name in tqdm(list(variants), desc="sweep", unit="variant", disable=not progress):
         reports.append(train_peaks(name, epochs=epochs, max_windows=max_windows, seed=seed,
                                    out=Path(out) / name, data_root=data_root, progress=False,
-                                   command=f"sweep {name}"))
+                                   tiny=tiny, command=f"sweep {name}"))
+    return reports
+
+
+def _sweep_ray(variants, out, *, epochs, max_windows, seed, data_root, ray_address,
+               cpus_per_trial, tiny) -> list[dict]:
+    """The sweep as a Ray Tune grid search (see :func:`sweep`)."""
+    try:
+        import ray
+        from ray import tune
+    except ImportError as exc:
+        raise ConfigError("--ray needs Ray Tune: pip install 'ppg-edge[sweep]' "
+                          f"(ray[tune]); {exc}") from exc
+    out = Path(out).resolve()
+    names = list(variants)
+    root = None if data_root is None else str(Path(data_root).resolve())
+
+    def trial(config):
+        name = config["variant"]
+        rep = train_peaks(name, epochs=epochs, max_windows=max_windows, seed=seed,
+                          out=out / name, data_root=root, progress=False, tiny=tiny,
+                          command=f"sweep --ray {name}")
+        tune.report({"val_f1_50ms": rep["val"]["clean"]["model"]["f1_50ms"],
+                     "wall_s": rep["wall_s"]})
+
+    started = False
+    if not ray.is_initialized():
+        ray.init(address=ray_address, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+        started = True
+    try:
+        tuner = tune.Tuner(
+            tune.with_resources(trial, {"cpu": float(cpus_per_trial)}),
+            param_space={"variant": tune.grid_search(names)},
+            tune_config=tune.TuneConfig(metric="val_f1_50ms", mode="max"),
+            run_config=tune.RunConfig(name="peaks-sweep", storage_path=str(out / "ray"),
+                                      verbose=0),
+        )
+        grid = tuner.fit()
+        if grid.errors:
+            raise ModelError(f"{len(grid.errors)} of {len(names)} sweep trial(s) failed: "
+                             + "; ".join(str(e).splitlines()[0] for e in grid.errors))
+    finally:
+        if started:
+            ray.shutdown()
+    reports = []
+    for name in names:
+        path = out / name / "report.json"
+        try:
+            reports.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"sweep trial {name} finished without a readable {path}: {exc}") from exc
     return reports
