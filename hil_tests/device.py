@@ -165,6 +165,7 @@ class DevicePipeline:
         self.speed = 0.0
         self.stim: Stimulus | None = None
         self.lost_samples = 0
+        self.outputs: list | None = None        # set to [] to keep every model output (device checks)
         self._pipe = None
         if model is not None or self.models:
             self._select_model(model or sorted(self.models)[0])
@@ -296,6 +297,8 @@ class DevicePipeline:
                 a = self.clock_us()
                 y = _predict(x)
                 self._inference_us.append(self.clock_us() - a)
+                if self.outputs is not None:
+                    self.outputs.append(np.array(y, copy=True))
                 return y
 
             self._pipe.model.predict_window = timed   # wraps the instance's method; API unchanged
@@ -408,6 +411,56 @@ def reference_beats(stim: Stimulus, model_path: str | Path, *, n_samples: int, c
     return beats
 
 
+def run_outputs(stim: Stimulus, model_path: str | Path, *, n_samples: int, chunk: int, board: Any = None,
+                gate: str = "network") -> dict[str, Any]:
+    """The device path on ``n_samples`` of ``stim``: every model output, the beats, the losses.
+
+    Run on the host and on the device (``python -m ppg_edge.hil_tests.device``) to compare them:
+    an int8 model must give the same bytes, a float model the same values within rounding.
+    """
+    import hashlib
+    import platform
+
+    pipe = DevicePipeline({Path(model_path).stem: model_path}, board=board, gate=gate)
+    pipe.outputs = []
+    pipe.bind(stim)
+    beats: list[int] = []
+    for j in range(0, n_samples, chunk):
+        beats.extend(r.index for r in pipe.feed(stim.samples[j:min(j + chunk, n_samples)]))
+    outs = [np.asarray(o, dtype=np.float64).ravel() for o in pipe.outputs]
+    flat = np.concatenate(outs) if outs else np.zeros(0)
+    return {"machine": platform.machine(), "backend": pipe._pipe.model.backend if pipe._pipe.model else None,
+            "model": Path(model_path).name, "windows": len(outs), "beats": beats,
+            "outputs": [o.tolist() for o in outs], "sha256": hashlib.sha256(flat.tobytes()).hexdigest(),
+            "driver_lost": int(pipe.driver.samples_lost), "chip_lost": int(pipe.chip.lost),
+            "samples_read": int(pipe.driver.samples_read)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ppg_edge.hil_tests.device --model M --stimulus S.npy --fs FS --samples N``: JSON on stdout."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="python -m ppg_edge.hil_tests.device", description=main.__doc__)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--stimulus", required=True, help=".npy of light values (nA per mA)")
+    ap.add_argument("--fs", type=float, required=True)
+    ap.add_argument("--samples", type=int, required=True)
+    ap.add_argument("--chunk", type=int, default=30)
+    ap.add_argument("--board", help="board identifier (MAX30102 settings)")
+    args = ap.parse_args(argv)
+    board = None
+    if args.board:
+        from ppg_edge.boards import load_board
+
+        board = load_board(args.board)
+    x = np.load(args.stimulus)
+    stim = Stimulus(id=Path(args.stimulus).stem, samples=x, fs=args.fs)
+    n = min(args.samples, x.size)
+    print(json.dumps(run_outputs(stim, args.model, n_samples=n, chunk=args.chunk, board=board)))
+    return 0
+
+
 def check_no_silent_loss(stats: Mapping[str, Any]) -> str | None:
     """A message when the driver counted fewer lost samples than the chip really lost."""
     if stats.get("driver_lost", 0) < stats.get("chip_lost", 0):
@@ -417,4 +470,7 @@ def check_no_silent_loss(stats: Mapping[str, Any]) -> str | None:
 
 
 __all__ = ["DevicePipeline", "EMU_AC", "EMU_DC", "HardwareError", "check_no_silent_loss",
-           "record_stimulus", "reference_beats", "to_light"]
+           "record_stimulus", "reference_beats", "run_outputs", "to_light"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

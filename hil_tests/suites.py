@@ -509,6 +509,11 @@ def run_suite(suite: str, board, dut, host_models: Mapping[str, Path], *, runs_d
     spec = load_suite(suite, virtual=bool(getattr(dut, "emulated", False)))   # qemu-slow DUTs get the [virtual] sizes
     session = Session.create(runs_dir, board.identifier, spec["name"])
     with session:
-        results = SuiteRunner(spec, board, dut, host_models, data_root=data_root, meter=meter).run()
+        try:
+            results = SuiteRunner(spec, board, dut, host_models, data_root=data_root, meter=meter).run()
+        finally:
+            close = getattr(dut, "close", None)      # the virtual Pi goes down here
+            if close is not None:
+                close()
         session.write(results)
     return session.path, results

@@ -99,8 +99,8 @@ def test_suites_load_and_validate(tmp_path):
         s = load_suite(name)
         assert s["steps"] and all(st["kind"] in ("measure", "link_drop", "corrupt_model", "deploy_interrupted")
                                   for st in s["steps"])
-    small = load_suite("smoke", virtual=True)["steps"][0]
-    assert small["windows"] < load_suite("smoke")["steps"][0]["windows"]
+    small = load_suite("accuracy", virtual=True)["steps"][0]
+    assert small["windows"] < load_suite("accuracy")["steps"][0]["windows"]
     bad = tmp_path / "bad.toml"
     bad.write_text('[[step]]\nrecord = "capnobase/0009"\nexpect = { nope = 1 }\n')
     with pytest.raises(ConfigError, match="unknown expectation"):
