@@ -458,7 +458,17 @@ class SuiteRunner:
                 events.append({**ev, "step": s["name"]})
         checks = [{**c, "step": s["name"]} for s in steps for c in s.get("checks", [])]
         lat_all = [v for s in measured for v in s.get("latency_samples_us", [])]
+        from ppg_edge import manifest as mf
+
+        models = {}
+        for name, path in self.host_models.items():
+            try:
+                models[name] = {"file": path.name, "sha256": mf.sha256_file(path)}
+            except OSError:
+                models[name] = {"file": path.name, "sha256": None}
         results = {**head, "suite": self.suite["name"], "description": self.suite["description"],
+                   "command": " ".join(sys.argv), "host": f"{platform.machine()} {platform.node()} "
+                   f"({os.cpu_count()} CPUs), Python {platform.python_version()}", "models": models,
                    "board": self.board.identifier, "status": status,
                    "dut_where": self.dut.where, "seconds": round(seconds, 1),
                    "energy_note": (f"CPU time was measured on the DUT ({self.dut.where}); on a local or emulated "
@@ -502,7 +512,7 @@ def _bundle_for_drill(out: Path, board, models: Mapping[str, Path]):
 
 
 def run_suite(suite: str, board, dut, host_models: Mapping[str, Path], *, runs_dir: Path = Path("runs"),
-              data_root=None, meter=None) -> tuple[Path, dict[str, Any]]:
+              data_root=None, meter=None, close_dut: bool = True) -> tuple[Path, dict[str, Any]]:
     """Load ``suite``, run it against ``dut``, write the session folder; (folder, results)."""
     from .session import Session
 
@@ -512,8 +522,23 @@ def run_suite(suite: str, board, dut, host_models: Mapping[str, Path], *, runs_d
         try:
             results = SuiteRunner(spec, board, dut, host_models, data_root=data_root, meter=meter).run()
         finally:
-            close = getattr(dut, "close", None)      # the virtual Pi goes down here
+            close = getattr(dut, "close", None) if close_dut else None   # the virtual Pi goes down here
             if close is not None:
                 close()
         session.write(results)
     return session.path, results
+
+
+def save_results(results: Mapping[str, Any], folder: Path, report_md: Path | None = None) -> Path:
+    """A copy of ``results`` for docs/results (``hil-<suite>-<board>.json``), without the raw latency list."""
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    slim = {k: v for k, v in results.items() if k != "latency_samples_us"}
+    slim["steps"] = [{k: v for k, v in st.items() if k != "latency_samples_us"} for st in results.get("steps", [])]
+    out = folder / f"hil-{results['suite']}-{results['board']}.json"
+    out.write_text(json.dumps(slim, indent=1, default=str) + "\n")
+    if report_md is not None and report_md.is_file():
+        out.with_suffix(".md").write_text(report_md.read_text())
+    return out

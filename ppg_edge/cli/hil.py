@@ -62,6 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--meter", help="energy meter: ina219[:...], ina226[:...], usb:PORT, joulescope, rapl "
                                    "(default: the board power model only)")
     r.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    r.add_argument("--save-results", type=Path, metavar="DIR",
+                   help="also write DIR/hil-<suite>-<board>.json and .md (e.g. docs/results)")
     r.add_argument("--timeout", type=float, default=10.0, help="longest DUT silence, seconds")
     r.add_argument("--local-dut", action="store_true",
                    help="start `ppg-edge hil dut` here on the other end of a pty pair")
@@ -163,6 +165,11 @@ def _run_suite(args: argparse.Namespace) -> int:
                               "or --local-dut")
         folder, results = run_suite(args.suite, board, dut, models, runs_dir=args.runs_dir,
                                     data_root=args.data_root, meter=meter)
+    if args.save_results:
+        from ppg_edge.hil_tests.suites import save_results
+
+        saved = save_results(results, args.save_results, folder / "report.md")
+        print(f"results saved to {saved}", file=sys.stderr)
     _print_suite(folder, results, as_json=args.json)
     return 0 if results["status"] == "ok" else 1
 
