@@ -98,6 +98,8 @@ def load_suite(name: str | os.PathLike, *, virtual: bool = False) -> dict[str, A
 class LocalDut:
     """``ppg-edge hil dut --pipeline device`` as a subprocess on this machine, over a pty pair."""
 
+    kind = "local"
+
     where = f"local subprocess on {platform.machine()} ({platform.node()})"
 
     def __init__(self, board, models: Mapping[str, Path], workdir: Path, *, timeout_s: float = 10.0):
@@ -161,6 +163,8 @@ class LocalDut:
 
 class PortDut:
     """A DUT already serving on a serial port (a real board): no restart, no file access."""
+
+    kind = "port"
 
     def __init__(self, port: str, board, workdir: Path, *, baudrate: int = 115200, timeout_s: float = 10.0):
         from .link import open_link
@@ -470,7 +474,8 @@ class SuiteRunner:
                    "command": " ".join(sys.argv), "host": f"{platform.machine()} {platform.node()} "
                    f"({os.cpu_count()} CPUs), Python {platform.python_version()}", "models": models,
                    "board": self.board.identifier, "status": status,
-                   "dut_where": self.dut.where, "seconds": round(seconds, 1),
+                   "dut_where": self.dut.where, "dut_kind": getattr(self.dut, "kind", "?"),
+                   "seconds": round(seconds, 1),
                    "energy_note": (f"CPU time was measured on the DUT ({self.dut.where}); on a local or emulated "
                                    "DUT it is not a Pi's CPU time, so the modelled figure is not a Pi figure"),
                    "lost_samples": sum(s.get("lost_samples") or 0 for s in measured),
@@ -537,7 +542,7 @@ def save_results(results: Mapping[str, Any], folder: Path, report_md: Path | Non
     folder.mkdir(parents=True, exist_ok=True)
     slim = {k: v for k, v in results.items() if k != "latency_samples_us"}
     slim["steps"] = [{k: v for k, v in st.items() if k != "latency_samples_us"} for st in results.get("steps", [])]
-    out = folder / f"hil-{results['suite']}-{results['board']}.json"
+    out = folder / f"hil-{results['suite']}-{results['board']}-{results.get('dut_kind', 'dut')}.json"
     out.write_text(json.dumps(slim, indent=1, default=str) + "\n")
     if report_md is not None and report_md.is_file():
         out.with_suffix(".md").write_text(report_md.read_text())

@@ -41,6 +41,7 @@ def _uid_in(root: Path, user: str) -> tuple[int, int]:
 
 class VirtualPiDut:
     emulated = True
+    kind = "vpi"
 
     def __init__(self, board, models: Mapping[str, Path], workdir: Path, *, timeout_s: float = 120.0,
                  vpi_dir: Path | None = None, ready_s: float = 300.0):
