@@ -269,7 +269,7 @@ class Harness:
     def benchmark(self, stim: Stimulus, *, windows: int, warmups: int = 1, loops: int = DEFAULT_LOOPS,
                   settings: Mapping[str, object] | None = None, upload: bool = False,
                   meter: Any = None, peak_tolerance_s: float = 0.1,
-                  host_beats: Sequence[int] | None = None) -> dict[str, Any]:
+                  host_beats: Sequence[int] | None = None, score_margin_s: float = 0.0) -> dict[str, Any]:
         """Identify, configure, load, then ``loops`` x (W warm-ups + N windows); the results dict."""
         from .energy import board_energy
 
@@ -307,7 +307,8 @@ class Harness:
             results["status"] = "failed"
             results["error"] = str(exc)
             self.event("link", str(exc), loop=len(runs))
-        results.update(summarize(runs, energies, stim, peak_tolerance_s, host_beats=host_beats))
+        results.update(summarize(runs, energies, stim, peak_tolerance_s, host_beats=host_beats,
+                                 score_margin_s=score_margin_s))
         results["events"] = list(self.events)
         results["host_peak_memory_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return results
@@ -320,7 +321,7 @@ def _median(values: Sequence[float | None]) -> float | None:
 
 def summarize(runs: Sequence[InferRun], energies: Sequence[Sequence[dict[str, Any]]],
               stim: Stimulus | None = None, peak_tolerance_s: float = 0.1,
-              host_beats: Sequence[int] | None = None) -> dict[str, Any]:
+              host_beats: Sequence[int] | None = None, score_margin_s: float = 0.0) -> dict[str, Any]:
     """Per-loop figures and their medians (the reported numbers).
 
     ``host_beats``: the host's run of the same model on the same samples; the DUT's
@@ -351,10 +352,12 @@ def summarize(runs: Sequence[InferRun], energies: Sequence[Sequence[dict[str, An
                                if stim is not None else None,
                                "identical": sorted(det) == sorted(host)}
         if stim is not None and stim.peaks is not None:
-            span = run.samples
+            # beats in the last `score_margin_s` may still be undecided when the run ends: not scored
+            span = run.samples - int(round(score_margin_s * stim.fs))
             ref = [int(p) for p in stim.peaks if p < span]
-            det = [r.index for r in run.results if r.kind == "peak"]
+            det = [r.index for r in run.results if r.kind == "peak" and r.index < span]
             loop["accuracy"] = match_peaks(det, ref, int(round(peak_tolerance_s * stim.fs)))
+            loop["accuracy"]["scored_samples"] = max(span, 0)
         per_loop.append(loop)
 
     def med(path: Sequence[str]) -> float | None:
@@ -394,6 +397,7 @@ def summarize(runs: Sequence[InferRun], energies: Sequence[Sequence[dict[str, An
     if per_loop and "accuracy" in per_loop[0]:
         out["accuracy"] = {k: med(["accuracy", k]) for k in ("sensitivity", "ppv", "f1")}
         out["accuracy"]["tolerance_s"] = peak_tolerance_s
+        out["accuracy"]["unscored_tail_s"] = score_margin_s
         out["accuracy"]["reference"] = "stimulus reference peaks"
     else:
         out["accuracy"] = None

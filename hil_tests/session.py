@@ -180,7 +180,7 @@ def render_report(results: dict[str, Any], plots: list[str]) -> str:
     lines += ["", "## Accuracy", ""]
     if acc:
         lines.append(f"- sensitivity {_fmt(acc.get('sensitivity'), '.3f')}, PPV {_fmt(acc.get('ppv'), '.3f')}, "
-                     f"F1 {_fmt(acc.get('f1'), '.3f')} (tolerance {acc.get('tolerance_s')} s, {acc.get('reference')})")
+                     f"F1 {_fmt(acc.get('f1'), '.3f')} (tolerance {acc.get('tolerance_s')} s, last {acc.get('unscored_tail_s')} s not scored, {acc.get('reference')})")
     else:
         lines.append("No reference annotations for this stimulus.")
     if results.get("accuracy_vs_host"):

@@ -42,7 +42,10 @@ log = logging.getLogger(__name__)
 
 SUITES_DIR = Path(__file__).parent / "suites"
 STEP_KINDS = ("measure", "link_drop", "corrupt_model", "deploy_interrupted")
-RUN_KEYS = ("window_s", "chunk_s", "windows", "warmups", "loops", "seconds", "start_s", "model", "settings")
+RUN_KEYS = ("window_s", "chunk_s", "windows", "warmups", "loops", "seconds", "start_s", "model", "settings",
+            "score_margin_s")
+# Beats in the last seconds of a measured span may still be undecided (a model window is 2 s): not scored.
+SCORE_MARGIN_S = 3.0
 EXPECT_KEYS = ("max_lost", "min_lost", "min_beats", "max_beats", "identical_to_host", "min_f1_vs_host",
                "events", "error", "max_rss_growth_kb")
 
@@ -292,7 +295,8 @@ class SuiteRunner:
         # the stimulus travels over the link once (its rate with it); later steps select it by id
         upload = stim.id not in self.uploaded
         res = harness.benchmark(stim, windows=windows, warmups=warmups, loops=int(step.get("loops", 1)),
-                                settings=settings, meter=self.meter, host_beats=host, upload=upload)
+                                settings=settings, meter=self.meter, host_beats=host, upload=upload,
+                                score_margin_s=float(step.get("score_margin_s", SCORE_MARGIN_S)))
         if upload and res.get("dut"):
             self.uploaded.add(stim.id)
         res["model"] = model
