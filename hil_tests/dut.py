@@ -275,5 +275,8 @@ def serve_port(url: str, pipeline: Pipeline, *, baudrate: int = 115200, board: s
     try:
         return DUT(port, pipeline, board=board, stimuli=stimuli).serve(stop)
     finally:
-        port.close()
+        try:
+            port.close()
+        except OSError as exc:       # the host already closed its end (EIO on a pty): nothing to flush
+            log.debug("closing %s: %s", url, exc)
 

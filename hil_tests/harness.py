@@ -121,8 +121,9 @@ class InferRun:
 
     @property
     def arrival_latency(self) -> bool:
-        """True when the DUT measured each sample's arrival -> result latency (``m-slat``)."""
-        return any(w.sample_latency_us for w in self.windows)
+        """True when the DUT measures each sample's arrival -> result latency itself (the device
+        path reports ``m-slat``/``m-cnt`` for every window, even when no sample got a result yet)."""
+        return any(w.counters for w in self.windows)
 
     def per_sample_latency_us(self) -> list[float]:
         """Arrival -> result per sample when the DUT measured it, else each ``feed`` call's
