@@ -394,6 +394,7 @@ class DevicePipeline:
         self._seen = 0
         return {"sample_latency_us": lat, "inference_us": inf, "events": dict(kinds),
                 "chip_lost": int(self.chip.lost), "driver_lost": int(self.driver.samples_lost),
+                "samples_read": int(self.driver.samples_read),
                 "i2c_errors": int(self.driver.i2c_errors)}
 
 

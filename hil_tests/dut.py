@@ -254,7 +254,7 @@ class DUT:
         yield from int_list_replies("m-slat", "us", st.get("sample_latency_us", []), i=i)
         yield from int_list_replies("m-inf", "us", st.get("inference_us", []), i=i)
         yield encode_reply("m-cnt", i=i, chip_lost=st.get("chip_lost", 0), driver_lost=st.get("driver_lost", 0),
-                           i2c_errors=st.get("i2c_errors", 0))
+                           i2c_errors=st.get("i2c_errors", 0), samples_read=st.get("samples_read", 0))
         for kind, n in sorted(st.get("events", {}).items()):
             yield encode_reply("m-evt", i=i, kind=kind, n=n)
 

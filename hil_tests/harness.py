@@ -115,6 +115,14 @@ class InferRun:
     def wall_us(self) -> int:
         return self.t1_us - self.t0_us
 
+    def energy_samples(self) -> tuple[int, str]:
+        """(count, unit) energy is shared over: sensor samples the DUT's driver read when it reports
+        them (the device path), else the stimulus samples fed."""
+        read = self.windows[-1].counters.get("samples_read") if self.windows else None
+        if read:
+            return int(read), "sensor sample (read by the DUT's MAX30102 driver)"
+        return self.samples, "stimulus sample (fed to the DUT pipeline)"
+
     @property
     def samples(self) -> int:
         return self.n * self.window
@@ -291,9 +299,11 @@ class Harness:
                 run = self.infer(windows, warmups, stim)
                 loop_energy = []
                 if meter is not None:
-                    loop_energy.append(meter.stop().per_sample(run.samples))
+                    loop_energy.append({**meter.stop().per_sample(run.energy_samples()[0]),
+                                        "per": run.energy_samples()[1]})
                 if self.board is not None:
-                    loop_energy.append(board_energy(run.cpu_us / 1e6, self.board).per_sample(run.samples))
+                    loop_energy.append({**board_energy(run.cpu_us / 1e6, self.board).per_sample(run.energy_samples()[0]),
+                                        "per": run.energy_samples()[1]})
                 runs.append(run)
                 energies.append(loop_energy)
                 if run.lost:
@@ -391,7 +401,7 @@ def summarize(runs: Sequence[InferRun], energies: Sequence[Sequence[dict[str, An
         for e in loop["energy"]:
             methods.setdefault(e["method"], []).append(e)
     out["energy_per_sample"] = [
-        {"method": m, "source": es[0]["source"],
+        {"method": m, "source": es[0]["source"], "per": es[0].get("per", "sample"),
          "joules_per_sample": _median([e["joules_per_sample"] for e in es]),
          "mean_w": _median([e["mean_w"] for e in es])}
         for m, es in methods.items()]

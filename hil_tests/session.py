@@ -174,8 +174,8 @@ def render_report(results: dict[str, Any], plots: list[str]) -> str:
     if not energy:
         lines.append("No energy figures (no meter and no board file).")
     for e in energy:
-        lines.append(f"- {_fmt(e.get('joules_per_sample') and e['joules_per_sample'] * 1e6, '.3f')} µJ/sample "
-                     f"— {e['method']}")
+        lines.append(f"- {_fmt(e.get('joules_per_sample') and e['joules_per_sample'] * 1e6, '.3f')} µJ per "
+                     f"{e.get('per', 'sample')} — {e['method']}")
     acc = results.get("accuracy")
     lines += ["", "## Accuracy", ""]
     if acc:

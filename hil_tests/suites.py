@@ -233,8 +233,10 @@ class SuiteRunner:
         steps: list[dict[str, Any]] = []
         status = "ok"
         try:
+            from tqdm import tqdm
+
             self.link = self.dut.start()
-            for step in self.suite["steps"]:
+            for step in tqdm(self.suite["steps"], desc=f"suite {self.suite['name']}", unit="step", disable=None):
                 log.info("step %s (%s)", step["name"], step["kind"])
                 step = dict(step)
                 model = step.get("model", "default")
@@ -294,9 +296,18 @@ class SuiteRunner:
         harness = harness or Harness(self.link, board=self.board, suite=self.suite["name"])
         # the stimulus travels over the link once (its rate with it); later steps select it by id
         upload = stim.id not in self.uploaded
-        res = harness.benchmark(stim, windows=windows, warmups=warmups, loops=int(step.get("loops", 1)),
-                                settings=settings, meter=self.meter, host_beats=host, upload=upload,
-                                score_margin_s=float(step.get("score_margin_s", SCORE_MARGIN_S)))
+        # Paced playback (speed > 0): the DUT answers `infer` only after playing it in (scaled) real
+        # time, so the link's silence limit must cover that playback.
+        speed = float(settings.get("speed") or 0)
+        saved = harness.link.timeout_s
+        if speed > 0:
+            harness.link.timeout_s = max(saved, (windows + warmups) * window / stim.fs / speed + saved)
+        try:
+            res = harness.benchmark(stim, windows=windows, warmups=warmups, loops=int(step.get("loops", 1)),
+                                    settings=settings, meter=self.meter, host_beats=host, upload=upload,
+                                    score_margin_s=float(step.get("score_margin_s", SCORE_MARGIN_S)))
+        finally:
+            harness.link.timeout_s = saved
         if upload and res.get("dut"):
             self.uploaded.add(stim.id)
         res["model"] = model
