@@ -308,6 +308,9 @@ class SuiteRunner:
                                     score_margin_s=float(step.get("score_margin_s", SCORE_MARGIN_S)))
         finally:
             harness.link.timeout_s = saved
+        if speed > 0 and str(res.get("latency_method", "")).startswith("arrival"):
+            res["latency_method"] = (f"arrival -> result per sensor sample (DUT monotonic clock; playback paced at "
+                                     f"{speed:g}x real time, so it includes the FIFO wait and the framer hop)")
         if upload and res.get("dut"):
             self.uploaded.add(stim.id)
         res["model"] = model
@@ -559,6 +562,10 @@ def save_results(results: Mapping[str, Any], folder: Path, report_md: Path | Non
     slim["steps"] = [{k: v for k, v in st.items() if k != "latency_samples_us"} for st in results.get("steps", [])]
     out = folder / f"hil-{results['suite']}-{results['board']}-{results.get('dut_kind', 'dut')}.json"
     out.write_text(json.dumps(slim, indent=1, default=str) + "\n")
-    if report_md is not None and report_md.is_file():
-        out.with_suffix(".md").write_text(report_md.read_text())
+    from .session import render_report
+
+    where = f" (`{report_md.parent}`)" if report_md is not None else ""
+    text = render_report(slim, [])
+    text = text.replace("## Plots\n\n", f"## Plots\n\nIn the session folder of the run{where}; not copied here.\n")
+    out.with_suffix(".md").write_text(text)
     return out
