@@ -92,6 +92,11 @@ def test_vpi_deploy_smoke_device_path_and_rollback(tmp_path, rng, data_root):
     assert host["outputs"][0]["dtype"] == "int8"
     # peak models with full manifests for the device path (tiny seeded Conv1D+LSTM, int8 and float32)
     peak = {mode: rm.copy_model(rm.tiny_model("peaks", mode), models) for mode in ("int8", "float32")}
+    device_dir = Path(__file__).resolve().parents[1] / "models" / "device"
+    for mode in ("int8", "float32"):       # the committed device models too, when they are there
+        real = device_dir / f"peaks-Type30-{mode}.tflite"
+        if real.is_file() and real.with_suffix(".json").is_file():
+            peak[f"Type30-{mode}"] = rm.copy_model(real, models)
     from ppg_edge.hil_tests.device import record_stimulus, run_outputs
 
     stim = record_stimulus(RECORD, root=data_root, seconds=DEVICE_SECONDS + 1, board=board)
@@ -136,7 +141,7 @@ def test_vpi_deploy_smoke_device_path_and_rollback(tmp_path, rng, data_root):
             assert dev_run["machine"] == "aarch64" and dev_run["backend"] == "ai-edge-litert"
             assert dev_run["windows"] == ref["windows"] and dev_run["samples_read"] == ref["samples_read"]
             assert dev_run["driver_lost"] == dev_run["chip_lost"] == 0
-            if mode == "int8":      # bit-exact on the pinned Cortex-A72
+            if mode.endswith("int8"):      # bit-exact on the pinned Cortex-A72
                 assert dev_run["sha256"] == ref["sha256"] and dev_run["beats"] == ref["beats"]
             else:
                 diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
