@@ -142,8 +142,16 @@ class DUT:
             known = ", ".join(sorted(self.stimuli)) or "none"
             raise ProtocolError("no-stimulus", f"no stimulus {sid!r} on this DUT (holds: {known})")
         self.current = self.stimuli[sid]
-        self.pipeline.reset()
+        self._bind(self.current)
         yield self._stim_line(self.current)
+
+    def _bind(self, stim: Stimulus) -> None:
+        """Tell the pipeline its stimulus when it plays one itself (the device path), else reset it."""
+        bind = getattr(self.pipeline, "bind", None)
+        if bind is not None:
+            bind(stim)
+        else:
+            self.pipeline.reset()
 
     def _stim_line(self, s: Stimulus) -> bytes:
         return encode_reply("m-stim", id=s.id, n=s.samples.size, crc=s.crc)
@@ -152,7 +160,15 @@ class DUT:
         if "n" not in cmd.kwargs:
             raise ProtocolError("bad-arg", "stim: needs n=<samples>")
         n = parse_int(cmd.kwargs["n"], "stim n", minimum=1, maximum=MAX_STIMULUS_SAMPLES)
-        self._upload = {"id": cmd.args[0], "n": n, "values": []}
+        fs = 1.0
+        if "fs" in cmd.kwargs:
+            try:
+                fs = float(cmd.kwargs["fs"])
+            except ValueError:
+                fs = float("nan")
+            if not 0 < fs <= 100_000:
+                raise ProtocolError("bad-arg", f"stim: fs={cmd.kwargs['fs']!r} is not a rate in (0, 100000] Hz")
+        self._upload = {"id": cmd.args[0], "n": n, "fs": fs, "values": []}
         yield encode_reply("m-upload", id=cmd.args[0], n=n)
 
     def _cmd_data(self, cmd: Command) -> Iterable[bytes]:
@@ -168,11 +184,11 @@ class DUT:
         if len(up["values"]) < up["n"]:
             yield encode_reply("m-data", got=len(up["values"]), of=up["n"])
             return
-        stim = Stimulus(id=up["id"], samples=np.asarray(up["values"]), fs=1.0, source="uploaded")
+        stim = Stimulus(id=up["id"], samples=np.asarray(up["values"]), fs=up["fs"], source="uploaded")
         self._upload = None
         self.stimuli[stim.id] = stim
         self.current = stim
-        self.pipeline.reset()
+        self._bind(stim)
         yield self._stim_line(stim)
 
     def _cmd_reset(self, cmd: Command) -> Iterable[bytes]:
@@ -195,6 +211,8 @@ class DUT:
             for j in range(i * self.window, (i + 1) * self.window, self.chunk):
                 self.pipeline.feed(x[j:min(j + self.chunk, (i + 1) * self.window)])
         self.pipeline.reset()
+        if hasattr(self.pipeline, "take_window_stats"):
+            self.pipeline.take_window_stats()              # nothing from the warm-ups is reported
         lost0 = int(getattr(self.pipeline, "lost_samples", 0))
         cpu0 = time.process_time_ns()
         t_start = self.clock_us()
@@ -215,6 +233,7 @@ class DUT:
             lost = int(getattr(self.pipeline, "lost_samples", 0)) - lost_before
             yield encode_reply("m-win", i=i, t0=t0, t1=t1, n=self.window, lost=lost)
             yield from int_list_replies("m-lat", "us", lat, i=i)
+            yield from self._window_stats(i)
             for t, r in results:
                 yield encode_reply("m-res", i=i, t=t, idx=r.index, kind=r.kind, v=repr(float(r.value)))
         t_end = self.clock_us()
@@ -224,6 +243,20 @@ class DUT:
         yield encode_reply("m-infer", n=n, w=w, window=self.window, chunk=self.chunk, t0=t_start,
                            t1=t_end, cpu_us=cpu_us, maxrss_kb=maxrss_kb, lost=lost_total,
                            stim=stim.id, crc=samples_crc(x[: n * self.window]))
+
+
+    def _window_stats(self, i: int) -> Iterable[bytes]:
+        """Per-window extras of pipelines that measure themselves (the device path)."""
+        take = getattr(self.pipeline, "take_window_stats", None)
+        if take is None:
+            return
+        st = take()
+        yield from int_list_replies("m-slat", "us", st.get("sample_latency_us", []), i=i)
+        yield from int_list_replies("m-inf", "us", st.get("inference_us", []), i=i)
+        yield encode_reply("m-cnt", i=i, chip_lost=st.get("chip_lost", 0), driver_lost=st.get("driver_lost", 0),
+                           i2c_errors=st.get("i2c_errors", 0), samples_read=st.get("samples_read", 0))
+        for kind, n in sorted(st.get("events", {}).items()):
+            yield encode_reply("m-evt", i=i, kind=kind, n=n)
 
 
 def serve_port(url: str, pipeline: Pipeline, *, baudrate: int = 115200, board: str = "unknown",
@@ -242,5 +275,8 @@ def serve_port(url: str, pipeline: Pipeline, *, baudrate: int = 115200, board: s
     try:
         return DUT(port, pipeline, board=board, stimuli=stimuli).serve(stop)
     finally:
-        port.close()
+        try:
+            port.close()
+        except OSError as exc:       # the host already closed its end (EIO on a pty): nothing to flush
+            log.debug("closing %s: %s", url, exc)
 

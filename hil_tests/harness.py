@@ -79,6 +79,10 @@ class Window:
     samples: int
     lost: int
     call_latency_us: list[int] = field(default_factory=list)
+    sample_latency_us: list[int] = field(default_factory=list)   # arrival -> result (device path)
+    inference_us: list[int] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -111,12 +115,29 @@ class InferRun:
     def wall_us(self) -> int:
         return self.t1_us - self.t0_us
 
+    def energy_samples(self) -> tuple[int, str]:
+        """(count, unit) energy is shared over: sensor samples the DUT's driver read when it reports
+        them (the device path), else the stimulus samples fed."""
+        read = self.windows[-1].counters.get("samples_read") if self.windows else None
+        if read:
+            return int(read), "sensor sample (read by the DUT's MAX30102 driver)"
+        return self.samples, "stimulus sample (fed to the DUT pipeline)"
+
     @property
     def samples(self) -> int:
         return self.n * self.window
 
+    @property
+    def arrival_latency(self) -> bool:
+        """True when the DUT measures each sample's arrival -> result latency itself (the device
+        path reports ``m-slat``/``m-cnt`` for every window, even when no sample got a result yet)."""
+        return any(w.counters for w in self.windows)
+
     def per_sample_latency_us(self) -> list[float]:
-        """Each ``feed`` call's latency divided by the samples it carried."""
+        """Arrival -> result per sample when the DUT measured it, else each ``feed`` call's
+        latency divided by the samples it carried."""
+        if self.arrival_latency:
+            return [float(v) for w in self.windows for v in w.sample_latency_us]
         out: list[float] = []
         for w in self.windows:
             sizes = [min(self.chunk, w.samples - k) for k in range(0, w.samples, self.chunk)]
@@ -143,6 +164,23 @@ def parse_infer(reply: Reply, n: int, warmups: int) -> InferRun:
             if ln.int("off") != len(lat):
                 raise HardwareError(f"m-lat window {i}: offset {ln.int('off')}, expected {len(lat)}")
             lat.extend(parse_int_list(ln.fields.get("us", ""), "m-lat us"))
+        for kind, attr in (("m-slat", "sample_latency_us"), ("m-inf", "inference_us")):
+            for ln in reply.of_kind(kind):
+                i = ln.int("i")
+                if i not in windows:
+                    raise HardwareError(f"{kind} for unknown window {i}")
+                vals = getattr(windows[i], attr)
+                if ln.int("off") != len(vals):
+                    raise HardwareError(f"{kind} window {i}: offset {ln.int('off')}, expected {len(vals)}")
+                vals.extend(parse_int_list(ln.fields.get("us", ""), f"{kind} us"))
+        for ln in reply.of_kind("m-cnt"):
+            i = ln.int("i")
+            if i in windows:
+                windows[i].counters = {k: int(v) for k, v in ln.fields.items() if k != "i"}
+        for ln in reply.of_kind("m-evt"):
+            i = ln.int("i")
+            if i in windows:
+                windows[i].events[ln.fields.get("kind", "?")] = ln.int("n")
         results = [DetResult(ln.int("i"), ln.int("t"), ln.int("idx"), ln.fields.get("kind", ""),
                              ln.float("v")) for ln in reply.of_kind("m-res")]
         run = InferRun(windows=[windows[i] for i in sorted(windows)], results=results,
@@ -215,7 +253,7 @@ class Harness:
         if not upload:
             reply = self.link.command(encode_command("select", stim.id), retry=True)
         else:
-            self.link.command(encode_command("stim", stim.id, n=stim.samples.size))
+            self.link.command(encode_command("stim", stim.id, n=stim.samples.size, fs=repr(float(stim.fs))))
             reply = None
             for line in data_commands(stim.samples):
                 reply = self.link.command(line)
@@ -239,7 +277,8 @@ class Harness:
 
     def benchmark(self, stim: Stimulus, *, windows: int, warmups: int = 1, loops: int = DEFAULT_LOOPS,
                   settings: Mapping[str, object] | None = None, upload: bool = False,
-                  meter: Any = None, peak_tolerance_s: float = 0.1) -> dict[str, Any]:
+                  meter: Any = None, peak_tolerance_s: float = 0.1,
+                  host_beats: Sequence[int] | None = None, score_margin_s: float = 0.0) -> dict[str, Any]:
         """Identify, configure, load, then ``loops`` x (W warm-ups + N windows); the results dict."""
         from .energy import board_energy
 
@@ -260,20 +299,27 @@ class Harness:
                 run = self.infer(windows, warmups, stim)
                 loop_energy = []
                 if meter is not None:
-                    loop_energy.append(meter.stop().per_sample(run.samples))
+                    loop_energy.append({**meter.stop().per_sample(run.energy_samples()[0]),
+                                        "per": run.energy_samples()[1]})
                 if self.board is not None:
-                    loop_energy.append(board_energy(run.cpu_us / 1e6, self.board).per_sample(run.samples))
+                    loop_energy.append({**board_energy(run.cpu_us / 1e6, self.board).per_sample(run.energy_samples()[0]),
+                                        "per": run.energy_samples()[1]})
                 runs.append(run)
                 energies.append(loop_energy)
                 if run.lost:
                     self.event("lost-samples", f"loop {k}: the DUT lost {run.lost} samples", loop=k,
                                lost=run.lost)
+                cnt = run.windows[-1].counters if run.windows else {}
+                if cnt.get("chip_lost", 0) > cnt.get("driver_lost", 0):
+                    self.event("silent-loss", f"loop {k}: the chip lost {cnt['chip_lost']} samples but the "
+                               f"driver counted {cnt['driver_lost']}", loop=k, **cnt)
                 log.info("loop %d/%d: %d samples in %.1f ms", k + 1, loops, run.samples, run.wall_us / 1e3)
         except HardwareError as exc:
             results["status"] = "failed"
             results["error"] = str(exc)
             self.event("link", str(exc), loop=len(runs))
-        results.update(summarize(runs, energies, stim, peak_tolerance_s))
+        results.update(summarize(runs, energies, stim, peak_tolerance_s, host_beats=host_beats,
+                                 score_margin_s=score_margin_s))
         results["events"] = list(self.events)
         results["host_peak_memory_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return results
@@ -285,8 +331,13 @@ def _median(values: Sequence[float | None]) -> float | None:
 
 
 def summarize(runs: Sequence[InferRun], energies: Sequence[Sequence[dict[str, Any]]],
-              stim: Stimulus | None = None, peak_tolerance_s: float = 0.1) -> dict[str, Any]:
-    """Per-loop figures and their medians (the reported numbers)."""
+              stim: Stimulus | None = None, peak_tolerance_s: float = 0.1,
+              host_beats: Sequence[int] | None = None, score_margin_s: float = 0.0) -> dict[str, Any]:
+    """Per-loop figures and their medians (the reported numbers).
+
+    ``host_beats``: the host's run of the same model on the same samples; the DUT's
+    beats are matched to it exactly (tolerance 0) and within the peak tolerance.
+    """
     per_loop = []
     for k, run in enumerate(runs):
         wall_s = run.wall_us / 1e6
@@ -298,13 +349,26 @@ def summarize(runs: Sequence[InferRun], energies: Sequence[Sequence[dict[str, An
             "cpu_share": run.cpu_us / run.wall_us if run.wall_us > 0 else None,
             "dut_peak_memory_kb": run.maxrss_kb,
             "lost_samples": run.lost,
+            "beats": sum(1 for r in run.results if r.kind == "peak"),
             "energy": list(energies[k]) if k < len(energies) else [],
+            "inference_us": latency_stats([v for w in run.windows for v in w.inference_us]),
+            "dut_events": _sum_counts(w.events for w in run.windows),
+            "dut_counters": dict(run.windows[-1].counters) if run.windows else {},
         }
-        if stim is not None and stim.peaks is not None:
-            span = run.samples
-            ref = [int(p) for p in stim.peaks if p < span]
+        if host_beats is not None:
             det = [r.index for r in run.results if r.kind == "peak"]
+            host = [int(b) for b in host_beats]
+            loop["vs_host"] = {"exact": match_peaks(det, host, 0),
+                               "within_tolerance": match_peaks(det, host, int(round(peak_tolerance_s * stim.fs)))
+                               if stim is not None else None,
+                               "identical": sorted(det) == sorted(host)}
+        if stim is not None and stim.peaks is not None:
+            # beats in the last `score_margin_s` may still be undecided when the run ends: not scored
+            span = run.samples - int(round(score_margin_s * stim.fs))
+            ref = [int(p) for p in stim.peaks if p < span]
+            det = [r.index for r in run.results if r.kind == "peak" and r.index < span]
             loop["accuracy"] = match_peaks(det, ref, int(round(peak_tolerance_s * stim.fs)))
+            loop["accuracy"]["scored_samples"] = max(span, 0)
         per_loop.append(loop)
 
     def med(path: Sequence[str]) -> float | None:
@@ -321,23 +385,46 @@ def summarize(runs: Sequence[InferRun], energies: Sequence[Sequence[dict[str, An
         scope: {stat: med(["latency_us", scope, stat]) for stat in ("p50", "p95", "p99", "max", "mean")}
         for scope in ("per_sample", "per_window")}
     out["latency_samples_us"] = [v for r in runs for v in r.per_sample_latency_us()]
+    out["latency_method"] = ("arrival -> result per sensor sample (DUT monotonic clock; accelerated playback)"
+                             if runs and runs[0].arrival_latency else
+                             "feed-call latency / samples per call (DUT monotonic clock)")
+    out["inference_us"] = {stat: med(["inference_us", stat]) for stat in ("p50", "p95", "p99", "max", "mean")}
+    out["dut_events"] = _sum_counts(loop["dut_events"] for loop in per_loop)
+    out["dut_counters"] = per_loop[-1]["dut_counters"] if per_loop else {}
     out["throughput_samples_per_s"] = med(["throughput_samples_per_s"])
     out["cpu_share"] = med(["cpu_share"])
     out["dut_peak_memory_kb"] = max((r.maxrss_kb for r in runs), default=None)
     out["lost_samples"] = sum(r.lost for r in runs)
+    out["beats"] = med(["beats"])
     methods: dict[str, list[dict[str, Any]]] = {}
     for loop in per_loop:
         for e in loop["energy"]:
             methods.setdefault(e["method"], []).append(e)
     out["energy_per_sample"] = [
-        {"method": m, "source": es[0]["source"],
+        {"method": m, "source": es[0]["source"], "per": es[0].get("per", "sample"),
          "joules_per_sample": _median([e["joules_per_sample"] for e in es]),
          "mean_w": _median([e["mean_w"] for e in es])}
         for m, es in methods.items()]
     if per_loop and "accuracy" in per_loop[0]:
         out["accuracy"] = {k: med(["accuracy", k]) for k in ("sensitivity", "ppv", "f1")}
         out["accuracy"]["tolerance_s"] = peak_tolerance_s
+        out["accuracy"]["unscored_tail_s"] = score_margin_s
         out["accuracy"]["reference"] = "stimulus reference peaks"
     else:
         out["accuracy"] = None
+    if per_loop and "vs_host" in per_loop[0]:
+        out["accuracy_vs_host"] = {
+            "f1_exact": med(["vs_host", "exact", "f1"]),
+            "f1_within_tolerance": med(["vs_host", "within_tolerance", "f1"]),
+            "identical_loops": sum(1 for loop in per_loop if loop["vs_host"]["identical"]),
+            "loops": len(per_loop), "host_beats": len(host_beats or []),
+            "reference": "the host's run of the same model on the same samples (ppg_edge.hil_tests.device)"}
     return out
+
+
+def _sum_counts(dicts) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for d in dicts:
+        for k, v in d.items():
+            total[k] = total.get(k, 0) + int(v)
+    return total

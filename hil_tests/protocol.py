@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[int, int, frozenset[str] | None]] = {
     "name": (0, 0, frozenset()),          # identify: name, board, versions, model hashes
     "cfg": (0, 0, None),                  # configure key=value ...; none: report the config
     "select": (1, 1, frozenset()),        # select a stimulus the DUT holds, by id
-    "stim": (1, 1, frozenset({"n"})),     # start uploading stimulus <id> of n samples
+    "stim": (1, 1, frozenset({"n", "fs"})),   # start uploading stimulus <id> of n samples (at fs Hz)
     "data": (1, 1, frozenset()),          # one chunk of the upload: comma-separated floats
     "infer": (2, 2, frozenset()),         # infer N W: N measured windows after W warm-ups
     "reset": (0, 0, frozenset()),         # reset the pipeline state

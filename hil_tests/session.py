@@ -2,7 +2,7 @@
 
 Contents: ``log.txt`` (the ``ppg_edge`` log of the run), ``results.json``
 (the harness's results dict) and ``report.md`` with two PNG plots
-(``latency_hist.png``, ``energy_per_sample.png``). Plots use matplotlib
+(``latency_hist.png``, ``energy_per_sample.png``, and for suites ``accuracy.png``). Plots use matplotlib
 (host side only, imported when the report is written, Agg backend).
 """
 from __future__ import annotations
@@ -125,6 +125,25 @@ def write_plots(results: dict[str, Any], folder: Path) -> list[str]:
     fig.savefig(folder / "energy_per_sample.png", dpi=100)
     plt.close(fig)
     names.append("energy_per_sample.png")
+
+    steps = [st for st in results.get("steps", []) if st.get("kind") == "measure" and st.get("accuracy") is not None]
+    if steps:
+        fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(steps) + 2), 3.5))
+        x = list(range(len(steps)))
+        truth = [(st.get("accuracy") or {}).get("f1") or 0.0 for st in steps]
+        host = [(st.get("accuracy_vs_host") or {}).get("f1_within_tolerance") or 0.0 for st in steps]
+        ax.bar([i - 0.2 for i in x], truth, width=0.4, label="F1 vs reference labels", color="#3b6ea5")
+        ax.bar([i + 0.2 for i in x], host, width=0.4, label="F1 vs host run, same model", color="#d08c2b")
+        ax.set_xticks(x)
+        ax.set_xticklabels([st["name"] for st in steps], rotation=30, ha="right", fontsize=7)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("F1")
+        ax.legend(fontsize=7)
+        ax.set_title("DUT accuracy per step")
+        fig.tight_layout()
+        fig.savefig(folder / "accuracy.png", dpi=100)
+        plt.close(fig)
+        names.append("accuracy.png")
     return names
 
 
@@ -155,16 +174,46 @@ def render_report(results: dict[str, Any], plots: list[str]) -> str:
     if not energy:
         lines.append("No energy figures (no meter and no board file).")
     for e in energy:
-        lines.append(f"- {_fmt(e.get('joules_per_sample') and e['joules_per_sample'] * 1e6, '.3f')} µJ/sample "
-                     f"— {e['method']}")
+        lines.append(f"- {_fmt(e.get('joules_per_sample') and e['joules_per_sample'] * 1e6, '.3f')} µJ per "
+                     f"{e.get('per', 'sample')} — {e['method']}")
     acc = results.get("accuracy")
     lines += ["", "## Accuracy", ""]
     if acc:
         lines.append(f"- sensitivity {_fmt(acc.get('sensitivity'), '.3f')}, PPV {_fmt(acc.get('ppv'), '.3f')}, "
-                     f"F1 {_fmt(acc.get('f1'), '.3f')} (tolerance {acc.get('tolerance_s')} s, {acc.get('reference')})")
+                     f"F1 {_fmt(acc.get('f1'), '.3f')} (tolerance {acc.get('tolerance_s')} s, last {acc.get('unscored_tail_s')} s not scored, {acc.get('reference')})")
     else:
         lines.append("No reference annotations for this stimulus.")
+    if results.get("accuracy_vs_host"):
+        vh = results["accuracy_vs_host"]
+        lines.append(f"- against the host's run of the same model: F1 {_fmt(vh.get('f1_exact'), '.3f')} exact, "
+                     f"{_fmt(vh.get('f1_within_tolerance'), '.3f')} within tolerance; "
+                     f"{vh.get('identical_loops')}/{vh.get('loops')} loops identical")
+    if results.get("latency_method"):
+        lines.append(f"- latency: {results['latency_method']}")
+    if results.get("energy_note"):
+        lines.append(f"- energy: {results['energy_note']}")
+    steps = results.get("steps") or []
+    if steps:
+        lines += ["", "## Steps", "", "| step | model | status | beats | F1 vs labels | F1 vs host | identical | "
+                  "lost | latency p50 / p99 (ms) | inference p50 (ms) |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for st in steps:
+            acc = st.get("accuracy") or {}
+            vh = st.get("accuracy_vs_host") or {}
+            lat = (st.get("latency_us") or {}).get("per_sample") or {}
+            inf = st.get("inference_us") or {}
+            ident = f"{vh.get('identical_loops')}/{vh.get('loops')}" if vh else "-"
+            lines.append(f"| {st.get('name')} | {st.get('model', '-')} | {st.get('step_status')} | "
+                         f"{_fmt(st.get('beats'), '.0f')} | {_fmt(acc.get('f1'), '.3f')} | "
+                         f"{_fmt(vh.get('f1_within_tolerance'), '.3f')} | {ident} | {_fmt(st.get('lost_samples'), '.0f')} | "
+                         f"{_fmt(lat.get('p50') and lat['p50'] / 1e3, '.1f')} / {_fmt(lat.get('p99') and lat['p99'] / 1e3, '.1f')} | "
+                         f"{_fmt(inf.get('p50') and inf['p50'] / 1e3, '.2f')} |")
+        checks = results.get("checks") or []
+        lines += ["", "## Checks", ""] + [f"- {c['status'].upper()} {c['step']}: {c['check']} — {c['detail']}"
+                                          for c in checks]
     events = results.get("events") or []
-    lines += ["", "## Events", ""] + ([f"- {e['kind']}: {e['message']}" for e in events] or ["None."])
+    lines += ["", "## Events", ""] + ([f"- {e['kind']}{' ' + e['fault'] if e.get('fault') else ''}"
+                                       f"{' (' + e['outcome'] + ')' if e.get('outcome') else ''}"
+                                       f"{' [' + e['step'] + ']' if e.get('step') else ''}: {e['message']}"
+                                       for e in events] or ["None."])
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"

@@ -320,3 +320,20 @@ def test_cli_deploy_dry_run(tmp_path, wheel, capsys):
     rc = main(["deploy", "--board", "virtual-rpi4", "--host", "pi@h", "--known-hosts",
                str(tmp_path / "missing"), "--dry-run"])
     assert rc == 1 and "no such file" in capsys.readouterr().err
+
+
+def test_interrupted_push_is_rolled_back_on_a_local_target(tmp_path, board, wheel):
+    """A push cut off half way (LocalRunner + InterruptedPush): rolled back, current unchanged."""
+    from ppg_edge.deploy.remote import InterruptedPush, LocalRunner
+
+    root = tmp_path / "dev"
+    (root / "releases" / "0.0.0-20240101T000000Z").mkdir(parents=True)
+    (root / "current").symlink_to("releases/0.0.0-20240101T000000Z")
+    runner = InterruptedPush(LocalRunner(), fraction=0.5)
+    dep = Deployer(runner, root=str(root), service_manager="none")
+    b = _bundle(tmp_path, board, wheel)
+    with pytest.raises(DeployError, match="rolled back.*connection lost after"):
+        dep.deploy(b)
+    assert 0 < len(runner.pushed) < sum(1 for p in b.path.rglob("*") if p.is_file())
+    assert dep.current_release() == "0.0.0-20240101T000000Z"
+    assert dep.list_releases() == ["0.0.0-20240101T000000Z"]

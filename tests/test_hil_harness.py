@@ -179,7 +179,7 @@ def test_dut_killed_in_subprocess_gives_hardware_error(stim):
 
 def test_cli_run_local_dut_writes_session(tmp_path, capsys):
     rc = main(["-q", "hil", "run", "--port", "pty", "--local-dut", "--board", "virtual-rpi4",
-               "--suite", "smoke", "--windows", "2", "--warmups", "1", "--runs-dir", str(tmp_path)])
+               "--pipeline", "moving-average", "--suite", "smoke", "--windows", "2", "--warmups", "1", "--runs-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert rc == 0, out
     (folder,) = tmp_path.iterdir()
@@ -201,9 +201,12 @@ def test_cli_run_local_dut_writes_session(tmp_path, capsys):
 def test_cli_errors_are_clean(capsys):
     assert main(["hil", "run", "--port", "pty", "--board", "rpi4b"]) == 1
     assert "--local-dut" in capsys.readouterr().err
-    assert main(["hil", "run", "--port", "/dev/ttyNOPE9", "--board", "rpi4b"]) == 1
+    assert main(["hil", "run", "--port", "/dev/ttyNOPE9", "--board", "rpi4b", "--pipeline", "moving-average"]) == 1
     assert "cannot open serial link" in capsys.readouterr().err
-    assert main(["hil", "run", "--port", "loop://", "--board", "rpi4b", "--loops", "0"]) == 1
+    assert main(["hil", "run", "--port", "loop://", "--board", "rpi4b", "--loops", "0",
+                 "--pipeline", "moving-average"]) == 1
+    assert main(["hil", "run", "--port", "/dev/ttyNOPE9", "--board", "rpi4b", "--model", "int8=/nope.tflite"]) == 1
+    assert "no such file" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- pieces

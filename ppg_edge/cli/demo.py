@@ -1,10 +1,14 @@
 """``ppg-edge demo``: the main job on the embedded default, end to end on real data.
 
-Today it loads a held-out CapnoBase record (a test subject of the committed
-``peaks`` split, never used for training or threshold choice), runs every peer
-detector and the committed models on it, clean and with the peak paper's noise
-models at 5 dB, and prints a short report. A session folder keeps the JSON.
-It grows into the end-to-end virtual-Pi run as the runtime and HIL pieces land.
+It loads a held-out CapnoBase record (a test subject of the committed ``peaks``
+split, never used for training or threshold choice), runs every peer detector on
+it, clean and with the peak paper's noise models at 5 dB, and prints a short
+report. Then the device: it brings up the virtual Pi (an arm64 chroot under
+qemu; needs root and qemu-user-static) or, when it cannot, a local DUT with the
+reason printed; deploys the device models to it over ssh; and runs the HIL
+``smoke`` and ``accuracy-short`` suites on held-out records through the whole
+device path (emulated MAX30102, driver, DSP, TFLite, decoder). It prints each
+suite's report and where its session folder and PNGs are.
 """
 from __future__ import annotations
 
@@ -26,6 +30,9 @@ def register(subparsers) -> None:
                    help="record to use (default: the first CapnoBase test subject of the peaks split)")
     p.add_argument("--out", metavar="DIR", default="runs",
                    help="parent folder of the session folder (default: runs)")
+    p.add_argument("--board", default="virtual-rpi4", help="virtual board for the HIL part (default virtual-rpi4)")
+    p.add_argument("--no-hil", action="store_true", help="skip the HIL part (virtual Pi, deploy, suites)")
+    p.add_argument("--local-dut", action="store_true", help="HIL on a local DUT, not the virtual Pi")
     p.set_defaults(func=cmd_demo)
 
 
@@ -68,4 +75,83 @@ def cmd_demo(args) -> int:
     print(f"worst-condition F1 @{main_tol}: {ranking}")
     print(f"{len(result.events)} harness events; "
           f"{time.perf_counter() - t0:.1f} s; session folder {session}")
-    return 0
+    if args.no_hil:
+        return 0
+    return _hil(args, root)
+
+
+def _device_models() -> tuple[dict, str]:
+    """The committed device models, or a float32 conversion of Type30 into the cache (noted)."""
+    import subprocess
+    import sys
+
+    from .. import config
+    from .hil import _model_args
+
+    models = _model_args([], defaults=True)
+    if models:
+        return models, "models/device (committed device models)"
+    out = config.cache_dir() / "demo-device-models"
+    f32 = out / "Type30-float32.tflite"
+    if not f32.is_file():
+        print("models/device has no device models yet: converting models/peaks/Type30 to float32 "
+              f"into {out} (synthetic self-check; a minute or two)")
+        from ..config import REPO_ROOT
+
+        subprocess.run([sys.executable, "-m", "ppg_edge", "-q", "convert", str(REPO_ROOT / "models/peaks/Type30"),
+                        "--mode", "float32", "--out", str(out)], check=False, timeout=900)
+    if not f32.is_file():
+        return {}, "no device model (conversion failed)"
+    return {"float32": f32}, f"{f32} (converted for the demo; models/device has none; no int8)"
+
+
+def _hil(args, data_root) -> int:
+    import tempfile
+
+    from ..boards import load_board
+    from ..errors import PPGEdgeError
+    from ..hil_tests.suites import LocalDut, run_suite
+
+    print("\n== hardware in the loop ==")
+    board = load_board(args.board)
+    models, where = _device_models()
+    if not models:
+        print(f"HIL part skipped: {where}")
+        return 1
+    print(f"device models: {', '.join(f'{k}={v.name}' for k, v in models.items())} from {where}")
+    status = 0
+    with tempfile.TemporaryDirectory(prefix="ppg-edge-demo-") as work:
+        work = Path(work)
+        dut, note = None, ""
+        if not args.local_dut:
+            from ..hil_tests.vpi_dut import VirtualPiDut
+
+            try:
+                t = time.perf_counter()
+                dut = VirtualPiDut(board, models, work)
+                print(f"bringing up the virtual Pi {board.identifier} and deploying over ssh ...")
+                dut.bring_up()
+                print(f"virtual Pi up, release {dut.deploy_report.release} deployed and smoke-checked "
+                      f"({time.perf_counter() - t:.0f} s)")
+            except (PPGEdgeError, OSError) as exc:
+                dut, note = None, f"the virtual Pi could not be used ({exc})"
+        if dut is None:
+            note = note or "--local-dut given"
+            print(f"NOTE: HIL on a local DUT (a `ppg-edge hil dut` subprocess on this machine): {note}")
+            dut = LocalDut(board, models, work)
+        try:
+            for suite in ("smoke", "accuracy-short"):
+                t = time.perf_counter()
+                folder, results = run_suite(suite, board, dut, models, runs_dir=Path(args.out),
+                                            data_root=data_root, close_dut=False)
+                print()
+                print((folder / "report.md").read_text())
+                pngs = ", ".join(str(p) for p in sorted(folder.glob("*.png")))
+                print(f"suite {suite}: {results['status']} in {time.perf_counter() - t:.0f} s; "
+                      f"session {folder}; plots: {pngs}")
+                status |= results["status"] != "ok"
+        finally:
+            close = getattr(dut, "close", None)
+            if close is not None:
+                close()
+    return int(status)

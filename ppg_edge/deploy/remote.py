@@ -124,3 +124,63 @@ class DryRunner:
         self.calls.append(["<push>", str(local_dir), remote_dir])
         print(f"would push: rsync -a {local_dir}/ -> {remote_dir}/", file=self.out)
         return Result(0)
+
+
+class LocalRunner:
+    """Runs argument lists on this machine (a folder standing in for the device; HIL drills, tests)."""
+
+    def __init__(self, timeout: float = 120.0):
+        self.timeout = timeout
+        self.calls: list[list[str]] = []
+
+    def run(self, argv: Sequence[str]) -> Result:
+        self.calls.append(list(argv))
+        try:
+            proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=self.timeout)
+        except FileNotFoundError:
+            return Result(127, "", f"{argv[0]}: not found")
+        except subprocess.TimeoutExpired:
+            raise DeployError(f"{argv[0]} did not finish within {self.timeout:.0f} s") from None
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def push(self, local_dir: Path, remote_dir: str) -> Result:
+        import shutil
+
+        self.calls.append(["<push>", str(local_dir), remote_dir])
+        try:
+            shutil.copytree(local_dir, remote_dir, dirs_exist_ok=True)
+        except OSError as exc:
+            return Result(1, "", f"copy failed: {exc}")
+        return Result(0)
+
+
+class InterruptedPush:
+    """Wraps a runner; its push transfers only ``fraction`` of the bundle's files, then the link
+    is lost (exit 255), as when a cable or Wi-Fi drops half way through a deploy."""
+
+    def __init__(self, runner, fraction: float = 0.5):
+        if not 0 <= fraction < 1:
+            raise ConfigError(f"fraction {fraction}: must be in [0, 1)")
+        self.runner, self.fraction = runner, fraction
+        self.pushed: list[str] = []
+
+    def run(self, argv: Sequence[str]) -> Result:
+        return self.runner.run(argv)
+
+    def push(self, local_dir: Path, remote_dir: str) -> Result:
+        import shutil
+        import tempfile
+
+        files = sorted(p for p in Path(local_dir).rglob("*") if p.is_file())
+        keep = files[: int(len(files) * self.fraction)]
+        with tempfile.TemporaryDirectory(prefix="ppg-edge-partial-") as tmp:
+            for f in keep:
+                rel = f.relative_to(local_dir)
+                (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, Path(tmp) / rel)
+                self.pushed.append(rel.as_posix())
+            res = self.runner.push(Path(tmp), remote_dir)
+        if res.rc != 0:
+            return res
+        log.warning("push to %s cut off after %d of %d files (injected)", remote_dir, len(keep), len(files))
+        return Result(255, "", f"connection lost after {len(keep)} of {len(files)} files (injected fault)")
