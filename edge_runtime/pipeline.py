@@ -242,7 +242,7 @@ class Pipeline:
             self.counts[f"path_{q.path}"] += 1
             log.debug("window %d: %s path (sqi %.2f)", w.index, q.path, q.sqi)
             self._emit("quality", t=t, window=w.index, start=w.start, ok=True, sqi=round(q.sqi, 4), path=q.path)
-            beats = self.decoder.push(w.start, probs, w.filtered)
+            beats = self.decoder.push(w.start, probs, w.filtered, w.raw)
         self._beats(beats)
         self._show()
 
