@@ -150,7 +150,8 @@ class Pipeline:
             decoder_cfg = self.model.decoder
         else:
             spec = peaks_preprocessing(self.sensor_fs)
-            decoder_cfg = {}
+            # classic peaks sit on the filtered maxima; the decoder snaps them to the raw PPG
+            decoder_cfg = {"snap": True, "raw_axis_shift_samples": 0}
             if qcfg.gate == "network":
                 raise ConfigError("quality gate 'network' needs a peak model (--model)")
             qcfg.gate = "classic"
@@ -160,6 +161,9 @@ class Pipeline:
         self.stream = StreamPreprocessor(spec, hop=hop)
         self.gate = QualityGate(self.fs, qcfg)
         self.decoder = StreamDecoder(self.fs, spec.window, self.stream.hop, decoder_cfg)
+        # the classic path puts its peaks where the decoder expects the network's: on the
+        # filtered maxima when the decoder moves beats onto the raw axis, else on the raw peaks
+        self.classic_axis = "filtered" if self.decoder.raw_shift is not None else "raw"
         self.bp = BPStage(bp_model_path, self.sensor_fs, QualityConfig(**{**qcfg.__dict__, "gate": "classic"}),
                           backend=backend) if bp_model_path is not None else None
         self.n_sensor = 0  # sensor samples accounted for (read + lost)
@@ -238,7 +242,7 @@ class Pipeline:
             if q.path == "network":
                 probs = self.model.predict_window(w.x)
             else:
-                probs = classic_probs(w, self.fs)
+                probs = classic_probs(w, self.fs, axis=self.classic_axis)
             self.counts[f"path_{q.path}"] += 1
             log.debug("window %d: %s path (sqi %.2f)", w.index, q.path, q.sqi)
             self._emit("quality", t=t, window=w.index, start=w.start, ok=True, sqi=round(q.sqi, 4), path=q.path)

@@ -153,24 +153,29 @@ class QualityGate:
         return float(high / band)
 
 
-def classic_probs(w: Window, fs: float, max_lag_s: float = 0.15, width: int = 2) -> np.ndarray:
+def classic_probs(w: Window, fs: float, max_lag_s: float = 0.15, width: int = 2,
+                  axis: str = "raw") -> np.ndarray:
     """Peak 'probabilities' from the classic detector: 1 at each systolic peak, fading to 0
     over ``width`` samples on each side, 0 elsewhere.
 
     Peaks are found on the band-passed window (:func:`ppg_edge.dsp.pulses.find_systolic_peaks`).
-    The causal band-pass delays a sharp systolic peak by only a few samples (about 2 at
-    125 Hz for the 0.5-8 Hz band-pass; far less than its ~28-sample group delay at the
-    pulse rate, which applies to the fundamental only), so each peak is moved to the raw
-    window's maximum up to ``max_lag_s`` before it: beats land on the raw pulse, where
-    the network's training labels are.
+    ``axis="filtered"`` leaves them there, where the network's outputs are (its labels are
+    the filtered PPG's maxima), so the decoder treats both paths alike (snap, move onto the
+    raw axis). ``axis="raw"``: the causal band-pass delays a sharp systolic peak by only a few
+    samples (about 2 at 125 Hz for the 0.5-8 Hz band-pass; far less than its ~28-sample group
+    delay at the pulse rate, which applies to the fundamental only), so each peak is moved to
+    the raw window's maximum up to ``max_lag_s`` before it: beats land on the raw pulse.
     """
     from ppg_edge.dsp.pulses import find_systolic_peaks
 
+    if axis not in ("raw", "filtered"):
+        raise ConfigError(f"classic_probs axis must be 'raw' or 'filtered', got {axis!r}")
     p = np.zeros(w.filtered.size)
     lag = max(1, int(round(max_lag_s * fs)))
     for k in find_systolic_peaks(w.filtered, fs):
-        lo = max(0, k - lag)
-        k = lo + int(np.argmax(w.raw[lo:k + 1]))
+        if axis == "raw":
+            lo = max(0, k - lag)
+            k = lo + int(np.argmax(w.raw[lo:k + 1]))
         idx = np.arange(max(0, k - width), min(p.size, k + width + 1))
         p[idx] = np.maximum(p[idx], 1.0 - np.abs(idx - k) / (width + 1))
     return p

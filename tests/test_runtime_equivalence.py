@@ -160,3 +160,32 @@ def test_stream_decoder_equals_stitch_and_decode(rng):
     want = decode_peaks(stitch_windows(wp, hop, covered), fs, threshold=0.45, signal=sig[:covered])
     np.testing.assert_array_equal(got, want)
     assert got.size > 0.9 * peaks.size
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_ppg_edge_run_on_a_real_record(peak_model_int8, data_root, tmp_path):
+    """`ppg-edge run` streams capnobase/0009 through the emulated chip: beats, HR and BP,
+    and every gate (network, classic, quality-gated) finds the same beats."""
+    import runtime_models as rm
+    from ppg_edge.cli import main
+
+    bp = rm.tiny_model("bp", "float32", fs=100.0)  # plumbing only: random weights
+    rec = load_record("capnobase", RECORD, data_root)
+    ref_hr = 60.0 / np.median(np.diff(rec.peaks[rec.peaks < 30 * rec.fs]) / rec.fs)
+    beats = {}
+    for gate in ("network", "classic", "auto"):
+        out = tmp_path / f"{gate}.jsonl"
+        rc = main(["run", "--board", "virtual-rpi4", "--source", "emulated", "--record", f"capnobase/{RECORD}",
+                   "--model", str(peak_model_int8), "--bp-model", str(bp), "--duration", "30", "--speed", "0",
+                   "--gate", gate, "--no-status", "--data-root", str(data_root), "--out", str(out)])
+        assert rc == 0
+        ev = [json.loads(line) for line in out.read_text().splitlines()]
+        summary = ev[-1]
+        assert summary["type"] == "summary" and summary["lost"] == 0 and summary["suppressed"] == 0
+        assert summary["hr_bpm"] == pytest.approx(ref_hr, rel=0.05)
+        assert len([e for e in ev if e["type"] == "bp"]) >= 10
+        beats[gate] = np.array([e["index"] for e in ev if e["type"] == "beat"])
+    for gate in ("classic", "auto"):
+        assert beats[gate].size == beats["network"].size
+        assert np.abs(beats[gate] - beats["network"]).max() <= 2, gate
