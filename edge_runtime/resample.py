@@ -71,6 +71,16 @@ class StreamResampler:
         self._n_in = 0
         self._m = 0  # next output sample
         self._first: float | None = None
+        # polyphase table: output m uses inputs n_lo(m) + j, j < taps, with weights
+        # _rows[(m * down) % up, j] (zero where the filter has no tap)
+        self._taps = (self.half + self.up - 1) // self.up * 2 + 1
+        self._rows = np.zeros((self.up, self._taps))
+        for m in range(self.up):
+            t = m * self.down
+            n_lo = -((self.half - t) // self.up)
+            k = t - (n_lo + np.arange(self._taps)) * self.up + self.half
+            ok = (k >= 0) & (k < self.h.size)
+            self._rows[t % self.up, ok] = self.h[k[ok]]
 
     @property
     def latency_in(self) -> float:
@@ -110,19 +120,22 @@ class StreamResampler:
             return np.zeros(0), np.zeros(0, dtype=np.uint8)
         t = ms * down  # position in the upsampled domain
         n_lo = -((half - t) // up)  # ceil((t - half) / up)
-        taps = (half + up - 1) // up * 2 + 1
-        n_idx = n_lo[:, None] + np.arange(taps)[None, :]  # candidate inputs
-        k = t[:, None] - n_idx * up + half  # tap index
-        valid = (k >= 0) & (k < self.h.size)
-        rel = n_idx - self._x_start
-        xs = np.where(n_idx < 0, self._first, self._x[np.clip(rel, 0, self._x.size - 1)])
-        y = np.sum(np.where(valid, self.h[np.clip(k, 0, self.h.size - 1)] * xs, 0.0), axis=1)
+        rel = n_lo[:, None] - self._x_start + np.arange(self._taps)[None, :]
+        np.minimum(rel, self._x.size - 1, out=rel)  # taps past the input have zero weight
+        if n_lo[0] < 0:  # before the first sample the input is held at it
+            xs = np.where(rel + self._x_start < 0, self._first, self._x[np.maximum(rel, 0)])
+        else:
+            xs = self._x[rel]
+        y = np.einsum("ij,ij->i", self._rows[t % up], xs)
         # flags: inputs within one sample of the output time
-        centre = t // up
-        near = centre[:, None] + np.arange(-1, 3)[None, :]
-        near_rel = np.clip(near - self._x_start, 0, self._f.size - 1)
-        fo = np.bitwise_or.reduce(np.where((near >= 0) & (near < self._n_in), self._f[near_rel], 0)
-                                  .astype(np.uint8), axis=1)
+        if self._f.any():
+            centre = t // up
+            near = centre[:, None] + np.arange(-1, 3)[None, :]
+            near_rel = np.clip(near - self._x_start, 0, self._f.size - 1)
+            fo = np.bitwise_or.reduce(np.where((near >= 0) & (near < self._n_in), self._f[near_rel], 0)
+                                      .astype(np.uint8), axis=1)
+        else:
+            fo = np.zeros(ms.size, dtype=np.uint8)
         self._m = int(ms[-1]) + 1
         # drop input no future output needs
         need_from = max(0, -((half - self._m * down) // up) - 2)
