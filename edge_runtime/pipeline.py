@@ -41,7 +41,7 @@ from .bp import BPStage
 from .decoder import StreamDecoder
 from .interpreter import EdgeModel
 from .quality import QualityConfig, QualityGate, classic_probs
-from .resample import StreamResampler
+from .resample import StreamResampler, check_rate_for
 from .stream import FLAG_LOST, FLAG_NONFINITE, FLAG_SATURATED, StreamPreprocessor
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,7 @@ class Pipeline:
             qcfg.gate = "classic"
         self.fs = spec.fs
         self.spec = spec
+        check_rate_for(self.sensor_fs, spec, "peak model" if self.model is not None else "classic detector")
         self.resampler = StreamResampler(self.sensor_fs, self.fs)
         self.stream = StreamPreprocessor(spec, hop=hop)
         self.gate = QualityGate(self.fs, qcfg)

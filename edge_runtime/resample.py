@@ -44,6 +44,17 @@ def rational_factor(fs_in: float, fs_out: float, max_denominator: int = MAX_DENO
     return frac.numerator, frac.denominator
 
 
+def check_rate_for(sensor_fs: float, spec, what: str = "model") -> None:
+    """Refuse a sensor rate that cannot carry a model's band-pass (Nyquist below its upper
+    edge): resampling cannot bring back what sampling aliased."""
+    band = getattr(spec, "band", None)
+    hi = float(band[1]) if band else 0.0
+    if not sensor_fs > 2 * hi:
+        raise ConfigError(f"sensor rate {sensor_fs:g} Hz cannot carry the {what}'s {band[0]:g}-{hi:g} Hz "
+                          f"band (needs more than {2 * hi:g} Hz); the model was built for {spec.fs:g} Hz "
+                          f"samples: raise the sensor rate (board sample_rate_hz / averaging)")
+
+
 def design_filter(up: int, down: int, beta: float = 5.0) -> np.ndarray:
     """Low-pass taps of ``resample_poly`` (``firwin(2*half+1, 1/max(up,down), window=('kaiser', beta))``)."""
     mx = max(up, down)
