@@ -98,6 +98,15 @@ class StreamResampler:
         """Input samples the output waits for."""
         return 0.0 if self.identity else self.half / self.up
 
+    def inputs_needed(self, n_out: int) -> int:
+        """Input samples (counted from the first) after which ``n_out`` outputs have been produced."""
+        if n_out <= 0:
+            return 0
+        if self.identity:
+            return int(n_out)
+        # push() gives outputs m with m * down + half <= last_input * up
+        return -(-((n_out - 1) * self.down + self.half) // self.up) + 1
+
     def out_index_to_in(self, m):
         """Input-time position (fractional input index) of output sample ``m``."""
         return np.asarray(m, dtype=np.float64) * self.down / self.up
