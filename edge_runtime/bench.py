@@ -215,10 +215,11 @@ def time_windows(model: EdgeModel, windows: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
-def run_pipeline(cap: Capture, model_path, gate: str) -> tuple[dict, np.ndarray, float]:
+def run_pipeline(cap: Capture, model_path, gate: str, sqi_classic: float | None = None
+                 ) -> tuple[dict, np.ndarray, float]:
     sink = MemorySink()
-    pipe = Pipeline(cap.fs, sink, model_path=model_path, full_scale=cap.full_scale,
-                    quality=QualityConfig(gate=gate))
+    q = QualityConfig(gate=gate) if sqi_classic is None else QualityConfig(gate=gate, sqi_classic=sqi_classic)
+    pipe = Pipeline(cap.fs, sink, model_path=model_path, full_scale=cap.full_scale, quality=q)
     summary, dt = _timed(lambda: pipe.run(cap.blocks))
     beats = np.array([e["index"] for e in sink.of("beat")], dtype=np.int64)
     return summary, beats, dt
@@ -425,10 +426,93 @@ def run_benchmark(*, int8_model, float_model, keras_dir=None, records: Sequence[
             "board": board, "sensor": {"sample_rate": settings.sample_rate, "averaging": settings.averaging,
                                        "output_rate_hz": settings.output_rate},
             "models": {"int8": str(int8_model), "float32": str(float_model),
+                       "int8_sha256": _sha(int8_model), "float32_sha256": _sha(float_model),
                        "keras": None if keras_dir is None else str(keras_dir)},
+            "clock": "time.process_time (CPU seconds of this process)",
             "model_fs": spec.fs, "window": spec.window, "hop": spec.hop, "tolerance_ms": TOL_S * 1000,
             "machine": machine(pinned), "summary": summary, "ratios": ratios, "targets": targets,
             "per_record": per_record}
+
+
+def gate_sweep(*, int8_model, part: str = "val", thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9),
+               seconds: float | None = None, snr_db: float = 5.0, board: str = "virtual-rpi4", data_root=None,
+               core: int | None = None, seed: int = 0, progress: bool = True) -> dict:
+    """The quality gate's SQI threshold against accuracy and cost, on the CapnoBase subjects of
+    one part of split ``peaks`` (``val`` to choose it; never ``test``): per threshold, the gated
+    pipeline's F1 (clean and noisy) and network share beside the network always on."""
+    from tqdm import tqdm
+
+    from ppg_edge.boards import load_board
+    from ppg_edge.data import load_record
+    from ppg_edge.data.splits import load_split
+    from ppg_edge.synth import add_noise
+
+    if part not in ("train", "val"):
+        raise ConfigError(f"choose the gate threshold on 'train' or 'val' subjects, not {part!r}")
+    pinned = pin_to_one_core(core)
+    settings = settings_from_board(load_board(board))
+    names = [s.split("/", 1)[1] for s in load_split("peaks")[part] if s.startswith("capnobase/")]
+    spec = EdgeModel(int8_model, kind="peaks").spec
+    configs = [("network", None)] + [("auto", float(t)) for t in thresholds]
+    acc: dict[str, dict] = {}
+    root = np.random.SeedSequence(seed)
+    bar = tqdm(total=len(names) * 2, desc=f"gate sweep ({part})", unit="run", disable=not progress)
+    for ri, name in enumerate(names):
+        rec = load_record("capnobase", name, data_root)
+        n_src = rec.ppg.size if seconds is None else min(rec.ppg.size, int(seconds * rec.fs))
+        clean = np.asarray(rec.ppg[:n_src], dtype=np.float64)
+        noisy = add_noise(clean, rec.fs, "gaussian", snr_db, np.random.default_rng(root.spawn(len(names))[ri]))
+        for cond, sig in (("clean", clean), (f"gaussian_{snr_db:g}dB", noisy)):
+            cap = capture(sig, rec.fs, settings)
+            ref = reference_on_model_axis(rec.peaks, rec.fs, n_src, settings, spec.fs)
+            for gate, t in configs:
+                summary, beats, dt = run_pipeline(cap, int8_model, gate, t)
+                covered = ref[ref < summary["windows"] * spec.hop + spec.window - spec.hop]
+                sc = f1(covered, beats, spec.fs)
+                key = "network" if t is None else f"sqi>={t:g}"
+                d = acc.setdefault(cond, {}).setdefault(key, {"tp": 0, "fp": 0, "fn": 0, "cpu_s": 0.0,
+                                                              "seconds": 0.0, "network": 0, "classic": 0})
+                for k in ("tp", "fp", "fn"):
+                    d[k] += sc[k]
+                d["cpu_s"] += dt
+                d["seconds"] += cap.seconds
+                d["network"] += summary["paths"].get("network", 0)
+                d["classic"] += summary["paths"].get("classic", 0)
+            bar.update(1)
+    bar.close()
+    for cond in acc.values():
+        for d in cond.values():
+            d["f1"] = f1_from_counts(d["tp"], d["fp"], d["fn"])
+            d["network_share"] = d["network"] / max(1, d["network"] + d["classic"])
+            d["x_realtime"] = d["seconds"] / d["cpu_s"]
+    return {"benchmark": "gate-sweep", "part": part, "records": [f"capnobase/{n}" for n in names],
+            "snr_db": snr_db, "thresholds": list(thresholds), "model": str(int8_model),
+            "model_sha256": _sha(int8_model), "tolerance_ms": TOL_S * 1000, "machine": machine(pinned),
+            "results": acc}
+
+
+def gate_markdown(res: dict) -> str:
+    conds = list(res["results"])
+    lines = ["# Quality gate: SQI threshold on the " + res["part"] + " subjects", "",
+             f"Command: `{res.get('command', '')}`  ",
+             f"Records: {', '.join(res['records'])}; noisy = white Gaussian noise at {res['snr_db']:g} dB; "
+             f"F1 within +-{res['tolerance_ms']:g} ms; machine: {res['machine']['cpu_model']}, one core, "
+             "CPU time.", "",
+             "| gate | " + " | ".join(f"{c}: F1 | {c}: network share | {c}: x real time" for c in conds) + " |",
+             "|---|" + "---|---|---|" * len(conds)]
+    for key in res["results"][conds[0]]:
+        cells = []
+        for c in conds:
+            d = res["results"][c][key]
+            cells += [f"{d['f1']:.4f}", f"{d['network_share']:.2f}", f"{d['x_realtime']:,.0f}"]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _sha(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def to_markdown(res: dict) -> str:

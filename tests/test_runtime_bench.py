@@ -94,8 +94,17 @@ def test_bench_runtime_command_on_a_short_record(data_root, tmp_path, capsys):
     assert s["peers"]["clean"]["nk-elgendi"]["f1"] > 0.9  # the peers see the same, correctly aligned samples
     assert s["pipeline"]["clean"]["classic"]["f1"] > 0.9  # and so does the runtime's classic path
     assert set(res["targets"]) == {"pipeline_int8_network_x_realtime_min", "gated_over_elgendi_cost_clean_max"}
+    assert len(res["models"]["int8_sha256"]) == 64 and "process_time" in res["clock"]
     md = out.with_suffix(".md").read_text()
     assert "| ratio | measured | target | met |" in md and res["machine"]["cpu_model"] in md
     with pytest.raises(Exception, match="not a TEST subject"):
         main(["--debug", "bench", "runtime", "--model", str(i8), "--float-model", str(f32), "--records", "0023",
               "--seconds", "5", "--data-root", str(data_root), "--out", str(tmp_path / "x.json")])
+
+
+def test_gate_threshold_is_never_chosen_on_test_subjects():
+    from ppg_edge.edge_runtime.bench import gate_sweep
+    from ppg_edge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not 'test'"):
+        gate_sweep(int8_model="unused.tflite", part="test")

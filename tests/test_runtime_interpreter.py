@@ -169,3 +169,19 @@ def test_backend_selection_and_fallback(monkeypatch):
         warnings.simplefilter("ignore")
         with pytest.raises(ModelError, match="no TFLite interpreter"):
             interpreter_class()
+
+
+def test_raw_axis_shift_taken_from_the_training_block(peaks_f32, tmp_path):
+    """Manifests from `ppg-edge convert` keep the training's raw-axis shift under "training";
+    the decoder gets it (beats then land on the raw PPG axis, as in the offline evaluation)."""
+    from ppg_edge.dsp.pipeline import peaks_preprocessing
+    from ppg_edge.edge_runtime.decoder import StreamDecoder
+
+    path = rm.copy_model(peaks_f32, tmp_path / "m")
+    rm.write_model_manifest(path, "peaks", "float32", peaks_preprocessing(125.0),
+                            decoder={"threshold": 0.45, "snap": True, "snap_signal": "filtered ppg"},
+                            training={"raw_axis_shift_samples": 2})
+    m = EdgeModel(path)
+    assert m.decoder["raw_axis_shift_samples"] == 2 and m.decoder["threshold"] == 0.45
+    assert StreamDecoder(125.0, 250, 125, m.decoder).raw_shift == 2
+    assert json.loads(mf.manifest_path_for(path).read_text())["training"]["raw_axis_shift_samples"] == 2

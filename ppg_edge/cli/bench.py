@@ -35,6 +35,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--data-root")
     r.add_argument("--out", default="docs/results/runtime-bench.json", help="JSON result (Markdown beside it)")
     r.set_defaults(func=_handle)
+    g = sub.add_parser(
+        "gate", help="the quality gate's SQI threshold vs accuracy and cost (train/val subjects only)",
+        description="Run the pipeline with the network always on and quality-gated at each SQI threshold "
+                    "on the CapnoBase subjects of one part of split 'peaks' (val or train; never test), "
+                    "clean and noisy; report F1, the network's share of windows and the CPU cost.")
+    g.add_argument("--model", required=True, help="int8 peak model .tflite")
+    g.add_argument("--part", choices=("val", "train"), default="val")
+    g.add_argument("--sqi", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 0.9], help="thresholds")
+    g.add_argument("--seconds", type=float, help="first seconds of each record (default: all)")
+    g.add_argument("--snr", type=float, default=5.0)
+    g.add_argument("--board", default="virtual-rpi4")
+    g.add_argument("--core", type=int)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--data-root")
+    g.add_argument("--out", default="docs/results/gate-sweep-val.json")
+    g.set_defaults(func=_handle_gate)
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -72,6 +88,34 @@ def _handle(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1) + "\n")
     md = to_markdown(res) + f"\nThe whole benchmark took {res['elapsed_s']:.0f} s.\n"
+    out.with_suffix(".md").write_text(md)
+    print(md)
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0
+
+
+def _handle_gate(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from ppg_edge.edge_runtime.bench import gate_markdown, gate_sweep
+
+    t0 = time.perf_counter()
+    res = gate_sweep(int8_model=args.model, part=args.part, thresholds=args.sqi, seconds=args.seconds,
+                     snr_db=args.snr, board=args.board, data_root=args.data_root, core=args.core, seed=args.seed)
+    parts = ["ppg-edge", "bench", "gate", "--model", args.model, "--part", args.part, "--sqi",
+             *[f"{t:g}" for t in args.sqi]]
+    if args.seconds is not None:
+        parts += ["--seconds", f"{args.seconds:g}"]
+    if args.snr != 5.0:
+        parts += ["--snr", f"{args.snr:g}"]
+    parts += ["--out", args.out]
+    res["command"] = " ".join(shlex.quote(p) for p in parts)
+    res["elapsed_s"] = round(time.perf_counter() - t0, 1)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1) + "\n")
+    md = gate_markdown(res) + f"\nThe sweep took {res['elapsed_s']:.0f} s.\n"
     out.with_suffix(".md").write_text(md)
     print(md)
     print(f"wrote {out} and {out.with_suffix('.md')}")
