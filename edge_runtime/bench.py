@@ -531,6 +531,10 @@ def to_markdown(res: dict) -> str:
         f"{s['signal_seconds']['clean']:.0f} s of signal each condition, through the emulated MAX30102 "
         f"({res['sensor']['sample_rate']} sps / {res['sensor']['averaging']} = {res['sensor']['output_rate_hz']:g} Hz) "
         f"and the driver, resampled to {res['model_fs']:g} Hz; noisy = white Gaussian noise at {res['snr_db']:g} dB.",
+        f"Models: int8 `{res['models']['int8']}` (sha256 {res['models'].get('int8_sha256', '?')[:12]}), float32 "
+        f"`{res['models']['float32']}` (sha256 {res['models'].get('float32_sha256', '?')[:12]}), Keras "
+        f"`{res['models']['keras']}`. Costs are CPU time of the benchmark process on one pinned core "
+        "(x real time = signal seconds / CPU seconds).",
         "",
         "| stage | cost | x real time |",
         "|---|---|---|",
