@@ -497,7 +497,9 @@ def gate_markdown(res: dict) -> str:
              f"Command: `{res.get('command', '')}`  ",
              f"Records: {', '.join(res['records'])}; noisy = white Gaussian noise at {res['snr_db']:g} dB; "
              f"F1 within +-{res['tolerance_ms']:g} ms; machine: {res['machine']['cpu_model']}, one core, "
-             "CPU time.", "",
+             "CPU time.  ",
+             f"Model: `{res['model']}` (sha256 {res['model_sha256'][:12]}); the threshold the runtime uses is "
+             "QualityConfig.sqi_classic.", "",
              "| gate | " + " | ".join(f"{c}: F1 | {c}: network share | {c}: x real time" for c in conds) + " |",
              "|---|" + "---|---|---|" * len(conds)]
     for key in res["results"][conds[0]]:
@@ -582,6 +584,23 @@ def to_markdown(res: dict) -> str:
               + (f"Keras / float32 per window {r['keras_over_float32_per_window']:.1f}; "
                  if "keras_over_float32_per_window" in r else "")
               + f"gated / network-always-on cost (clean) {r['gated_over_network_cost_clean']:.3f}.", ""]
+    inf = s["inference_per_window"]
+    hop_cost_ms = 1000.0 / pcl["network_int8"]["x_realtime"]  # CPU ms per second of signal
+    lines += ["Reading:", "",
+              f"- Network always on, int8: {hop_cost_ms:.2f} ms of CPU per second of signal, of which "
+              f"{inf['int8']['mean_ms']:.2f} ms is the int8 model ({inf['int8']['mean_ms'] / hop_cost_ms:.0%}). "
+              f"The int8 model is {r['int8_over_float32_per_window']:.1f}x slower than float32 here: on x86 "
+              "XNNPACK takes the float fused LSTM but not the int8 one (TOOLCHAIN.md measured 5-7x).",
+              f"- The quality gate sent {_paths_total(res, 'clean', 'gated_int8').get('network', 0)} of "
+              f"{sum(_paths_total(res, 'clean', 'gated_int8').values())} clean windows to the network; its cost "
+              "is then the per-window Python work of the streaming stages (resampler, filter, framing, "
+              "quality checks, classic detector, decoder, events), which a batch detector over a whole "
+              "record (NeuroKit2, vectorised once per record, zero-phase) does not have.",
+              "- NeuroKit2's detectors are batch and zero-phase (they see the future); the runtime's paths "
+              "are causal and emit each beat about a window after it happens."]
+    if res["models"].get("note"):
+        lines += [f"- Models: {res['models']['note']}"]
+    lines.append("")
     return "\n".join(lines)
 
 
