@@ -260,5 +260,10 @@ class StreamDecoder:
         if not self.beats:
             return hrv_metrics([])
         t_end = self.beats[-1].t if now_s is None else now_s
-        rr = [b.rr_s for b in self.beats if b.rr_s is not None and b.t >= t_end - self.hrv_window_s]
-        return hrv_metrics(rr)
+        rr = []
+        for b in reversed(self.beats):  # beats are in time order: walk back only over the window
+            if b.t < t_end - self.hrv_window_s:
+                break
+            if b.rr_s is not None:
+                rr.append(b.rr_s)
+        return hrv_metrics(rr[::-1])
