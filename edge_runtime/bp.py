@@ -25,7 +25,7 @@ from ppg_edge.errors import ModelError
 
 from .interpreter import EdgeModel
 from .quality import QualityConfig, QualityGate
-from .resample import StreamResampler
+from .resample import StreamResampler, check_rate_for
 from .stream import StreamPreprocessor
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class BPStage:
                  backend: str | None = None):
         self.model = EdgeModel(model_path, kind="bp", backend=backend)
         m = self.model.manifest
+        check_rate_for(float(sensor_fs), self.model.spec, "BP model")
         self.resampler = StreamResampler(sensor_fs, self.model.fs)
         self.stream = StreamPreprocessor(self.model.spec)
         self.gate = QualityGate(self.model.fs, quality)

@@ -1,9 +1,15 @@
 """Stream peak decoder: overlapping window outputs -> one stream of beats, HR and HRV.
 
-Each sample takes its probability from the window in which it is most central:
-with window ``W`` and hop ``H``, window ``k`` (start ``s``) owns samples
-``[s + (W - H) // 2, s + (W - H) // 2 + H)``; the first window also owns its
-beginning. A sample is *final* once the window owning it has arrived. The final
+Overlapping windows are stitched like the offline evaluation
+(:func:`~.peaks_decode.stitch_windows`, ``stitch="mean"``, the default): each
+sample's probability is the mean over the windows covering it, so a sample is
+*final* once the last window starting at or before it has arrived (window
+start + hop). With ``stitch="center"`` each sample takes its probability from
+the window in which it is most central instead: with window ``W`` and hop ``H``,
+window ``k`` (start ``s``) owns samples ``[s + (W - H) // 2, s + (W - H) // 2 +
+H)``; the first window also owns its beginning; a sample is final once the
+window owning it has arrived. The decoder's ``stitch`` setting (manifest
+``decoder``) chooses. The final
 part of the stream is decoded with :func:`~.peaks_decode.decode_peaks`
 (threshold, optional snap to the filtered PPG, 200 ms merge, 0.3 s refractory;
 settings from the manifest's ``decoder``) over a slice that reaches back
@@ -12,8 +18,16 @@ sample and before a guard band at the end of the final part are emitted, and a
 beat within the refractory period of the last emitted one is dropped. So every
 beat is emitted once, with its absolute sample index and time.
 
-Suppressed windows (bad quality) contribute zeros: no beats there, and the RR
-interval across a suppressed stretch is not used for HR/HRV.
+When the decoder settings give ``raw_axis_shift_samples`` (the training's
+measured lag of the filtered PPG maximum behind the reference peak), each beat
+found on the filtered axis is moved back by it and snapped to the raw (model-rate,
+unfiltered) PPG maximum within ``raw_snap_radius_s`` (default 65 ms), as the
+offline evaluation does (``ppg_edge.train.peaks.dataset.to_raw_axis``), so beat
+times lie on the raw PPG's time axis; without it beats stay on the filtered axis.
+
+Suppressed windows (bad quality) veto every sample they cover (probability 0,
+whatever other windows say): no beats there, and the RR interval across a
+suppressed stretch is not used for HR/HRV.
 
 HR and HRV use the RR intervals of the last ``hrv_window_s`` seconds: HR =
 60 / mean RR, SDNN = standard deviation of RR, RMSSD = root mean square of
@@ -33,7 +47,9 @@ from . import peaks_decode
 
 log = logging.getLogger(__name__)
 
-DECODER_KEYS = ("threshold", "snap_radius_s", "merge_s", "refractory_s", "snap")
+DECODER_KEYS = ("threshold", "snap_radius_s", "merge_s", "refractory_s", "snap", "stitch",
+                "raw_axis_shift_samples", "raw_snap_radius_s")
+STITCH_MODES = ("mean", "center")
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,35 @@ def hrv_metrics(rr_s) -> dict:
     return out
 
 
+def decoder_settings(decoder: dict | None) -> dict:
+    """A manifest's ``decoder`` dict with defaults filled in and checked.
+
+    ``snap`` (snap candidates to the band-passed PPG's local maximum) is on when
+    the dict says ``"snap": true`` or names the signal to snap to (``"signal":
+    "filtered ppg"``, as the peak models' training metadata does).
+    """
+    d = dict(decoder or {})
+    unknown = sorted(set(d) - set(DECODER_KEYS) - {"signal"})
+    if unknown:
+        log.debug("decoder settings %s are not used by the stream decoder", unknown)
+    out = {
+        "threshold": float(d.get("threshold", 0.5)),
+        "snap": bool(d.get("snap", str(d.get("signal", "")).startswith("filtered"))),
+        "snap_radius_s": float(d.get("snap_radius_s", 0.05)),
+        "merge_s": float(d.get("merge_s", 0.2)),
+        "refractory_s": float(d.get("refractory_s", 0.3)),
+        "stitch": str(d.get("stitch", "mean")),
+        "raw_axis_shift_samples": (None if d.get("raw_axis_shift_samples") is None
+                                   else int(d["raw_axis_shift_samples"])),
+        "raw_snap_radius_s": float(d.get("raw_snap_radius_s", 0.065)),
+    }
+    if out["stitch"] not in STITCH_MODES:
+        raise ConfigError(f"decoder stitch {out['stitch']!r}; choose one of {', '.join(STITCH_MODES)}")
+    if not 0 <= out["threshold"] <= 1:
+        raise ConfigError(f"decoder threshold must be in [0, 1], got {out['threshold']}")
+    return out
+
+
 class StreamDecoder:
     """Decode per-window peak probabilities into beats (see the module docstring)."""
 
@@ -67,26 +112,27 @@ class StreamDecoder:
             raise ConfigError(f"decoder sampling rate must be positive, got {fs!r}")
         if not (0 < hop <= window):
             raise ConfigError(f"decoder needs 0 < hop <= window, got hop={hop}, window={window}")
-        d = dict(decoder or {})
-        unknown = sorted(set(d) - set(DECODER_KEYS))
-        if unknown:
-            log.debug("decoder settings %s are not used by the stream decoder", unknown)
+        d = decoder_settings(decoder)
         self.fs = float(fs)
         self.window, self.hop = int(window), int(hop)
-        self.threshold = float(d.get("threshold", 0.5))
-        self.snap = bool(d.get("snap", False))
-        self.snap_radius_s = float(d.get("snap_radius_s", 0.05))
-        self.merge_s = float(d.get("merge_s", 0.2))
-        self.refractory_s = float(d.get("refractory_s", 0.3))
-        if not 0 <= self.threshold <= 1:
-            raise ConfigError(f"decoder threshold must be in [0, 1], got {self.threshold}")
+        self.threshold = d["threshold"]
+        self.snap = d["snap"]
+        self.snap_radius_s = d["snap_radius_s"]
+        self.merge_s = d["merge_s"]
+        self.refractory_s = d["refractory_s"]
+        self.stitch = d["stitch"]
+        self.raw_shift = d["raw_axis_shift_samples"]
+        self.raw_radius = max(1, int(round(d["raw_snap_radius_s"] * fs)))
         self.context = int(round(context_s * fs))
         self.guard = int(round(max(self.merge_s, self.refractory_s, self.snap_radius_s) * fs)) + 1
         self.hrv_window_s = float(hrv_window_s)
         self.max_rr_s = float(max_rr_s)
         self._lead = (self.window - self.hop) // 2
-        self._p = np.zeros(0)
+        self._p = np.zeros(0)  # stitched probabilities (mean: the sum over covering windows)
+        self._cnt = np.zeros(0)  # windows covering each sample (mean stitching)
         self._sig = np.zeros(0)
+        self._raw = np.zeros(0)
+        self._last_raw: int | None = None
         self._valid = np.zeros(0, dtype=bool)
         self._start = 0  # absolute index of _p[0]
         self._final = 0  # samples [0, _final) are final
@@ -97,11 +143,16 @@ class StreamDecoder:
         self._last_beat: int | None = None
 
     def _owned(self, start: int) -> tuple[int, int]:
+        """``(first sample written, end of the final part)`` for the window at ``start``."""
+        if self.stitch == "mean":
+            return start, start + self.hop
         lo = 0 if start == 0 else start + self._lead
         return lo, start + self._lead + self.hop
 
-    def push(self, start: int, probs=None, filtered=None) -> list[Beat]:
-        """Add the window starting at ``start`` (``probs=None``: suppressed); returns new beats."""
+    def push(self, start: int, probs=None, filtered=None, raw=None) -> list[Beat]:
+        """Add the window starting at ``start`` (``probs=None``: suppressed); returns new beats.
+
+        ``filtered``/``raw``: the window's band-passed and raw PPG (for the snaps)."""
         if start != self._expected_start:
             raise DataError(f"decoder expected the window at {self._expected_start}, got {start}")
         self._expected_start = start + self.hop
@@ -110,20 +161,32 @@ class StreamDecoder:
         n_new = end - (self._start + self._p.size)
         if n_new > 0:
             self._p = np.concatenate([self._p, np.zeros(n_new)])
+            self._cnt = np.concatenate([self._cnt, np.zeros(n_new)])
             self._sig = np.concatenate([self._sig, np.zeros(n_new)])
-            self._valid = np.concatenate([self._valid, np.zeros(n_new, dtype=bool)])
+            self._raw = np.concatenate([self._raw, np.zeros(n_new)])
+            # a sample is valid until a suppressed window covers it
+            self._valid = np.concatenate([self._valid, np.ones(n_new, dtype=bool)])
         a, e = lo - self._start, end - self._start
         if probs is not None:
             p = np.asarray(probs, dtype=np.float64)
             if p.shape != (self.window,):
                 raise DataError(f"window probabilities shape {p.shape}, expected ({self.window},)")
             p = np.clip(p, 0.0, 1.0)
-            self._p[a:e] = p[lo - start:]
-            self._valid[a:e] = True
+            if self.stitch == "mean":
+                self._p[a:e] += p[lo - start:]
+                self._cnt[a:e] += 1
+            else:  # center: the newest window owns these samples, good or bad
+                self._p[a:e] = p[lo - start:]
+                self._cnt[a:e] = 1
+                self._valid[a:e] = True
             if filtered is not None:
                 self._sig[a:e] = np.asarray(filtered, dtype=np.float64)[lo - start:]
+            if raw is not None:
+                self._raw[a:e] = np.asarray(raw, dtype=np.float64)[lo - start:]
         else:
-            self._p[a:e] = 0.0
+            if self.stitch == "center":
+                self._p[a:e] = 0.0
+                self._cnt[a:e] = 0
             self._valid[a:e] = False
         self._final = hi
         self._end = end
@@ -139,7 +202,8 @@ class StreamDecoder:
             return []
         lo = max(self._start, self._decoded - self.context)
         a, b = lo - self._start, self._final - self._start
-        p = self._p[a:b]
+        cnt = self._cnt[a:b]
+        p = np.divide(self._p[a:b], cnt, out=np.zeros(b - a), where=(cnt > 0) & self._valid[a:b])
         sig = self._sig[a:b] if self.snap else None
         idx = peaks_decode.decode_peaks(p, self.fs, threshold=self.threshold, signal=sig,
                                         snap_radius_s=self.snap_radius_s, merge_s=self.merge_s,
@@ -158,9 +222,16 @@ class StreamDecoder:
                 rr_s = (i - self._last_beat) / self.fs
                 if gap.all() and rr_s <= self.max_rr_s:
                     rr = rr_s
-            beat = Beat(index=i, t=i / self.fs, prob=float(self._p[i - self._start]), rr_s=rr)
-            new.append(beat)
+            prob = float(p[i - lo])
             self._last_beat = i
+            if self.raw_shift is not None:
+                i = self._to_raw(i)
+                if self._last_raw is not None and i <= self._last_raw:
+                    continue  # snapped onto the previous beat (the offline path de-duplicates too)
+                if self._last_raw is not None and rr is not None:
+                    rr = (i - self._last_raw) / self.fs
+                self._last_raw = i
+            new.append(Beat(index=i, t=i / self.fs, prob=prob, rr_s=rr))
         self._decoded = until
         self.beats.extend(new)
         # keep context for the next decode and the last beat for RR/gap checks
@@ -168,16 +239,31 @@ class StreamDecoder:
                    self._last_beat if self._last_beat is not None else self._decoded)
         cut = keep - self._start
         if cut > 0:
-            self._p, self._sig, self._valid = self._p[cut:], self._sig[cut:], self._valid[cut:]
+            self._p, self._cnt = self._p[cut:], self._cnt[cut:]
+            self._sig, self._valid = self._sig[cut:], self._valid[cut:]
+            self._raw = self._raw[cut:]
             self._start += cut
         if len(self.beats) > 10000:
             self.beats = self.beats[-5000:]
         return new
+
+    def _to_raw(self, i: int) -> int:
+        """A filtered-axis beat moved back by the shift and snapped to the raw maximum."""
+        pos = max(self._start, min(i - self.raw_shift, self._start + self._raw.size - 1))
+        lo = max(self._start, pos - self.raw_radius)
+        hi = min(self._final, pos + self.raw_radius + 1)
+        seg = self._raw[lo - self._start:hi - self._start]
+        return lo + int(np.argmax(seg)) if seg.size else pos
 
     def metrics(self, now_s: float | None = None) -> dict:
         """HR and HRV over the RR intervals of beats in the last ``hrv_window_s`` seconds."""
         if not self.beats:
             return hrv_metrics([])
         t_end = self.beats[-1].t if now_s is None else now_s
-        rr = [b.rr_s for b in self.beats if b.rr_s is not None and b.t >= t_end - self.hrv_window_s]
-        return hrv_metrics(rr)
+        rr = []
+        for b in reversed(self.beats):  # beats are in time order: walk back only over the window
+            if b.t < t_end - self.hrv_window_s:
+                break
+            if b.rr_s is not None:
+                rr.append(b.rr_s)
+        return hrv_metrics(rr[::-1])

@@ -149,6 +149,10 @@ class EdgeModel:
             raise ModelError(f"{src}: input shape {self.in_spec['shape']} does not fit the pipeline's "
                              f"{want} (window {self.window}, channels {list(self.spec.channels)})")
         self.decoder = dict(m.get("decoder") or {})
+        # the converter records the training's filtered-to-raw peak lag under "training"
+        shift = (m.get("training") or {}).get("raw_axis_shift_samples")
+        if "raw_axis_shift_samples" not in self.decoder and shift is not None:
+            self.decoder["raw_axis_shift_samples"] = int(shift)
         # 3. load, then check the interpreter's tensors against the manifest
         self.backend, cls = interpreter_class(backend, preference)
         try:

@@ -41,7 +41,7 @@ from .bp import BPStage
 from .decoder import StreamDecoder
 from .interpreter import EdgeModel
 from .quality import QualityConfig, QualityGate, classic_probs
-from .resample import StreamResampler
+from .resample import StreamResampler, check_rate_for
 from .stream import FLAG_LOST, FLAG_NONFINITE, FLAG_SATURATED, StreamPreprocessor
 
 log = logging.getLogger(__name__)
@@ -150,21 +150,30 @@ class Pipeline:
             decoder_cfg = self.model.decoder
         else:
             spec = peaks_preprocessing(self.sensor_fs)
-            decoder_cfg = {}
+            # classic peaks sit on the filtered maxima; the decoder snaps them to the raw PPG
+            decoder_cfg = {"snap": True, "raw_axis_shift_samples": 0}
             if qcfg.gate == "network":
                 raise ConfigError("quality gate 'network' needs a peak model (--model)")
             qcfg.gate = "classic"
         self.fs = spec.fs
         self.spec = spec
+        check_rate_for(self.sensor_fs, spec, "peak model" if self.model is not None else "classic detector")
         self.resampler = StreamResampler(self.sensor_fs, self.fs)
         self.stream = StreamPreprocessor(spec, hop=hop)
         self.gate = QualityGate(self.fs, qcfg)
         self.decoder = StreamDecoder(self.fs, spec.window, self.stream.hop, decoder_cfg)
+        # the classic path puts its peaks where the decoder expects the network's: on the
+        # filtered maxima when the decoder moves beats onto the raw axis, else on the raw peaks
+        self.classic_axis = "filtered" if self.decoder.raw_shift is not None else "raw"
         self.bp = BPStage(bp_model_path, self.sensor_fs, QualityConfig(**{**qcfg.__dict__, "gate": "classic"}),
                           backend=backend) if bp_model_path is not None else None
         self.n_sensor = 0  # sensor samples accounted for (read + lost)
         self.counts = collections.Counter()
         self._hold = None
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._n_pending = 0  # sensor samples queued for the DSP
+        self._n_fed = 0  # sensor samples given to the DSP
+        self._need = self._inputs_for_next_window()
 
     # ------------------------------------------------------------ events
     def _emit(self, _type: str, **fields) -> None:
@@ -218,12 +227,44 @@ class Pipeline:
         return out
 
     def _feed(self, x: np.ndarray, flags: np.ndarray) -> None:
+        """Queue samples; run the DSP once the next window can be completed.
+
+        A window is emitted when its last sample arrives either way, so holding the
+        samples of the FIFO bursts in between adds no latency; the DSP then runs once per
+        window instead of once per burst (a 17-sample burst at 100 Hz: ~6 times fewer
+        calls, each on longer arrays)."""
+        self._pending.append((x, flags))
+        self._n_pending += x.size
+        if self._n_fed + self._n_pending >= self._need:
+            self._drain()
+
+    def _drain(self) -> None:
+        if not self._pending:
+            return
+        if len(self._pending) == 1:
+            x, flags = self._pending[0]
+        else:
+            x = np.concatenate([p[0] for p in self._pending])
+            flags = np.concatenate([p[1] for p in self._pending])
+        self._pending.clear()
+        self._n_fed += self._n_pending
+        self._n_pending = 0
         if self.bp is not None:
             for est in self.bp.push(x, flags):
                 self._emit("bp", t=est.t, window=est.window, **est.values)
         y, f = self.resampler.push(x, flags)
         for w in self.stream.push(y, f):
             self._window(w)
+        self._need = self._inputs_for_next_window()
+
+    def _inputs_for_next_window(self) -> int:
+        """Sensor samples after which the stream can emit its next window (and the BP stage its next)."""
+        st = self.stream
+        ends = [self.resampler.inputs_needed(st.next_window * st.hop + st.window)]
+        if self.bp is not None:
+            s = self.bp.stream
+            ends.append(self.bp.resampler.inputs_needed(s.next_window * s.hop + s.window))
+        return min(ends)
 
     def _window(self, w) -> None:
         q = self.gate.assess(w)
@@ -238,11 +279,11 @@ class Pipeline:
             if q.path == "network":
                 probs = self.model.predict_window(w.x)
             else:
-                probs = classic_probs(w, self.fs)
+                probs = classic_probs(w, self.fs, axis=self.classic_axis)
             self.counts[f"path_{q.path}"] += 1
             log.debug("window %d: %s path (sqi %.2f)", w.index, q.path, q.sqi)
             self._emit("quality", t=t, window=w.index, start=w.start, ok=True, sqi=round(q.sqi, 4), path=q.path)
-            beats = self.decoder.push(w.start, probs, w.filtered)
+            beats = self.decoder.push(w.start, probs, w.filtered, w.raw)
         self._beats(beats)
         self._show()
 
@@ -270,6 +311,7 @@ class Pipeline:
 
     # ------------------------------------------------------------ run
     def finish(self) -> dict:
+        self._drain()
         self._beats(self.decoder.flush())
         self._show(force=True)
         if self.status is not None:

@@ -75,19 +75,29 @@ class Quality:
 
 
 def sqi_autocorr(x, fs: float, lo_s: float = 0.27, hi_s: float = 1.5) -> float:
-    """Highest normalised autocorrelation at lags ``lo_s..hi_s`` (overlap-normalised), in [0, 1]."""
+    """Highest normalised autocorrelation at lags ``lo_s..hi_s`` (overlap-normalised), in [0, 1].
+
+    At lag ``L`` the window's first ``n - L`` samples ``a`` meet its last ``n - L`` samples
+    ``b``: ``a.b / sqrt(a.a * b.b)``. All lags at once: the dot products come from one
+    zero-padded FFT autocorrelation, the energies from cumulative sums (the same value as
+    the per-lag loop to ~1e-12).
+    """
     v = np.asarray(x, dtype=np.float64)
     v = v - v.mean()
     n = v.size
     lo, hi = max(1, int(lo_s * fs)), min(n - 2, int(hi_s * fs))
     if hi <= lo or not np.any(v):
         return 0.0
-    best = 0.0
-    for lag in range(lo, hi + 1):
-        a, b = v[:-lag], v[lag:]
-        den = np.sqrt(np.dot(a, a) * np.dot(b, b))
-        if den > 0:
-            best = max(best, float(np.dot(a, b) / den))
+    nfft = 1 << int(2 * n - 1).bit_length()
+    spec = np.fft.rfft(v, nfft)
+    ac = np.fft.irfft(spec.real ** 2 + spec.imag ** 2, nfft)[lo:hi + 1]
+    cs = np.concatenate(([0.0], np.cumsum(v * v)))
+    lags = np.arange(lo, hi + 1)
+    den = np.sqrt(cs[n - lags] * (cs[n] - cs[lags]))
+    ok = den > 0
+    if not ok.any():
+        return 0.0
+    best = float(np.max(ac[ok] / den[ok]))
     return float(np.clip(best, 0.0, 1.0))
 
 
@@ -153,24 +163,29 @@ class QualityGate:
         return float(high / band)
 
 
-def classic_probs(w: Window, fs: float, max_lag_s: float = 0.15, width: int = 2) -> np.ndarray:
+def classic_probs(w: Window, fs: float, max_lag_s: float = 0.15, width: int = 2,
+                  axis: str = "raw") -> np.ndarray:
     """Peak 'probabilities' from the classic detector: 1 at each systolic peak, fading to 0
     over ``width`` samples on each side, 0 elsewhere.
 
     Peaks are found on the band-passed window (:func:`ppg_edge.dsp.pulses.find_systolic_peaks`).
-    The causal band-pass delays a sharp systolic peak by only a few samples (about 2 at
-    125 Hz for the 0.5-8 Hz band-pass; far less than its ~28-sample group delay at the
-    pulse rate, which applies to the fundamental only), so each peak is moved to the raw
-    window's maximum up to ``max_lag_s`` before it: beats land on the raw pulse, where
-    the network's training labels are.
+    ``axis="filtered"`` leaves them there, where the network's outputs are (its labels are
+    the filtered PPG's maxima), so the decoder treats both paths alike (snap, move onto the
+    raw axis). ``axis="raw"``: the causal band-pass delays a sharp systolic peak by only a few
+    samples (about 2 at 125 Hz for the 0.5-8 Hz band-pass; far less than its ~28-sample group
+    delay at the pulse rate, which applies to the fundamental only), so each peak is moved to
+    the raw window's maximum up to ``max_lag_s`` before it: beats land on the raw pulse.
     """
     from ppg_edge.dsp.pulses import find_systolic_peaks
 
+    if axis not in ("raw", "filtered"):
+        raise ConfigError(f"classic_probs axis must be 'raw' or 'filtered', got {axis!r}")
     p = np.zeros(w.filtered.size)
     lag = max(1, int(round(max_lag_s * fs)))
     for k in find_systolic_peaks(w.filtered, fs):
-        lo = max(0, k - lag)
-        k = lo + int(np.argmax(w.raw[lo:k + 1]))
+        if axis == "raw":
+            lo = max(0, k - lag)
+            k = lo + int(np.argmax(w.raw[lo:k + 1]))
         idx = np.arange(max(0, k - width), min(p.size, k + width + 1))
         p[idx] = np.maximum(p[idx], 1.0 - np.abs(idx - k) / (width + 1))
     return p

@@ -44,6 +44,17 @@ def rational_factor(fs_in: float, fs_out: float, max_denominator: int = MAX_DENO
     return frac.numerator, frac.denominator
 
 
+def check_rate_for(sensor_fs: float, spec, what: str = "model") -> None:
+    """Refuse a sensor rate that cannot carry a model's band-pass (Nyquist below its upper
+    edge): resampling cannot bring back what sampling aliased."""
+    band = getattr(spec, "band", None)
+    hi = float(band[1]) if band else 0.0
+    if not sensor_fs > 2 * hi:
+        raise ConfigError(f"sensor rate {sensor_fs:g} Hz cannot carry the {what}'s {band[0]:g}-{hi:g} Hz "
+                          f"band (needs more than {2 * hi:g} Hz); the model was built for {spec.fs:g} Hz "
+                          f"samples: raise the sensor rate (board sample_rate_hz / averaging)")
+
+
 def design_filter(up: int, down: int, beta: float = 5.0) -> np.ndarray:
     """Low-pass taps of ``resample_poly`` (``firwin(2*half+1, 1/max(up,down), window=('kaiser', beta))``)."""
     mx = max(up, down)
@@ -71,11 +82,30 @@ class StreamResampler:
         self._n_in = 0
         self._m = 0  # next output sample
         self._first: float | None = None
+        # polyphase table: output m uses inputs n_lo(m) + j, j < taps, with weights
+        # _rows[(m * down) % up, j] (zero where the filter has no tap)
+        self._taps = (self.half + self.up - 1) // self.up * 2 + 1
+        self._rows = np.zeros((self.up, self._taps))
+        for m in range(self.up):
+            t = m * self.down
+            n_lo = -((self.half - t) // self.up)
+            k = t - (n_lo + np.arange(self._taps)) * self.up + self.half
+            ok = (k >= 0) & (k < self.h.size)
+            self._rows[t % self.up, ok] = self.h[k[ok]]
 
     @property
     def latency_in(self) -> float:
         """Input samples the output waits for."""
         return 0.0 if self.identity else self.half / self.up
+
+    def inputs_needed(self, n_out: int) -> int:
+        """Input samples (counted from the first) after which ``n_out`` outputs have been produced."""
+        if n_out <= 0:
+            return 0
+        if self.identity:
+            return int(n_out)
+        # push() gives outputs m with m * down + half <= last_input * up
+        return -(-((n_out - 1) * self.down + self.half) // self.up) + 1
 
     def out_index_to_in(self, m):
         """Input-time position (fractional input index) of output sample ``m``."""
@@ -110,19 +140,22 @@ class StreamResampler:
             return np.zeros(0), np.zeros(0, dtype=np.uint8)
         t = ms * down  # position in the upsampled domain
         n_lo = -((half - t) // up)  # ceil((t - half) / up)
-        taps = (half + up - 1) // up * 2 + 1
-        n_idx = n_lo[:, None] + np.arange(taps)[None, :]  # candidate inputs
-        k = t[:, None] - n_idx * up + half  # tap index
-        valid = (k >= 0) & (k < self.h.size)
-        rel = n_idx - self._x_start
-        xs = np.where(n_idx < 0, self._first, self._x[np.clip(rel, 0, self._x.size - 1)])
-        y = np.sum(np.where(valid, self.h[np.clip(k, 0, self.h.size - 1)] * xs, 0.0), axis=1)
+        rel = n_lo[:, None] - self._x_start + np.arange(self._taps)[None, :]
+        np.minimum(rel, self._x.size - 1, out=rel)  # taps past the input have zero weight
+        if n_lo[0] < 0:  # before the first sample the input is held at it
+            xs = np.where(rel + self._x_start < 0, self._first, self._x[np.maximum(rel, 0)])
+        else:
+            xs = self._x[rel]
+        y = np.einsum("ij,ij->i", self._rows[t % up], xs)
         # flags: inputs within one sample of the output time
-        centre = t // up
-        near = centre[:, None] + np.arange(-1, 3)[None, :]
-        near_rel = np.clip(near - self._x_start, 0, self._f.size - 1)
-        fo = np.bitwise_or.reduce(np.where((near >= 0) & (near < self._n_in), self._f[near_rel], 0)
-                                  .astype(np.uint8), axis=1)
+        if self._f.any():
+            centre = t // up
+            near = centre[:, None] + np.arange(-1, 3)[None, :]
+            near_rel = np.clip(near - self._x_start, 0, self._f.size - 1)
+            fo = np.bitwise_or.reduce(np.where((near >= 0) & (near < self._n_in), self._f[near_rel], 0)
+                                      .astype(np.uint8), axis=1)
+        else:
+            fo = np.zeros(ms.size, dtype=np.uint8)
         self._m = int(ms[-1]) + 1
         # drop input no future output needs
         need_from = max(0, -((half - self._m * down) // up) - 2)

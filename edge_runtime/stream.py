@@ -25,7 +25,7 @@ absolute. numpy only.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+
 
 import numpy as np
 
@@ -45,22 +45,36 @@ FLAG_SATURATED = 4
 FLAG_NAMES = {FLAG_NONFINITE: "nonfinite", FLAG_LOST: "lost", FLAG_SATURATED: "saturated"}
 
 
-@dataclass
 class Window:
     """One model-input window.
 
-    ``x``: ``(window, n_channels)`` float32 model input; ``filtered``: the
-    band-passed PPG over the same samples (float64); ``raw``: the input samples
-    (held values where a sample was non-finite or lost); ``flags``: counts of
-    flagged samples by reason (``nonfinite``, ``lost``, ``saturated``).
+    ``x``: ``(window, n_channels)`` float32 model input, computed on first use (the
+    classic path never needs the normalisation and DWT); ``filtered``: the band-passed
+    PPG over the same samples (float64); ``raw``: the input samples (held values where a
+    sample was non-finite or lost); ``flags``: counts of flagged samples by reason
+    (``nonfinite``, ``lost``, ``saturated``).
     """
 
-    index: int
-    start: int
-    x: np.ndarray
-    filtered: np.ndarray
-    raw: np.ndarray
-    flags: dict[str, int] = field(default_factory=dict)
+    __slots__ = ("index", "start", "_x", "filtered", "raw", "flags", "_frame", "_features")
+
+    def __init__(self, index: int, start: int, x: np.ndarray | None = None, filtered: np.ndarray | None = None,
+                 raw: np.ndarray | None = None, flags: dict[str, int] | None = None, *,
+                 frame: np.ndarray | None = None, features=None):
+        if x is None and (frame is None or features is None):
+            raise ConfigError("a Window needs its model input x, or a frame and the features function")
+        self.index, self.start = index, start
+        self._x = x
+        self.filtered = filtered if filtered is not None else np.zeros(0)
+        self.raw = raw if raw is not None else np.zeros(0)
+        self.flags = dict(flags or {})
+        self._frame, self._features = frame, features
+
+    @property
+    def x(self) -> np.ndarray:
+        if self._x is None:
+            self._x = self._features(self._frame[None])[0]
+            self._frame = None
+        return self._x
 
     @property
     def end(self) -> int:
@@ -69,6 +83,9 @@ class Window:
     @property
     def n_flagged(self) -> int:
         return int(sum(self.flags.values()))
+
+    def __repr__(self) -> str:
+        return f"Window(index={self.index}, start={self.start}, flags={self.flags})"
 
 
 def flag_counts(mask: np.ndarray) -> dict[str, int]:
@@ -79,6 +96,28 @@ def flag_counts(mask: np.ndarray) -> dict[str, int]:
         if k:
             out[name] = k
     return out
+
+
+def dwt_details_1d(x: np.ndarray, wavelet: str, levels, mode: str) -> dict[int, np.ndarray]:
+    """:func:`ppg_edge.dsp.dwt.dwt_details` of one 1-D signal with ``np.convolve`` (one C call per
+    filter and level instead of a strided view: ~10x less time on a 250-sample window), equal to
+    it to ~1e-15 (summation order)."""
+    lo, hi = _dwt._filters(wavelet)
+    p = lo.size - 1
+    levels = tuple(int(j) for j in levels)
+    top = max(levels)
+    out = {}
+    a = np.asarray(x, dtype=np.float64)
+    for j in range(1, top + 1):
+        if mode == "symmetric" and a.size >= p:
+            ext = np.concatenate((a[p - 1::-1], a, a[:-p - 1:-1]))
+        else:
+            ext = _dwt._extend(a, p, mode)
+        if j in levels:
+            out[j] = np.convolve(ext, hi, "valid")[1::2]
+        if j < top:
+            a = np.convolve(ext, lo, "valid")[1::2]
+    return {j: out[j] for j in levels}
 
 
 class StreamPreprocessor:
@@ -217,10 +256,9 @@ class StreamPreprocessor:
         offs = np.array(starts) - self._buf_start
         idx = offs[:, None] + np.arange(self.window)[None, :]
         frames = self._buf[idx]  # (k, win, c)
-        x = self._features(frames)
         out = []
         for j, s in enumerate(starts):
-            out.append(Window(index=self.next_window + j, start=int(s), x=x[j],
+            out.append(Window(index=self.next_window + j, start=int(s), frame=frames[j], features=self._features,
                               filtered=self._buf_filtered[idx[j]].copy(),
                               raw=self._buf_raw[idx[j]].copy(),
                               flags=flag_counts(self._buf_flags[idx[j]])))
@@ -245,6 +283,10 @@ class StreamPreprocessor:
         normed = _norm.normalise(per_win, spec.normalisation)
         parts = [np.moveaxis(normed, 1, -1)]
         if spec.dwt_levels:
-            det = _dwt.dwt_details(normed[:, 0, :], spec.wavelet, spec.dwt_levels, spec.dwt_mode)
+            if normed.shape[0] == 1:  # one window (the usual case when streaming): np.convolve
+                det = {j: d[None] for j, d in
+                       dwt_details_1d(normed[0, 0, :], spec.wavelet, spec.dwt_levels, spec.dwt_mode).items()}
+            else:
+                det = _dwt.dwt_details(normed[:, 0, :], spec.wavelet, spec.dwt_levels, spec.dwt_mode)
             parts.append(_dwt.details_to_length(det, spec.window, spec.dwt_align, spec.wavelet))
         return np.concatenate(parts, axis=-1).astype(np.float32)

@@ -138,3 +138,19 @@ def test_resampler_flags_and_bad_input():
         rational_factor(100, np.pi * 100)
     with pytest.raises(ConfigError):
         StreamResampler(0, 125)
+
+
+@pytest.mark.parametrize("n", [250, 200, 97])
+@pytest.mark.parametrize("mode", ["symmetric", "zero", "periodic"])
+def test_one_window_dwt_equals_the_batch_dwt(n, mode, rng):
+    from ppg_edge.dsp.dwt import dwt_details
+    from ppg_edge.edge_runtime.stream import dwt_details_1d
+
+    x = rng.standard_normal(n)
+    want = dwt_details(x[None], "db4", (1, 2, 3), mode)
+    got = dwt_details_1d(x, "db4", (1, 2, 3), mode)
+    assert list(got) == [1, 2, 3]
+    for j in (1, 2, 3):
+        np.testing.assert_allclose(got[j], want[j][0], rtol=0, atol=1e-12)
+    got2 = dwt_details_1d(x, "db4", (3,), mode)
+    np.testing.assert_allclose(got2[3], want[3][0], rtol=0, atol=1e-12)

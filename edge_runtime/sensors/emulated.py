@@ -258,11 +258,18 @@ class EmulatedMax30102:
         seg_src_t0 = self._seg_start - self._source_origin
         pos = seg_src_t0 * self.source_fs + k.astype(float) * self.source_fs / sr
         n = self._src.shape[0]
-        idx = np.arange(n)
-        period = n if self.loop else None
-        light = np.stack(
-            [np.interp(pos, idx, self._src[:, c], period=period) for c in (0, 1)], axis=1
-        )
+        if self.loop:
+            idx = np.arange(n)
+            light = np.stack([np.interp(pos, idx, self._src[:, c], period=n) for c in (0, 1)], axis=1)
+        elif pos.size == 0:
+            light = np.zeros((0, 2))
+        else:
+            # only the source samples around these conversions (the same interpolation and edge
+            # clamping as over the whole source, without a pass over it per call)
+            lo = min(max(0, int(math.floor(pos.min()))), n - 2)
+            hi = max(min(n, int(math.ceil(pos.max())) + 2), lo + 2)
+            idx = np.arange(lo, hi)
+            light = np.stack([np.interp(pos, idx, self._src[lo:hi, c]) for c in (0, 1)], axis=1)
         current_ma = np.array(
             [self.regs[R.LED1_PA] * R.LED_STEP_MA, self.regs[R.LED2_PA] * R.LED_STEP_MA]
         )

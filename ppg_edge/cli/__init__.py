@@ -33,6 +33,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "train",
     "convert",
     "compare",
+    "bench",
 )
 
 

@@ -8,8 +8,7 @@ log = logging.getLogger(__name__)
 
 SOURCES = ("emulated", "replay", "max30102")
 
-# Emulated light level (nA of photodiode current per mA of LED current): a DC level near 40% of
-# the 4096 nA range at 7 mA and a pulsatile part of about 1% of it, as on a fingertip.
+# Emulated light level (nA per mA): see ppg_edge.edge_runtime.playback.
 EMU_DC = 250.0
 EMU_AC = 3.0
 
@@ -63,12 +62,9 @@ def _load_record(name: str, data_root):
 
 
 def _settings(board):
-    from ppg_edge.edge_runtime.sensors import Max30102Settings
+    from ppg_edge.edge_runtime.playback import settings_from_board
 
-    s = board.max30102
-    return Max30102Settings(sample_rate=s.sample_rate_hz, averaging=s.averaging,
-                            pulse_width_us=s.pulse_width_us, adc_range_na=s.adc_range_na,
-                            red_current_ma=s.led_red_ma, ir_current_ma=s.led_ir_ma)
+    return settings_from_board(board)
 
 
 def _handle(args: argparse.Namespace) -> int:
@@ -106,10 +102,10 @@ def _handle(args: argparse.Namespace) -> int:
             from ppg_edge.synth import synth_ppg
 
             if args.record:
+                from ppg_edge.edge_runtime.playback import light_from_ppg
+
                 rec = _load_record(args.record, args.data_root)
-                x, src_fs = np.asarray(rec.ppg, dtype=float), rec.fs
-                x = np.nan_to_num(x, nan=float(np.nanmedian(x)))
-                light = EMU_DC + EMU_AC * (x - np.median(x)) / (np.std(x) or 1.0)
+                light, src_fs = light_from_ppg(rec.ppg, EMU_DC, EMU_AC), rec.fs
             else:
                 dur = (args.duration or 60.0) + 5.0
                 s = synth_ppg(dur, 250.0, np.random.default_rng(args.seed), hr_bpm=args.hr)

@@ -1,0 +1,122 @@
+"""``ppg-edge bench runtime``: the streaming runtime's cost on one core, beside NeuroKit2 and Keras."""
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import time
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("bench", help="benchmarks (runtime: DSP, inference, pipeline vs peers)")
+    sub = p.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    r = sub.add_parser(
+        "runtime", help="the streaming runtime on one core: DSP, inference, real-time factor, peers, Keras",
+        description="Play the CapnoBase TEST records (clean and noisy) through the emulated MAX30102 and "
+                    "time, on one pinned core: the DSP front end (float and Q31) per sample, inference per "
+                    "window (int8 and float32), the whole pipeline (network always on, quality-gated, "
+                    "classic), NeuroKit2's elgendi and MSPTDfast on the same samples, and the Keras model "
+                    "in TensorFlow per window. Writes JSON and Markdown with the command and the machine.")
+    r.add_argument("--model", required=True, help="int8 peak model .tflite (manifest beside it)")
+    r.add_argument("--float-model", required=True, help="float32 peak model .tflite of the same network")
+    r.add_argument("--keras", help="saved Keras peak model (e.g. models/peaks/Type30) for the TensorFlow "
+                                   "comparison; omitted: no Keras row")
+    r.add_argument("--records", nargs="+", metavar="ID",
+                   help="CapnoBase TEST record ids (default: every CapnoBase TEST subject of split 'peaks')")
+    r.add_argument("--seconds", type=float, help="first seconds of each record (default: all)")
+    r.add_argument("--snr", type=float, default=5.0, help="noisy condition: white Gaussian noise SNR (dB)")
+    r.add_argument("--keras-windows", type=int, default=200, help="windows timed in TensorFlow")
+    r.add_argument("--board", default="virtual-rpi4", help="board whose MAX30102 settings the chip uses")
+    r.add_argument("--core", type=int, help="CPU to pin to (default: the last allowed one)")
+    r.add_argument("--seed", type=int, default=0, help="noise seed")
+    r.add_argument("--data-root")
+    r.add_argument("--out", default="docs/results/runtime-bench.json", help="JSON result (Markdown beside it)")
+    r.set_defaults(func=_handle)
+    g = sub.add_parser(
+        "gate", help="the quality gate's SQI threshold vs accuracy and cost (train/val subjects only)",
+        description="Run the pipeline with the network always on and quality-gated at each SQI threshold "
+                    "on the CapnoBase subjects of one part of split 'peaks' (val or train; never test), "
+                    "clean and noisy; report F1, the network's share of windows and the CPU cost.")
+    g.add_argument("--model", required=True, help="int8 peak model .tflite")
+    g.add_argument("--part", choices=("val", "train"), default="val")
+    g.add_argument("--sqi", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 0.9], help="thresholds")
+    g.add_argument("--seconds", type=float, help="first seconds of each record (default: all)")
+    g.add_argument("--snr", type=float, default=5.0)
+    g.add_argument("--board", default="virtual-rpi4")
+    g.add_argument("--core", type=int)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--data-root")
+    g.add_argument("--out", default="docs/results/gate-sweep-val.json")
+    g.set_defaults(func=_handle_gate)
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces this run (rebuilt from the parsed options)."""
+    parts = ["ppg-edge", "bench", "runtime", "--model", args.model, "--float-model", args.float_model]
+    if args.keras:
+        parts += ["--keras", args.keras]
+    if args.records:
+        parts += ["--records", *args.records]
+    for opt, val, default in (("--seconds", args.seconds, None), ("--snr", args.snr, 5.0),
+                              ("--keras-windows", args.keras_windows, 200), ("--board", args.board, "virtual-rpi4"),
+                              ("--core", args.core, None), ("--seed", args.seed, 0), ("--out", args.out,
+                              "docs/results/runtime-bench.json")):
+        if val is not None and val != default:
+            parts += [opt, f"{val:g}" if isinstance(val, float) else str(val)]
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    import json
+    import platform
+    from pathlib import Path
+
+    from ppg_edge.edge_runtime.bench import run_benchmark, to_markdown
+
+    t0 = time.perf_counter()
+    res = run_benchmark(int8_model=args.model, float_model=args.float_model, keras_dir=args.keras,
+                        records=args.records, seconds=args.seconds, snr_db=args.snr, board=args.board,
+                        data_root=args.data_root, keras_windows=args.keras_windows, core=args.core,
+                        seed=args.seed)
+    res["command"] = _command_line(args)
+    res["host"] = platform.node()
+    res["elapsed_s"] = round(time.perf_counter() - t0, 1)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1) + "\n")
+    md = to_markdown(res) + f"\nThe whole benchmark took {res['elapsed_s']:.0f} s.\n"
+    out.with_suffix(".md").write_text(md)
+    print(md)
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0
+
+
+def _handle_gate(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from ppg_edge.edge_runtime.bench import gate_markdown, gate_sweep
+
+    t0 = time.perf_counter()
+    res = gate_sweep(int8_model=args.model, part=args.part, thresholds=args.sqi, seconds=args.seconds,
+                     snr_db=args.snr, board=args.board, data_root=args.data_root, core=args.core, seed=args.seed)
+    parts = ["ppg-edge", "bench", "gate", "--model", args.model, "--part", args.part, "--sqi",
+             *[f"{t:g}" for t in args.sqi]]
+    if args.seconds is not None:
+        parts += ["--seconds", f"{args.seconds:g}"]
+    if args.snr != 5.0:
+        parts += ["--snr", f"{args.snr:g}"]
+    parts += ["--out", args.out]
+    res["command"] = " ".join(shlex.quote(p) for p in parts)
+    res["elapsed_s"] = round(time.perf_counter() - t0, 1)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1) + "\n")
+    md = gate_markdown(res) + f"\nThe sweep took {res['elapsed_s']:.0f} s.\n"
+    out.with_suffix(".md").write_text(md)
+    print(md)
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0
