@@ -63,15 +63,6 @@ def windows_probs(model, windows: np.ndarray) -> np.ndarray:
     return out
 
 
-def to_raw_axis(detected, raw: np.ndarray, shift: int, radius: int) -> np.ndarray:
-    """Filtered-axis detections moved back by ``shift`` and snapped to the raw maximum within
-    ``radius`` samples, de-duplicated (``ppg_edge.train.peaks.dataset.to_raw_axis``)."""
-    n = raw.size
-    pos = np.clip(np.asarray(detected, dtype=np.int64) - int(shift), 0, n - 1)
-    out = [max(0, p - radius) + int(np.argmax(raw[max(0, p - radius):p + radius + 1])) for p in pos]
-    return np.unique(np.asarray(out, dtype=np.int64))
-
-
 def decode_stream(probs: np.ndarray, filtered: np.ndarray | None, fs: float, decoder: dict | None,
                   raw: np.ndarray | None = None) -> np.ndarray:
     """``decode_peaks`` with a manifest's decoder settings (snap to ``filtered`` when they say so,
@@ -83,8 +74,10 @@ def decode_stream(probs: np.ndarray, filtered: np.ndarray | None, fs: float, dec
                                     refractory_s=d["refractory_s"])
     if d["raw_axis_shift_samples"] is None or raw is None or det.size == 0:
         return det
-    radius = max(1, int(round(d["raw_snap_radius_s"] * fs)))
-    return to_raw_axis(det, np.asarray(raw, dtype=np.float64), d["raw_axis_shift_samples"], radius)
+    x = np.asarray(raw, dtype=np.float64)
+    pos = np.clip(det - d["raw_axis_shift_samples"], 0, x.size - 1)
+    return peaks_decode.snap_to_raw(pos, x, fs, d["raw_snap_radius_s"], d["raw_smooth_s"],
+                                    d["raw_refine_s"])
 
 
 def offline_peaks(model, x, fs_in: float | None = None, spec: Preprocessing | None = None) -> BatchResult:

@@ -20,10 +20,12 @@ beat is emitted once, with its absolute sample index and time.
 
 When the decoder settings give ``raw_axis_shift_samples`` (the training's
 measured lag of the filtered PPG maximum behind the reference peak), each beat
-found on the filtered axis is moved back by it and snapped to the raw (model-rate,
-unfiltered) PPG maximum within ``raw_snap_radius_s`` (default 65 ms), as the
-offline evaluation does (``ppg_edge.train.peaks.dataset.to_raw_axis``), so beat
-times lie on the raw PPG's time axis; without it beats stay on the filtered axis.
+found on the filtered axis is moved back by it and snapped onto the raw (model-rate,
+unfiltered) PPG with :func:`~.peaks_decode.snap_to_raw` -- within ``raw_snap_radius_s``
+(default 65 ms) of the maximum of the raw PPG smoothed over ``raw_smooth_s``, then within
+``raw_refine_s`` of the raw maximum -- the same function and settings as the offline
+evaluation (the model's ``raw_axis``), so beat times lie on the raw PPG's time axis; without
+it beats stay on the filtered axis. Beats wait for the snap's look-ahead.
 
 Suppressed windows (bad quality) veto every sample they cover (probability 0,
 whatever other windows say): no beats there, and the RR interval across a
@@ -48,7 +50,7 @@ from . import peaks_decode
 log = logging.getLogger(__name__)
 
 DECODER_KEYS = ("threshold", "snap_radius_s", "merge_s", "refractory_s", "snap", "stitch",
-                "raw_axis_shift_samples", "raw_snap_radius_s")
+                "raw_axis_shift_samples", "raw_snap_radius_s", "raw_smooth_s", "raw_refine_s")
 STITCH_MODES = ("mean", "center")
 
 
@@ -95,7 +97,11 @@ def decoder_settings(decoder: dict | None) -> dict:
         "raw_axis_shift_samples": (None if d.get("raw_axis_shift_samples") is None
                                    else int(d["raw_axis_shift_samples"])),
         "raw_snap_radius_s": float(d.get("raw_snap_radius_s", 0.065)),
+        "raw_smooth_s": float(d.get("raw_smooth_s", 0.0)),
+        "raw_refine_s": float(d.get("raw_refine_s", 0.0)),
     }
+    if min(out["raw_snap_radius_s"], out["raw_smooth_s"], out["raw_refine_s"]) < 0:
+        raise ConfigError("decoder raw_snap_radius_s, raw_smooth_s and raw_refine_s must be >= 0")
     if out["stitch"] not in STITCH_MODES:
         raise ConfigError(f"decoder stitch {out['stitch']!r}; choose one of {', '.join(STITCH_MODES)}")
     if not 0 <= out["threshold"] <= 1:
@@ -122,9 +128,13 @@ class StreamDecoder:
         self.refractory_s = d["refractory_s"]
         self.stitch = d["stitch"]
         self.raw_shift = d["raw_axis_shift_samples"]
-        self.raw_radius = max(1, int(round(d["raw_snap_radius_s"] * fs)))
+        self.raw_snap = (d["raw_snap_radius_s"], d["raw_smooth_s"], d["raw_refine_s"])
+        self.raw_lookahead = peaks_decode.raw_snap_lookahead(self.fs, *self.raw_snap)
         self.context = int(round(context_s * fs))
         self.guard = int(round(max(self.merge_s, self.refractory_s, self.snap_radius_s) * fs)) + 1
+        if self.raw_shift is not None:
+            # a beat is decided only once the raw samples its snap reads are final
+            self.guard = max(self.guard, self.raw_lookahead - self.raw_shift + 1)
         self.hrv_window_s = float(hrv_window_s)
         self.max_rr_s = float(max_rr_s)
         self._lead = (self.window - self.hop) // 2
@@ -248,12 +258,16 @@ class StreamDecoder:
         return new
 
     def _to_raw(self, i: int) -> int:
-        """A filtered-axis beat moved back by the shift and snapped to the raw maximum."""
-        pos = max(self._start, min(i - self.raw_shift, self._start + self._raw.size - 1))
-        lo = max(self._start, pos - self.raw_radius)
-        hi = min(self._final, pos + self.raw_radius + 1)
+        """A filtered-axis beat moved back by the shift and snapped onto the raw PPG with
+        :func:`~.peaks_decode.snap_to_raw` (the offline evaluation's mapping) on a slice
+        reaching its look-ahead on both sides."""
+        pos = max(self._start, min(i - self.raw_shift, self._final - 1))
+        lo = max(self._start, pos - self.raw_lookahead)
+        hi = min(self._final, pos + self.raw_lookahead + 1)
         seg = self._raw[lo - self._start:hi - self._start]
-        return lo + int(np.argmax(seg)) if seg.size else pos
+        if seg.size == 0:
+            return pos
+        return lo + int(peaks_decode.snap_to_raw([pos - lo], seg, self.fs, *self.raw_snap)[0])
 
     def metrics(self, now_s: float | None = None) -> dict:
         """HR and HRV over the RR intervals of beats in the last ``hrv_window_s`` seconds."""

@@ -162,6 +162,41 @@ def test_stream_decoder_equals_stitch_and_decode(rng):
     assert got.size > 0.9 * peaks.size
 
 
+@pytest.mark.parametrize("raw_axis", [
+    {"raw_snap_radius_s": 0.065},
+    {"raw_snap_radius_s": 0.03, "raw_smooth_s": 0.04, "raw_refine_s": 0.008},  # the models' own
+])
+def test_stream_decoder_raw_axis_equals_the_offline_mapping(rng, raw_axis):
+    """Beats moved onto a noisy raw PPG (shift, smoothed snap, refine) by the stream decoder
+    equal the offline path's (``batch.decode_stream``, the same ``snap_to_raw``)."""
+    from ppg_edge.edge_runtime.batch import decode_stream
+
+    fs, win, hop, shift = 125.0, 250, 125, 3
+    n = 125 * 60
+    t = np.arange(n)
+    peaks = np.cumsum(rng.integers(80, 120, size=80))
+    peaks = peaks[peaks < n - 10]
+    raw = np.zeros(n)
+    for k in peaks:
+        raw = np.maximum(raw, np.exp(-0.5 * ((t - k) / 4.0) ** 2))
+    raw = raw + 0.08 * rng.standard_normal(n)
+    filt = np.roll(np.convolve(raw, np.hanning(15) / 7.5, mode="same"), shift)
+    lagged = np.roll(raw, shift) > 0.5
+    starts = range(0, n - win + 1, hop)
+    wp = np.array([np.clip(lagged[s:s + win] + rng.normal(0, 0.1, win), 0, 1) for s in starts])
+    covered = (len(wp) - 1) * hop + win
+    cfg = {"threshold": 0.45, "snap": True, "raw_axis_shift_samples": shift, **raw_axis}
+    dec = StreamDecoder(fs, win, hop, cfg)
+    beats = []
+    for k, s in enumerate(starts):
+        beats += dec.push(s, wp[k], filt[s:s + win], raw[s:s + win])
+    beats += dec.flush()
+    got = np.array([b.index for b in beats])
+    want = decode_stream(stitch_windows(wp, hop, covered), filt[:covered], fs, cfg, raw=raw[:covered])
+    assert np.array_equal(got, want), _diff_report(got, want)
+    assert got.size > 0.9 * peaks.size
+
+
 @pytest.mark.data
 @pytest.mark.slow
 @pytest.mark.tf

@@ -464,7 +464,7 @@ def to_raw_axis(detected, n: int, shift: int, raw=None, fs: float = 125.0,
         x = np.asarray(raw, dtype=np.float64)
         if x.shape != (n,):
             raise DataError(f"raw PPG has shape {x.shape}, expected ({n},)")
-        r = max(1, int(round(radius_s * fs)))
-        pos = np.array([max(0, p - r) + int(np.argmax(x[max(0, p - r):p + r + 1])) for p in pos],
-                       dtype=np.int64)
+        from ppg_edge.edge_runtime.peaks_decode import snap_to_raw
+
+        return snap_to_raw(pos, x, fs, radius_s)
     return np.unique(pos)
