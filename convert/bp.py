@@ -165,8 +165,10 @@ def convert_saved_bp_model(
         if trained_on else np.arange(len(ds))
     if not rows.size:
         raise ModelError(f"{model_dir}: none of the model's training subjects are in the data")
-    take = draw_rows(rows.size, n_calibration + n_check, seed)
-    cal_rows, check_rows = rows[take[: min(n_calibration, take.size - 1)]], rows[take[min(n_calibration, take.size - 1):]]
+    perm = np.random.default_rng(int(seed)).permutation(rows.size)
+    n_cal = min(int(n_calibration), rows.size - 1)
+    cal_rows = np.sort(rows[perm[:n_cal]])
+    check_rows = np.sort(rows[perm[n_cal:n_cal + int(n_check)]])
     x_cal, x_check = x[cal_rows], x[check_rows]
     mean, std = target_stats(ds.y[rows])
     stem = stem or f"bp-{model_dir.name}"
