@@ -204,6 +204,8 @@ def plot(result: dict, metric: str, path: str | os.PathLike) -> Path:
             ax.scatter(r[key], r["metrics"][metric])
             ax.annotate(r["name"], (r[key], r["metrics"][metric]), fontsize=8)
         ax.set_xlabel(label)
+        if key == "latency_ms_per_window":
+            ax.set_xscale("log")  # Keras (TensorFlow call) is ~100x the TFLite latencies
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
     fig.tight_layout()
