@@ -8,13 +8,14 @@ STAMP  := $(VENV)/.installed
 # pytest workers; the reference machine has 2 cores.
 JOBS   ?= 2
 
-.PHONY: demo test lint env clean help results system-deps
+.PHONY: demo test lint env clean help results system-deps device-models
 
 help:
 	@echo "make demo   - set up .venv and run the main job on the real data"
 	@echo "make test   - set up .venv and run the whole test suite"
 	@echo "make env    - only set up .venv (training + edge + dev extras)"
 	@echo "make results - regenerate the figures in README.md (docs/results/)"
+	@echo "make device-models - rebuild models/device/*.tflite + manifests from the committed models (needs the data)"
 	@echo "make clean  - remove .venv and build leftovers"
 
 # Debian packages for the virtual arm64 Pi (qemu user mode) and deploys over ssh/rsync.
@@ -59,6 +60,23 @@ results: $(STAMP)
 	    --plot $(RESULTS)/peaks-test.png
 	$(BIN)/ppg-edge -q data check-beats --json > $(RESULTS)/bidmc-beats.json || true
 	$(BIN)/ppg-edge -q data info --json > $(RESULTS)/data-info.json
+
+# Device-ready TFLite files + sealed manifests (models/device/README.md). Needs PPG_EDGE_DATA
+# (calibration windows of training subjects; BP: PPG-BP windows). Minutes on 2 cores.
+DEVICE := models/device
+PEAK_CAL := convert/calibration_lists/peaks-125hz-w250.json
+# int8 peak models: max |int8 - keras| up to 0.6 on single samples (steep sigmoid edges), mean 0.01
+# (catches a broken quantization: 0.08-0.13); held-out F1 in docs/results/compare-Type30.md decides
+PEAK_INT8_TOL := 0.6,0,0.01,0
+device-models: $(STAMP)
+	$(BIN)/ppg-edge convert models/peaks/Type30 --mode int8 --mode float32 --calibration $(PEAK_CAL) \
+	    --stem peaks-Type30 --tolerance $(PEAK_INT8_TOL) --out $(DEVICE)
+	$(BIN)/ppg-edge convert models/peaks/Type28 --mode int8 --calibration $(PEAK_CAL) \
+	    --stem peaks-Type28 --tolerance $(PEAK_INT8_TOL) --out $(DEVICE)
+	$(BIN)/ppg-edge convert models/peaks/Type24 --mode int8 --calibration $(PEAK_CAL) \
+	    --stem peaks-Type24 --tolerance $(PEAK_INT8_TOL) --out $(DEVICE)
+	$(BIN)/ppg-edge convert models/bp/cnn-lstm-100hz --mode int8 --mode float32 --bp-scheme scaled \
+	    --stem bp-cnn-lstm-100hz --out $(DEVICE)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

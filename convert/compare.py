@@ -112,8 +112,13 @@ def compare_variants(
     hop: int,
     runs: int = 100,
     warmup: int = 5,
+    predict_factory: Callable[[Variant], Callable[[np.ndarray], np.ndarray]] | None = None,
 ) -> dict:
-    """Measure every variant; returns ``{"rows": [...], "tflite_runtime": reason|None, ...}``."""
+    """Measure every variant; returns ``{"rows": [...], "tflite_runtime": reason|None, ...}``.
+
+    ``predict_factory(variant) -> predict_fn`` supplies the TFLite predict function that
+    ``evaluate`` gets (default: :class:`~.tflite.LiteRunner`; ``ppg-edge compare
+    --heldout`` passes the device runtime's :class:`EdgeModel`)."""
     from .tflite import LiteRunner
 
     x = np.asarray(windows, np.float32)
@@ -131,7 +136,8 @@ def compare_variants(
             row["runtime"] = "tf_keras (TensorFlow)"
         else:
             blob = v.tflite
-            predict = LiteRunner(v.tflite, num_threads=1).predict
+            predict = (predict_factory(v) if predict_factory is not None
+                       else LiteRunner(v.tflite, num_threads=1).predict)
             sec = time_tflite(v.tflite, x[0], runs=runs, warmup=warmup)
             row["runtime"] = "ai_edge_litert, 1 thread"
         row["size_bytes"] = len(blob)
@@ -146,8 +152,18 @@ def compare_variants(
             "tflite_runtime": tflite_runtime_status()}
 
 
+def _metric_order(keys) -> list[str]:
+    """F1 columns first (clean, 10 dB, 5 dB), then ADE, then the rest alphabetically."""
+    def rank(k: str):
+        cond = 0 if k.endswith("clean") else 1 if k.endswith("10dB") else 2 if k.endswith("5dB") else 3
+        kind = 0 if k.startswith("f1") else 1 if k.startswith("ade") else 2
+        return (kind, cond, k)
+
+    return sorted(set(keys), key=rank)
+
+
 def to_markdown(result: dict) -> str:
-    keys = sorted({k for r in result["rows"] for k in r["metrics"]})
+    keys = _metric_order(k for r in result["rows"] for k in r["metrics"])
     head = ["variant", "bytes", "gzip", "params", "non-zero", "ms/window", "us/sample"] + keys
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result["rows"]:
@@ -162,6 +178,12 @@ def to_markdown(result: dict) -> str:
                  f"(state reset included); per sample = per window / hop ({result['hop']}).")
     if result["tflite_runtime"]:
         lines.append(f"tflite-runtime skipped: {result['tflite_runtime']}.")
+    for key, label in (("accuracy", "Accuracy"), ("calibration", "Calibration"), ("baseline", "DWT baseline"),
+                       ("machine", "Machine"), ("command", "Command")):
+        if result.get(key):
+            val = result[key]
+            text = val if isinstance(val, str) else json.dumps(val, sort_keys=True)
+            lines.append(f"{label}: {'`' + text + '`' if key == 'command' else text}")
     return "\n".join(lines) + "\n"
 
 
@@ -182,6 +204,8 @@ def plot(result: dict, metric: str, path: str | os.PathLike) -> Path:
             ax.scatter(r[key], r["metrics"][metric])
             ax.annotate(r["name"], (r[key], r["metrics"][metric]), fontsize=8)
         ax.set_xlabel(label)
+        if key == "latency_ms_per_window":
+            ax.set_xscale("log")  # Keras (TensorFlow call) is ~100x the TFLite latencies
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -191,14 +215,33 @@ def plot(result: dict, metric: str, path: str | os.PathLike) -> Path:
     return path
 
 
-def write_report(result: dict, out_dir: str | os.PathLike, metric: str | None = None) -> dict[str, Path]:
+def write_report(result: dict, out_dir: str | os.PathLike, metric: str | None = None,
+                 name: str = "compare") -> dict[str, Path]:
+    """Write ``<out_dir>/<name>.md``, ``.json`` and ``.png`` (accuracy ``metric``, default
+    the first F1 column, against size and latency)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"markdown": out / "compare.md", "json": out / "compare.json"}
+    paths = {"markdown": out / f"{name}.md", "json": out / f"{name}.json"}
     paths["markdown"].write_text(to_markdown(result))
-    paths["json"].write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    keys = [k for r in result["rows"] for k in r["metrics"]]
+    paths["json"].write_text(json.dumps(result, indent=2, sort_keys=True, default=float) + "\n")
+    keys = _metric_order(k for r in result["rows"] for k in r["metrics"])
     metric = metric or (keys[0] if keys else None)
     if metric:
-        paths["png"] = plot(result, metric, out / "compare.png")
+        paths["png"] = plot(result, metric, out / f"{name}.png")
     return paths
+
+
+def machine() -> dict:
+    """Where a report was measured (no TensorFlow import)."""
+    import platform
+
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__}
+    for mod in ("ai_edge_litert", "tensorflow"):
+        try:
+            from importlib.metadata import version
+
+            info[mod] = version(mod.replace("_", "-"))
+        except Exception:  # noqa: BLE001 - not installed
+            pass
+    return info
