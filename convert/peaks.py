@@ -132,7 +132,8 @@ def decoder_settings(meta_path: str | os.PathLike, threshold: float | None = Non
     chosen on the validation subjects (``<name>.json`` -> ``threshold``; 0.5 when the
     json has none) and its decode parameters (snap radius, merge, refractory; snapping
     to the filtered PPG when the json's ``decode.signal`` names one, as the training
-    evaluation does). ``threshold`` overrides the json's."""
+    evaluation does), and its ``raw_axis`` mapping as ``raw_snap_radius_s`` /
+    ``raw_smooth_s`` / ``raw_refine_s``. ``threshold`` overrides the json's."""
     d = _meta(Path(meta_path))
     dec = dict(d.get("decode") or {})
     out: dict[str, Any] = {"threshold": float(d.get("threshold", 0.5) if threshold is None else threshold)}
@@ -142,6 +143,15 @@ def decoder_settings(meta_path: str | os.PathLike, threshold: float | None = Non
     if dec.get("signal"):
         out["snap"] = True
         out["snap_signal"] = str(dec["signal"])
+    # the model's own mapping onto the raw PPG (chosen on the validation subjects): the runtime
+    # applies it with the same function as the offline evaluation (peaks_decode.snap_to_raw)
+    raw_axis = d.get("raw_axis") or {}
+    if raw_axis.get("mapping") == "shift":
+        out["raw_snap_radius_s"] = 0.0
+    elif raw_axis.get("mapping") == "snap":
+        out["raw_snap_radius_s"] = float(raw_axis.get("radius_s", 0.065))
+        out["raw_smooth_s"] = float(raw_axis.get("smooth_s", 0.0))
+        out["raw_refine_s"] = float(raw_axis.get("refine_s", 0.0))
     if threshold is None and "threshold" in d:
         out["threshold_source"] = "model json (chosen on the validation subjects)"
     return out

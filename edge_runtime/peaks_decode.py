@@ -104,7 +104,7 @@ def raw_snap_lookahead(fs: float, radius_s: float, smooth_s: float = 0.0, refine
     """Samples after a beat that :func:`snap_to_raw` reads: what a streaming decoder must wait for."""
     w = int(round(float(smooth_s) * fs))
     half = (w + 1 - w % 2) // 2 if w >= 2 else 0
-    return max(1, int(round(radius_s * fs))) + half + (max(1, int(round(refine_s * fs))) if refine_s > 0 else 0)
+    return int(round(radius_s * fs)) + half + (int(round(refine_s * fs)) if refine_s > 0 else 0)
 
 
 def snap_to_raw(positions, raw, fs: float, radius_s: float, smooth_s: float = 0.0,
@@ -112,7 +112,7 @@ def snap_to_raw(positions, raw, fs: float, radius_s: float, smooth_s: float = 0.
     """Beats moved onto the raw PPG's own peaks: the one raw-axis mapping of the project.
 
     Each position moves to the maximum of ``raw`` smoothed by a centred moving average over
-    ``smooth_s`` (none when 0) within ``radius_s``; when smoothing and ``refine_s`` > 0 it then
+    ``smooth_s`` (none when 0) within ``radius_s`` (no move when that is under half a sample); when smoothing and ``refine_s`` > 0 it then
     moves to the maximum of ``raw`` itself within ``refine_s`` (the smoothing displaces the
     maximum of an asymmetric pulse by a few ms). Used by the offline detector
     (``ppg_edge.train.peaks.detector``) and by the streaming decoder on a slice of the raw
@@ -128,7 +128,9 @@ def snap_to_raw(positions, raw, fs: float, radius_s: float, smooth_s: float = 0.
     fs = _check_fs(fs)
 
     def snap(sig, p, radius):
-        r = max(1, int(round(radius * fs)))
+        r = int(round(radius * fs))
+        if r <= 0:  # radius 0: no snap (the "shift only" mapping)
+            return np.asarray(p, dtype=np.int64)
         return np.array([max(0, i - r) + int(np.argmax(sig[max(0, i - r):i + r + 1])) for i in p],
                         dtype=np.int64)
 

@@ -13,8 +13,14 @@ def test_demo_runs_on_a_held_out_record(data_root, tmp_path, capsys):
     assert main(["demo", "--data-root", str(data_root), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "capnobase/" in out and "| nk-elgendi | clean |" in out
-    (session,) = tmp_path.iterdir()
+    (session,) = tmp_path.glob("demo-*")
     result = json.loads((session / "results.json").read_text())
+    # then the device: the smoke and short accuracy suites, each with its own session folder
+    hil = {json.loads(p.read_text())["suite"]: json.loads(p.read_text())
+           for p in tmp_path.glob("*/results.json") if p.parent != session}
+    assert set(hil) == {"smoke", "accuracy-short"}, sorted(hil)
+    assert all(r["status"] == "ok" for r in hil.values()), {k: r["status"] for k, r in hil.items()}
+    assert "== hardware in the loop ==" in out
     # the demo record is a test subject of the committed split, never a training one
     from ppg_edge.data.splits import load_split
 
