@@ -48,34 +48,20 @@ class PredictAdapter:
 
 
 def load_test_records(split_name: str, datasets: Sequence[str], fs: float, root=None) -> list:
-    """Records of the split's ``test`` subjects, resampled to ``fs`` (scoring only)."""
-    from ppg_edge import config as _config
-    from ppg_edge import data as _data
+    """Records of the split's ``test`` subjects (``ppg_edge.evaluate.selection``, the
+    evaluation's own selection), resampled to ``fs``; records without reference peaks are
+    left out with a warning (scoring only)."""
     from ppg_edge.data.resample import resample_record
-    from ppg_edge.data.splits import load_split
+    from ppg_edge.evaluate.selection import select_records
 
-    doc = load_split(split_name)
-    wanted = set(doc["test"])
     records = []
-    for ds in datasets:
-        mod = _data.dataset_module(ds)
-        folder = _config.data_root(root) / mod.FOLDER
-        for rid in mod.list_records(folder):
-            sub = mod.subject_of(rid) if hasattr(mod, "subject_of") else rid
-            if f"{ds}/{sub}" not in wanted:
-                continue
-            rec = mod.load_record(folder, rid)
-            if f"{rec.dataset}/{rec.subject_id}" not in wanted:
-                continue
-            if rec.peaks is None or rec.peaks.size == 0:
-                log.warning("%s: no reference peaks; left out of the held-out score", rec.key)
-                continue
-            records.append(resample_record(rec, fs))
+    for rec in select_records(datasets, "test", split_name, root=root):
+        if rec.peaks is None or rec.peaks.size == 0:
+            log.warning("%s: no reference peaks; left out of the held-out score", rec.key)
+            continue
+        records.append(resample_record(rec, fs))
     if not records:
         raise DataError(f"no test record of split {split_name!r} found under the data root")
-    missing = sorted(wanted - {f"{r.dataset}/{r.subject_id}" for r in records})
-    if missing:
-        log.warning("test subjects of split %r not found: %s", split_name, missing)
     return records
 
 

@@ -183,3 +183,13 @@ def test_heldout_compare_report_on_tiny_model(tmp_path):
     assert paths["markdown"].name == "compare-tiny.md" and "f1_50ms_clean" in paths["markdown"].read_text()
     assert json.loads(paths["json"].read_text())["command"] == "test"
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.data
+def test_heldout_records_are_the_split_test_subjects(data_root):
+    from ppg_edge.convert.heldout import load_test_records
+    from ppg_edge.data.splits import load_split
+
+    recs = load_test_records("peaks", ["capnobase", "bidmc"], 125.0, root=data_root)
+    assert {f"{r.dataset}/{r.subject_id}" for r in recs} == set(load_split("peaks")["test"])
+    assert all(r.fs == 125.0 and r.peaks.size > 0 for r in recs)
