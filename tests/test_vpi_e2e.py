@@ -69,19 +69,12 @@ def _tiny_int8_model(path: Path, rng: np.random.Generator) -> None:
     path.write_bytes(conv.convert())
 
 
-def test_vpi_deploy_smoke_device_path_and_rollback(tmp_path, rng, data_root):
-    reason = _host_ready()
-    if reason:
-        pytest.skip(f"this host cannot run the virtual Pi: {reason}")
-    pytest.importorskip("tensorflow")
-    from ppg_edge.boards.registry import load_board
-    from ppg_edge.deploy import Deployer, DeployError, HostKeyError, SSHRunner, build_bundle
+def _prepare(tmp_path, rng, data_root, board):
+    """Wheel, models (tiny smoke model, tiny peak models, the committed Type30 device files)
+    and the host's reference runs of the device path on a real record."""
     from ppg_edge.deploy.bundle import build_wheel, sha256_file
     from ppg_edge.deploy.smoke import run_model
-    from ppg_edge.vpi import VirtualPi, build
 
-    board = load_board("virtual-rpi4")
-    vpi_dir = build(board, tmp_path / "vpi")
     wheel = build_wheel(tmp_path / "wheel")
     models = tmp_path / "models"
     models.mkdir()
@@ -104,6 +97,83 @@ def test_vpi_deploy_smoke_device_path_and_rollback(tmp_path, rng, data_root):
     host_runs = {mode: run_outputs(stim, path, n_samples=n, chunk=30, board=board) for mode, path in peak.items()}
     assert all(r["windows"] > 0 for r in host_runs.values())
 
+    return {"wheel": wheel, "models": models, "host": host, "peak": peak, "stim": stim, "n": n,
+            "host_runs": host_runs}
+
+
+def _deploy_and_compare(runner, board, tmp_path, ctx, stim_dir: str, fresh: bool) -> None:
+    """Deploy, smoke-check (int8 bit-exact), run the device path on the target and compare it
+    with the host's run, then deploy a broken bundle and check the rollback. ``fresh``: the
+    target has never been deployed to (the virtual Pi), so its release history is known."""
+    from ppg_edge.deploy import Deployer, DeployError, build_bundle
+
+    wheel, models, host, peak = ctx["wheel"], ctx["models"], ctx["host"], ctx["peak"]
+    stim, n, host_runs = ctx["stim"], ctx["n"], ctx["host_runs"]
+    dep = Deployer(runner, service_manager="none")
+    b1 = build_bundle(tmp_path / "b1", board, wheel=wheel, models_dir=models, now=1_700_000_000)
+    before = [] if fresh else dep.list_releases()
+    rep = dep.deploy(b1)
+    assert rep.ok and (rep.previous is None or not fresh)
+    assert dep.current_release() == b1.release
+    dev = next(m for m in rep.smoke["models"] if m["model"] == "tiny.tflite")
+    assert dev["backend"] == "ai_edge_litert"
+    # int8 on the pinned Cortex-A72 must equal x86 bit for bit.
+    assert dev["outputs"][0]["sha256"] == host["outputs"][0]["sha256"], (dev["outputs"], host["outputs"])
+    assert dev["outputs"][0]["values"] == host["outputs"][0]["values"]
+    assert {c["check"]: c["status"] for c in rep.smoke["checks"]}["files"] == "pass"
+
+    # The device path on the target on a real record, against the same run on the host.
+    stage = tmp_path / "stim"
+    stage.mkdir()
+    np.save(stage / "stim.npy", stim.samples)
+    os.chmod(stage / "stim.npy", 0o644)
+    assert runner.push(stage, stim_dir).rc == 0
+    for mode, path in peak.items():
+        out = runner.run(["/opt/ppg-edge/current/venv/bin/python", "-m", "ppg_edge.hil_tests.device",
+                          "--model", f"/opt/ppg-edge/current/models/{path.name}", "--stimulus",
+                          f"{stim_dir}/stim.npy", "--fs", repr(stim.fs), "--samples", str(n), "--chunk", "30",
+                          "--board", board.identifier])
+        assert out.rc == 0, out.stderr[-2000:]
+        dev_run = json.loads(out.stdout.strip().splitlines()[-1])
+        ref = host_runs[mode]
+        assert dev_run["machine"] == "aarch64" and dev_run["backend"] == "ai-edge-litert"
+        assert dev_run["windows"] == ref["windows"] and dev_run["samples_read"] == ref["samples_read"]
+        assert dev_run["driver_lost"] == dev_run["chip_lost"] == 0
+        if mode.endswith("int8"):      # bit-exact on the pinned Cortex-A72
+            assert dev_run["sha256"] == ref["sha256"] and dev_run["beats"] == ref["beats"]
+        else:
+            diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                       for a, b in zip(dev_run["outputs"], ref["outputs"]))
+            assert diff <= 1e-5, diff
+
+    # A broken model: bundles fine, fails on the device, the rollback keeps b1 current and working.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "tiny.tflite").write_bytes(b"TFL3 this is not a flatbuffer" * 10)
+    (broken / "tiny.json").write_text("{}")
+    b2 = build_bundle(tmp_path / "b2", board, wheel=wheel, models_dir=broken, now=1_700_000_100)
+    with pytest.raises(DeployError, match="rolled back"):
+        dep.deploy(b2)
+    assert dep.current_release() == b1.release
+    assert sorted(dep.list_releases()) == sorted({*before, b1.release})
+    again = dep.smoke()
+    tiny = next(m for m in again["models"] if m["model"] == "tiny.tflite")
+    assert again["ok"] and tiny["outputs"][0]["sha256"] == host["outputs"][0]["sha256"]
+    assert runner.run(["true"]).rc == 0
+
+
+def test_vpi_deploy_smoke_device_path_and_rollback(tmp_path, rng, data_root):
+    reason = _host_ready()
+    if reason:
+        pytest.skip(f"this host cannot run the virtual Pi: {reason}")
+    pytest.importorskip("tensorflow")
+    from ppg_edge.boards.registry import load_board
+    from ppg_edge.deploy import Deployer, HostKeyError, SSHRunner
+    from ppg_edge.vpi import VirtualPi, build
+
+    board = load_board("virtual-rpi4")
+    vpi_dir = build(board, tmp_path / "vpi")
+    ctx = _prepare(tmp_path, rng, data_root, board)
     with VirtualPi(vpi_dir) as vpi:
         # Host keys are checked: a known_hosts without this key is refused before anything changes.
         other = tmp_path / "other_known_hosts"
@@ -114,55 +184,28 @@ def test_vpi_deploy_smoke_device_path_and_rollback(tmp_path, rng, data_root):
             bad.status()
 
         runner = SSHRunner(vpi.host, port=vpi.port, identity=vpi.identity, known_hosts=vpi.known_hosts)
-        dep = Deployer(runner, service_manager="none")
-        b1 = build_bundle(tmp_path / "b1", board, wheel=wheel, models_dir=models, now=1_700_000_000)
-        rep = dep.deploy(b1)
-        assert rep.ok and rep.previous is None
-        assert dep.current_release() == b1.release
-        dev = next(m for m in rep.smoke["models"] if m["model"] == "tiny.tflite")
-        assert dev["backend"] == "ai_edge_litert"
-        # int8 on the pinned Cortex-A72 must equal x86 bit for bit.
-        assert dev["outputs"][0]["sha256"] == host["outputs"][0]["sha256"], (dev["outputs"], host["outputs"])
-        assert dev["outputs"][0]["values"] == host["outputs"][0]["values"]
-        assert {c["check"]: c["status"] for c in rep.smoke["checks"]}["files"] == "pass"
-
-        # The device path in the virtual Pi on a real record, against the same run on the host.
-        stim_path = vpi.root / "home/pi/stim.npy"
-        np.save(stim_path, stim.samples)
-        os.chmod(stim_path, 0o644)
-        for mode, path in peak.items():
-            out = runner.run(["/opt/ppg-edge/current/venv/bin/python", "-m", "ppg_edge.hil_tests.device",
-                              "--model", f"/opt/ppg-edge/current/models/{path.name}", "--stimulus",
-                              "/home/pi/stim.npy", "--fs", repr(stim.fs), "--samples", str(n), "--chunk", "30",
-                              "--board", board.identifier])
-            assert out.rc == 0, out.stderr[-2000:]
-            dev_run = json.loads(out.stdout.strip().splitlines()[-1])
-            ref = host_runs[mode]
-            assert dev_run["machine"] == "aarch64" and dev_run["backend"] == "ai-edge-litert"
-            assert dev_run["windows"] == ref["windows"] and dev_run["samples_read"] == ref["samples_read"]
-            assert dev_run["driver_lost"] == dev_run["chip_lost"] == 0
-            if mode.endswith("int8"):      # bit-exact on the pinned Cortex-A72
-                assert dev_run["sha256"] == ref["sha256"] and dev_run["beats"] == ref["beats"]
-            else:
-                diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-                           for a, b in zip(dev_run["outputs"], ref["outputs"]))
-                assert diff <= 1e-5, diff
-
-        # A broken model: bundles fine, fails on the device, the rollback keeps b1 current and working.
-        broken = tmp_path / "broken"
-        broken.mkdir()
-        (broken / "tiny.tflite").write_bytes(b"TFL3 this is not a flatbuffer" * 10)
-        (broken / "tiny.json").write_text("{}")
-        b2 = build_bundle(tmp_path / "b2", board, wheel=wheel, models_dir=broken, now=1_700_000_100)
-        with pytest.raises(DeployError, match="rolled back"):
-            dep.deploy(b2)
-        assert dep.current_release() == b1.release
-        assert dep.list_releases() == [b1.release]
-        again = dep.smoke()
-        tiny = next(m for m in again["models"] if m["model"] == "tiny.tflite")
-        assert again["ok"] and tiny["outputs"][0]["sha256"] == host["outputs"][0]["sha256"]
-        assert runner.run(["true"]).rc == 0
+        _deploy_and_compare(runner, board, tmp_path, ctx, "/home/pi/ppg-edge-stim", fresh=True)
     # down: nothing of ours stays mounted
     mounts = Path("/proc/self/mounts").read_text()
     assert str(vpi_dir) not in mounts
     assert not (vpi_dir / "state.json").exists()
+
+
+@pytest.mark.hardware
+def test_real_pi_deploy_smoke_device_path_and_rollback(hil_unit, tmp_path, rng, data_root):
+    """The same checks on a real Pi named in the local hardware map (``pytest --board rpi4b``;
+    skipped with the reason when none is attached, failing instead with
+    PPG_EDGE_REQUIRE_HARDWARE=1). The unit's host key must already be in ~/.ssh/known_hosts
+    and its ssh key loaded: nothing is trusted blindly."""
+    pytest.importorskip("tensorflow")
+    from ppg_edge.boards.registry import load_board
+    from ppg_edge.deploy import SSHRunner
+
+    if not hil_unit.host:
+        pytest.skip(f"unit {hil_unit.name} ({hil_unit.board}) has no ssh host: the virtual Pi test covers it")
+    host, _, port = hil_unit.host.partition(":")
+    board = load_board(hil_unit.board)
+    ctx = _prepare(tmp_path, rng, data_root, board)
+    runner = SSHRunner(host, port=int(port or 22))
+    user = host.split("@", 1)[0] if "@" in host else "pi"
+    _deploy_and_compare(runner, board, tmp_path, ctx, f"/home/{user}/ppg-edge-stim", fresh=False)
