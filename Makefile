@@ -8,13 +8,15 @@ STAMP  := $(VENV)/.installed
 # pytest workers; the reference machine has 2 cores.
 JOBS   ?= 2
 
-.PHONY: demo test lint env clean help results system-deps device-models
+.PHONY: demo test lint env clean help results bench device-models system-deps
 
 help:
 	@echo "make demo   - set up .venv and run the main job on the real data"
 	@echo "make test   - set up .venv and run the whole test suite"
 	@echo "make env    - only set up .venv (training + edge + dev extras)"
-	@echo "make results - regenerate the figures in README.md (docs/results/)"
+	@echo "make results - regenerate the detection figures in README.md (docs/results/)"
+	@echo "make bench  - rerun the runtime benchmark and the local HIL suites (docs/results/)"
+	@echo "make device-models - rebuild models/device/ (TFLite + sealed manifests)"
 	@echo "make device-models - rebuild models/device/*.tflite + manifests from the committed models (needs the data)"
 	@echo "make clean  - remove .venv and build leftovers"
 
@@ -60,6 +62,14 @@ results: $(STAMP)
 	    --plot $(RESULTS)/peaks-test.png
 	$(BIN)/ppg-edge -q data check-beats --json > $(RESULTS)/bidmc-beats.json || true
 	$(BIN)/ppg-edge -q data info --json > $(RESULTS)/data-info.json
+
+# The runtime benchmark and the local-DUT HIL suites of README.md (about 7 minutes on 2 cores).
+bench: $(STAMP)
+	$(BIN)/ppg-edge -q bench runtime --model $(DEVICE)/peaks-Type30-int8.tflite \
+	    --float-model $(DEVICE)/peaks-Type30-float32.tflite --keras models/peaks/Type30
+	for s in smoke accuracy faults performance; do \
+	    $(BIN)/ppg-edge -q hil run --board virtual-rpi4 --local-dut --suite $$s --save-results $(RESULTS) || exit 1; \
+	done
 
 # Device-ready TFLite files + sealed manifests (models/device/README.md). Needs PPG_EDGE_DATA
 # (calibration windows of training subjects; BP: PPG-BP windows). Minutes on 2 cores.
