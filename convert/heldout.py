@@ -2,7 +2,8 @@
 
 The scoring is the training code's own: :func:`ppg_edge.train.peaks.train.evaluate_val`
 (whole records through the preprocessing, windows stitched, ``decode_peaks`` with the
-model's threshold and the filtered-PPG snap, detections put back on the raw axis, pooled
+model's threshold and the filtered-PPG snap, detections put back on the raw axis with the
+model's own ``raw_axis`` mapping (``peaks_decode.snap_to_raw``, as its manifest gives the device), pooled
 F1 within +-50 ms / +-25 ms and ADE of the +-50 ms matches, clean and with white Gaussian
 noise at 10 and 5 dB added to the raw record before the causal filter). It takes
 anything with a Keras-like ``predict(x, batch_size=..., verbose=...)``;
@@ -77,15 +78,17 @@ def flatten(results: dict, which: str = "model") -> dict[str, float]:
 
 
 def heldout_evaluate(records, prep, threshold: float, shift: int, *, seed: int = 0,
-                     snrs_db: Sequence[float] = SNRS_DB, baseline: dict | None = None):
+                     snrs_db: Sequence[float] = SNRS_DB, baseline: dict | None = None,
+                     raw_axis: dict | None = None):
     """``evaluate(predict_fn) -> metrics`` on ``records`` (the same noise draws for every
     variant: the generator is re-seeded per call). ``baseline`` (a dict) receives the DWT
-    baseline's scores of the first call."""
+    baseline's scores of the first call. ``raw_axis``: the model's own mapping onto the raw
+    PPG (the model json's, as its manifest gives the device)."""
     from ppg_edge.train.peaks.train import evaluate_val
 
     def evaluate(predict_fn):
         res = evaluate_val(records, prep, PredictAdapter(predict_fn), float(threshold), int(shift),
-                           np.random.default_rng(int(seed)), tuple(snrs_db))
+                           np.random.default_rng(int(seed)), tuple(snrs_db), raw_axis=raw_axis)
         if baseline is not None and not baseline:
             baseline.update(flatten(res, "dwt_baseline"))
         return flatten(res)
@@ -129,7 +132,8 @@ def model_settings(meta_path: str | os.PathLike) -> dict[str, Any]:
         rep = json.loads(rep_path.read_text())
         datasets = tuple(rep.get("data", {}).get("settings", {}).get("datasets") or datasets)
     return {"threshold": float(meta.get("threshold", 0.5)), "shift": int(meta.get("raw_axis_shift_samples", 0)),
-            "split": meta.get("split", "peaks"), "datasets": tuple(datasets)}
+            "split": meta.get("split", "peaks"), "datasets": tuple(datasets),
+            "raw_axis": meta.get("raw_axis")}
 
 
 def tmpdir() -> tempfile.TemporaryDirectory:

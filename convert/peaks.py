@@ -337,7 +337,7 @@ def compare_saved_peak_model(
             test_records = ho.load_test_records(settings["split"], load_split(settings["split"])["datasets"],
                                                 pre.fs, data_root)
         evaluate = ho.heldout_evaluate(test_records, pre, settings["threshold"], settings["shift"],
-                                       seed=seed, baseline=baseline)
+                                       seed=seed, baseline=baseline, raw_axis=settings["raw_axis"])
         decoder = decoder_settings(meta)
 
         def factory(v):
@@ -348,7 +348,9 @@ def compare_saved_peak_model(
         accuracy_text = (f"held-out test subjects of split {settings['split']!r} ({', '.join(keys)}): "
                          f"pooled F1 within +-50 ms and ADE (ms) of the matches, clean and with white "
                          f"Gaussian noise at 10 and 5 dB (seed {seed}); threshold {settings['threshold']:g} "
-                         "from the model json (chosen on the validation subjects); TFLite through the "
+                         "from the model json (chosen on the validation subjects); beats mapped onto "
+                         f"the raw PPG by the model's raw_axis {settings['raw_axis'] or 'default (65 ms snap)'}; "
+                         "TFLite through the "
                          "device runtime's EdgeModel (state reset per window, int8 I/O via the manifest)")
     evaluate = evaluate or agreement_evaluate(model, x_check)
     p, nz = count_params(model)

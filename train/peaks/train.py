@@ -113,7 +113,8 @@ def choose_val_threshold(streams: list[dict], fs: float) -> tuple[float, float]:
 
 
 def evaluate_val(records, prep, model, threshold: float, shift: int,
-                 rng: np.random.Generator, snrs_db: Sequence[float] = NOISE_SNRS_DB) -> dict:
+                 rng: np.random.Generator, snrs_db: Sequence[float] = NOISE_SNRS_DB,
+                 raw_axis: dict | None = None) -> dict:
     """Model and DWT-baseline scores on the val records: clean and with Gaussian noise.
 
     Noise is added to the whole raw record (``synth.add_noise``) before the causal
@@ -123,9 +124,12 @@ def evaluate_val(records, prep, model, threshold: float, shift: int,
     ``model_shift_only`` maps the model's detections by the constant shift alone (no raw
     snap: steadier under noise, off by the per-record shift on clean records).
     ``dwt_baseline_on_raw`` is the baseline run on the raw PPG itself, for reference.
-    All are scored on the same covered samples.
+    All are scored on the same covered samples. ``raw_axis`` (a model json's ``raw_axis``,
+    e.g. ``{"mapping": "snap", "radius_s": 0.03, "smooth_s": 0.04, "refine_s": 0.008}``) maps
+    the model's detections with :func:`~ppg_edge.edge_runtime.peaks_decode.snap_to_raw` as the
+    deployed model does, instead of the default 65 ms snap.
     """
-    from ppg_edge.edge_runtime.peaks_decode import decode_peaks
+    from ppg_edge.edge_runtime.peaks_decode import decode_peaks, snap_to_raw
     from ppg_edge.synth import add_noise
 
     from . import dwt_baseline
@@ -143,7 +147,15 @@ def evaluate_val(records, prep, model, threshold: float, shift: int,
         refs, dets, dets_shift, base, base_raw = [], [], [], [], []
         for s in streams:
             det = decode_peaks(s["probs"], prep.fs, threshold=threshold, signal=s["filtered"])
-            dets.append(_ds.to_raw_axis(det, s["n"], shift, s["raw"], prep.fs))
+            if raw_axis and raw_axis.get("mapping") == "snap":
+                pos = _ds.to_raw_axis(det, s["n"], shift)
+                dets.append(snap_to_raw(pos, s["raw"], prep.fs, float(raw_axis.get("radius_s", 0.065)),
+                                        float(raw_axis.get("smooth_s", 0.0)),
+                                        float(raw_axis.get("refine_s", 0.0))) if pos.size else pos)
+            elif raw_axis and raw_axis.get("mapping") == "shift":
+                dets.append(_ds.to_raw_axis(det, s["n"], shift))
+            else:
+                dets.append(_ds.to_raw_axis(det, s["n"], shift, s["raw"], prep.fs))
             dets_shift.append(_ds.to_raw_axis(det, s["n"], shift))
             b = dwt_baseline.detect(s["filtered"], prep.fs)
             base.append(_ds.to_raw_axis(b, s["n"], shift, s["raw"], prep.fs))
