@@ -36,7 +36,6 @@ from ppg_edge.errors import ConfigError, HardwareError
 from .device import record_stimulus, reference_beats
 from .harness import Harness
 from .link import DUTError, Link, LinkClosed, open_pty_pair
-from .protocol import encode_command
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +97,23 @@ def load_suite(name: str | os.PathLike, *, virtual: bool = False) -> dict[str, A
 # --------------------------------------------------------------------------- DUTs
 
 
+def stop_pty_dut(dut, wait_s: float, kill) -> None:
+    """End a DUT reached over a pty pair (``dut.pair``, ``dut.link``, ``dut.proc``): close the
+    link, give the process ``wait_s`` to exit on its own, then ``kill(proc)`` and reap it."""
+    if dut.pair is not None:
+        dut.pair.release_slave()
+    if dut.link is not None:
+        dut.link.close()
+        dut.link = None
+    if dut.proc is not None:
+        try:
+            dut.proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            kill(dut.proc)
+            dut.proc.wait(timeout=wait_s)
+        dut.proc = None
+
+
 class LocalDut:
     """``ppg-edge hil dut --pipeline device`` as a subprocess on this machine, over a pty pair."""
 
@@ -132,18 +148,7 @@ class LocalDut:
             self.proc.kill()
 
     def stop(self) -> None:
-        if self.pair is not None:
-            self.pair.release_slave()
-        if self.link is not None:
-            self.link.close()
-            self.link = None
-        if self.proc is not None:
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
+        stop_pty_dut(self, wait_s=5.0, kill=lambda proc: proc.kill())
 
     def corrupt_copy(self, name: str) -> str:
         """A copy of model ``name`` (and its manifest) with bytes flipped, where the DUT can read it."""

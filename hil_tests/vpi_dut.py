@@ -148,18 +148,10 @@ class VirtualPiDut:
     # ------------------------------------------------------------------ teardown
 
     def stop(self) -> None:
-        if self.pair is not None:
-            self.pair.release_slave()
-        if self.link is not None:
-            self.link.close()
-            self.link = None
-        if self.proc is not None:
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-            self.proc = None
+        from .suites import stop_pty_dut
+
+        # the ssh client and the chroot's DUT run in their own process group
+        stop_pty_dut(self, wait_s=10.0, kill=lambda proc: os.killpg(proc.pid, signal.SIGKILL))
 
     def close(self) -> None:
         self.stop()

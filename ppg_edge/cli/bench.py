@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import logging
 import shlex
-import sys
 import time
 
 log = logging.getLogger(__name__)
@@ -70,9 +69,7 @@ def _command_line(args: argparse.Namespace) -> str:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    import json
     import platform
-    from pathlib import Path
 
     from ppg_edge.edge_runtime.bench import run_benchmark, to_markdown
 
@@ -84,19 +81,10 @@ def _handle(args: argparse.Namespace) -> int:
     res["command"] = _command_line(args)
     res["host"] = platform.node()
     res["elapsed_s"] = round(time.perf_counter() - t0, 1)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1) + "\n")
-    md = to_markdown(res) + f"\nThe whole benchmark took {res['elapsed_s']:.0f} s.\n"
-    out.with_suffix(".md").write_text(md)
-    print(md)
-    print(f"wrote {out} and {out.with_suffix('.md')}")
-    return 0
+    return _write(res, args.out, to_markdown(res) + f"\nThe whole benchmark took {res['elapsed_s']:.0f} s.\n")
 
 
 def _handle_gate(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
 
     from ppg_edge.edge_runtime.bench import gate_markdown, gate_sweep
 
@@ -112,10 +100,17 @@ def _handle_gate(args: argparse.Namespace) -> int:
     parts += ["--out", args.out]
     res["command"] = " ".join(shlex.quote(p) for p in parts)
     res["elapsed_s"] = round(time.perf_counter() - t0, 1)
-    out = Path(args.out)
+    return _write(res, args.out, gate_markdown(res) + f"\nThe sweep took {res['elapsed_s']:.0f} s.\n")
+
+
+def _write(res: dict, out, md: str) -> int:
+    """The JSON result at ``out``, its Markdown beside it, the Markdown on stdout."""
+    import json
+    from pathlib import Path
+
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1) + "\n")
-    md = gate_markdown(res) + f"\nThe sweep took {res['elapsed_s']:.0f} s.\n"
     out.with_suffix(".md").write_text(md)
     print(md)
     print(f"wrote {out} and {out.with_suffix('.md')}")

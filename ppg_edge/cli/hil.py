@@ -133,7 +133,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_suite(args: argparse.Namespace) -> int:
-    import json
     import tempfile
 
     from ppg_edge.boards import load_board
