@@ -56,3 +56,22 @@ def test_bad_positions_and_raw_are_clean_errors():
         snap_to_raw([5], np.zeros(3), FS, 0.03)
     with pytest.raises(DataError):
         snap_to_raw([0], np.zeros((2, 2)), FS, 0.03)
+
+
+def test_stream_decoder_refuses_negative_raw_axis_settings():
+    from ppg_edge.edge_runtime.decoder import StreamDecoder
+    from ppg_edge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="raw_smooth_s"):
+        StreamDecoder(FS, 250, 125, {"raw_axis_shift_samples": 2, "raw_smooth_s": -0.01})
+
+
+def test_sweep_without_ray_installed_is_a_clean_error(monkeypatch, tmp_path):
+    import sys
+
+    from ppg_edge.errors import ConfigError
+    from ppg_edge.train.peaks.train import sweep
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(ConfigError, match="Ray Tune"):
+        sweep(["Type16"], tmp_path, use_ray=True)
