@@ -2,7 +2,7 @@
 
 Conv1D + LSTM taking ``(1, window, C)``: a peak model giving ``(1, window, 1)``
 sigmoid (float32 and full-int8) and a BP regressor giving ``(1, 2)``. Weights
-are random (seeded): these models test plumbing, not accuracy. Built once per
+are random, drawn with numpy from the seed (the same in every process): these models test plumbing, not accuracy. Built once per
 process and cached in a temporary folder.
 """
 from __future__ import annotations
@@ -55,7 +55,15 @@ def _keras_model(window: int, channels: int, kind: str, seed: int):
     else:
         h = k.layers.LSTM(4)(h)
         out = k.layers.Dense(2)(h)
-    return k.Model(inp, out)
+    model = k.Model(inp, out)
+    # TensorFlow's initialisers draw from a per-process op-seed counter, so the same seed gave
+    # different weights depending on what the worker built before; numpy weights are the same
+    # in every process, and so is every figure measured on these models.
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        fan = max(1, int(np.prod(w.shape[:-1])))
+        w.assign(rng.uniform(-1.0, 1.0, w.shape).astype(np.float32) / np.sqrt(fan))
+    return model
 
 
 def _convert(model, mode: str, window: int, channels: int, seed: int) -> bytes:

@@ -42,10 +42,11 @@ def test_int8_model_uses_manifest_quantization(peaks_i8, rng):
     ref = rm.keras_reference("peaks", "int8").predict(x[None], verbose=0)[0, :, 0]
     assert np.all((y >= 0) & (y <= 1))
     d = np.abs(y - ref)
-    # The tiny random model's int8 conversion is not byte-reproducible across processes (its
-    # sha256 changes run to run); measured here: max 0.6-15.7 LSB, mean 0.26-3.4 LSB.
+    # The tiny model's weights are the same in every process (numpy-drawn); measured on five
+    # random windows: max 0.56-0.71 LSB, mean 0.24-0.26 LSB (the flatbuffer's bytes still differ by
+    # layer names, so the sha256 is not a check).
     lsb = m.out_q[0]
-    assert d.mean() < 5 * lsb and d.max() < 24 * lsb, (
+    assert d.mean() < 0.5 * lsb and d.max() < 2 * lsb, (
         f"int8 vs Keras: max {d.max() / lsb:.1f} LSB, mean {d.mean() / lsb:.2f} LSB")
     # the quantizer is the manifest's affine map, clipped to int8
     scale, zp = m.in_q
