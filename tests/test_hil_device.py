@@ -1,6 +1,6 @@
 """The real device path behind the DUT protocol, suites as data, and the faults suite end to end.
 
-Models: tiny seeded TFLite models (tests/runtime_models.py) test the plumbing; the
+Models: the tiny hand-weighted TFLite peak model (tests/runtime_models.py, high near the PPG's peaks) tests the plumbing; the
 committed device models (models/device/) are used by the e2e test when present.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ pytest.importorskip("tensorflow")
 
 @pytest.fixture(scope="module")
 def models():
-    return {"int8": rm.tiny_model("peaks", "int8"), "float32": rm.tiny_model("peaks", "float32")}
+    return {"int8": rm.tiny_model("peaks-fixed", "int8"), "float32": rm.tiny_model("peaks-fixed", "float32")}
 
 
 @pytest.fixture
