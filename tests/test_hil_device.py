@@ -9,7 +9,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from ppg_edge.boards import load_board

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from ppg_edge.hil_tests.dut import DUT
 from ppg_edge.hil_tests.harness import Harness, latency_stats, match_peaks
 from ppg_edge.hil_tests.link import DUTError, Link, LinkClosed, open_link, open_pty_pair
 from ppg_edge.hil_tests.pipeline import MovingAveragePeaks, synthetic_ppg
-from ppg_edge.hil_tests.protocol import MAX_LINE_BYTES, encode_command, parse_reply_line
+from ppg_edge.hil_tests.protocol import MAX_LINE_BYTES, encode_command
 from ppg_edge.hil_tests.session import Session
 
 pytest_plugins = ["pytester"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ppg_edge.errors import ConfigError, DataError, PPGEdgeError, SplitError
+from ppg_edge.errors import ConfigError, DataError, SplitError
 from ppg_edge.synth import synth_ppg
 from ppg_edge.train.peaks import dataset as D
 from ppg_edge.train.peaks.train import matched_distances, resolve_variants, score_detections

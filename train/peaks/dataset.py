@@ -54,7 +54,6 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -202,15 +201,18 @@ def load_part_records(part: str, settings: DatasetSettings, root=None) -> list:
 
 
 # ----------------------------------------------------------------------------- labels
+def _interior_maxima(y: np.ndarray) -> np.ndarray:
+    """Indices ``i`` with ``y[i-1] < y[i] >= y[i+1]`` (plateaus count once, at their start)."""
+    if y.size < 3:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero((y[1:-1] > y[:-2]) & (y[1:-1] >= y[2:])) + 1
+
+
 def filtered_peak_offsets(filtered: np.ndarray, peaks: np.ndarray, fs: float) -> np.ndarray:
     """Offset (samples) from each reference peak to the nearest filtered-signal local maximum
     within ``[-0.1 s, +SHIFT_MAX_S]``; NaN where there is none."""
     y = np.asarray(filtered, dtype=np.float64)
-    n = y.size
-    is_max = np.zeros(n, dtype=bool)
-    if n >= 3:
-        is_max[1:-1] = (y[1:-1] > y[:-2]) & (y[1:-1] >= y[2:])
-    maxima = np.flatnonzero(is_max)
+    maxima = _interior_maxima(y)
     back, ahead = int(round(0.1 * fs)), int(round(SHIFT_MAX_S * fs))
     out = np.full(peaks.size, np.nan)
     for k, p in enumerate(np.asarray(peaks, dtype=np.int64)):
@@ -231,18 +233,14 @@ def shift_peaks(filtered: np.ndarray, peaks: np.ndarray, fs: float, median_shift
     Clipped to the record and de-duplicated.
     """
     y = np.asarray(filtered, dtype=np.float64)
-    n = y.size
-    is_max = np.zeros(n, dtype=bool)
-    if n >= 3:
-        is_max[1:-1] = (y[1:-1] > y[:-2]) & (y[1:-1] >= y[2:])
-    maxima = np.flatnonzero(is_max)
+    maxima = _interior_maxima(y)
     r = max(1, int(round(LABEL_SEARCH_S * fs)))
     out = []
     for p in np.asarray(peaks, dtype=np.int64):
         lo, hi = np.searchsorted(maxima, p - r), np.searchsorted(maxima, p + r, side="right")
         cand = maxima[lo:hi]
         q = int(cand[np.argmax(y[cand])]) if cand.size else int(p + median_shift)
-        if 0 <= q < n:
+        if 0 <= q < y.size:
             out.append(q)
     return np.unique(np.asarray(out, dtype=np.int64))
 
