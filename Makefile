@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # pytest workers; the reference machine has 2 cores.
 JOBS   ?= 2
 
-.PHONY: demo test lint env clean help results bench device-models system-deps
+.PHONY: demo test env clean help results bench device-models system-deps
 
 help:
 	@echo "make demo   - set up .venv and run the main job on the real data"
@@ -16,7 +16,6 @@ help:
 	@echo "make env    - only set up .venv (training + edge + dev extras)"
 	@echo "make results - regenerate the detection figures in README.md (docs/results/)"
 	@echo "make bench  - rerun the runtime benchmark and the local HIL suites (docs/results/)"
-	@echo "make device-models - rebuild models/device/ (TFLite + sealed manifests)"
 	@echo "make device-models - rebuild models/device/*.tflite + manifests from the committed models (needs the data)"
 	@echo "make clean  - remove .venv and build leftovers"
 
@@ -57,7 +56,7 @@ results: $(STAMP)
 	$(BIN)/ppg-edge -q evaluate peaks --dataset capnobase --dataset bidmc --split test \
 	    --detector Type30 --detector Type28 --detector Type24 --detector Type16 \
 	    --detector dwt-baseline --detector nk-elgendi --detector nk-msptdfastv1 --detector nk-msptdfastv2 \
-	    $(foreach k,gaussian baseline motion,$(foreach s,20 10 5,--noise $(k):$(s))) \
+	    $(foreach k,gaussian baseline motion,$(foreach s,20 10 5 0,--noise $(k):$(s))) \
 	    --model-cards --summary --out $(RESULTS)/peaks-test.json --markdown $(RESULTS)/peaks-test.md \
 	    --plot $(RESULTS)/peaks-test.png
 	$(BIN)/ppg-edge -q data check-beats --json > $(RESULTS)/bidmc-beats.json || true
