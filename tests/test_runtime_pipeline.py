@@ -184,7 +184,7 @@ BLOCKED = textwrap.dedent("""
     sys.meta_path.insert(0, Block())
     import numpy as np
     import ppg_edge.edge_runtime as er
-    from ppg_edge.edge_runtime import pipeline, stream, interpreter, decoder, quality, bp, sinks, resample
+    from ppg_edge.edge_runtime import pipeline, stream, interpreter, decoder, quality, bp, sinks, resample, smoke
     from ppg_edge.edge_runtime.sensors import open_sensor, VirtualClock
     from ppg_edge.boards import load_board
     sink = sinks.MemorySink()

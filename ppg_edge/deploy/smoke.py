@@ -6,12 +6,11 @@ prints one JSON object and exits 0 when every check passed, 1 otherwise.
 Needs numpy and an interpreter package (ai-edge-litert, else tflite-runtime);
 never TensorFlow or scipy.
 
-**Hook for the runtime.** When the module ``ppg_edge.edge_runtime.smoke`` exists
-and defines ``smoke_check(release_dir: pathlib.Path, board: str | None) -> dict``
-returning at least ``{"ok": bool, "detail": str}``, it is called as the sensor
-check (open the board's sensor backend, read a few samples, run the pipeline
-on one window). Until the runtime provides it, the check is reported as
-``"skipped"`` with the reason, not as passed.
+**The runtime's sensor check.** ``ppg_edge.edge_runtime.smoke.smoke_check(release_dir,
+board) -> {"ok": bool, "detail": str, ...}`` is called as the sensor check: it opens the
+board's sensor backend, reads one window's worth of samples and streams them through the
+pipeline with the release's peak model. Where that module is absent (an older runtime),
+the check is reported as ``"skipped"`` with the reason, never as passed.
 
 Note (TOOLCHAIN.md): fused LSTM ops keep state between ``invoke()`` calls, so
 ``reset_all_variables()`` is called before the window.
