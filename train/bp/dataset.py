@@ -48,7 +48,7 @@ SEGMENT_S = 2.1
 DATASET = "ppg-bp"
 DEMOGRAPHIC_NAMES = ("age", "sex", "bmi")
 DEFAULT_MAX_PULSES = 5
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: pulse feet searched at <= 100 Hz (features.bp.find_pulse_feet)
 
 
 @dataclass
