@@ -335,3 +335,22 @@ class Pipeline:
         for block in blocks:
             self.process_block(block)
         return self.finish()
+
+    def run_sensor(self, sensor, events, duration_s: float | None = None) -> dict:
+        """Read ``sensor`` block by block (``duration_s`` of sensor time, or until it ends),
+        forwarding the driver's events first (``events``: the list or deque its ``on_event``
+        fills, emptied here, so none is lost or reported twice); close the sensor and flush.
+        Returns the summary."""
+        try:
+            for block in sensor.blocks(duration_s=duration_s):
+                self._forward(events)
+                self.process_block(block)
+        finally:
+            sensor.close()
+        self._forward(events)
+        return self.finish()
+
+    def _forward(self, events) -> None:
+        for ev in events:
+            self.sensor_event(ev)
+        events.clear()

@@ -96,23 +96,21 @@ def smoke_check(release_dir: Path, board: str | None, *, source: str | None = No
         else:
             seconds = NO_MODEL_S
         sensor = _sensor(name, b, settings, seconds, events)
-        samples = 0
-        try:
-            for block in sensor.blocks(duration_s=seconds):
-                samples += len(block.ir)
-                if pipe is not None:
-                    for ev in events:
-                        pipe.sensor_event(ev)
-                    events.clear()
-                    pipe.process_block(block)
-        finally:
-            sensor.close()
-        summary = pipe.finish() if pipe is not None else None
+        if pipe is not None:
+            summary = pipe.run_sensor(sensor, events, seconds)
+            samples, lost, kinds = summary["samples"], summary["lost"], sorted(summary["sensor_events"])
+        else:
+            summary, samples = None, 0
+            try:
+                for block in sensor.blocks(duration_s=seconds):
+                    samples += len(block.ir)
+            finally:
+                sensor.close()
+            lost = int(getattr(sensor, "samples_lost", 0))
+            kinds = sorted({e.kind for e in events})
     except (PPGEdgeError, OSError, ValueError) as exc:
         out["detail"] = f"{name}: {type(exc).__name__}: {exc}"
         return out
-    kinds = sorted({e.kind for e in events} | set((summary or {}).get("sensor_events", {})))
-    lost = summary["lost"] if summary else sum(1 for e in events if e.kind == "overflow")
     out.update(samples=samples, lost=lost, sensor_events=kinds, seconds=round(seconds, 2))
     where = (f"I2C bus {b.i2c.bus} @0x{b.max30102.address:02x}" if name == "max30102" else
              "emulated MAX30102, synthetic PPG")

@@ -34,17 +34,7 @@ def _run(light, fixed_model, faults=None, duration=40.0):
                          faults=faults, on_event=events.append)
     sink = MemorySink()
     pipe = Pipeline(100.0, sink, model_path=fixed_model, full_scale=FULL)
-    try:
-        for block in sensor.blocks(duration_s=duration):
-            for ev in events:
-                pipe.sensor_event(ev)
-            events.clear()
-            pipe.process_block(block)
-    finally:
-        sensor.close()
-    for ev in events:
-        pipe.sensor_event(ev)
-    return pipe.finish(), sink
+    return pipe.run_sensor(sensor, events, duration), sink
 
 
 def _light(seconds=45, hr=72, seed=3):

@@ -122,20 +122,9 @@ def _handle(args: argparse.Namespace) -> int:
                         full_scale=full_scale, quality=QualityConfig(gate=args.gate),
                         backend=args.interpreter, preference=board.interpreters, hop=args.hop,
                         status=status)
-        try:
-            own_events = getattr(sensor, "events", None) if args.source == "replay" else None
-            for block in sensor.blocks(duration_s=args.duration):
-                while own_events:  # replay sensors keep their events; the driver calls on_event
-                    events.append(own_events.popleft())
-                for ev in events:
-                    pipe.sensor_event(ev)
-                events.clear()
-                pipe.process_block(block)
-            for ev in events:
-                pipe.sensor_event(ev)
-            summary = pipe.finish()
-        finally:
-            sensor.close()
+        # replay sensors keep their own events; the driver reports through on_event
+        own = getattr(sensor, "events", None) if args.source == "replay" else None
+        summary = pipe.run_sensor(sensor, own if own is not None else events, args.duration)
     finally:
         sink.close()
     log.info("run finished: %d beats, HR %s bpm, %d of %d windows suppressed, %d samples lost",
