@@ -274,6 +274,7 @@ def compare_saved_peak_model(
     n_check: int = 32,
     prune_sparsity: float | None = None,
     prune_epochs: int = 2,
+    qat_epochs: int | None = None,
     runs: int = 100,
     seed: int = 0,
     evaluate=None,
@@ -285,15 +286,17 @@ def compare_saved_peak_model(
     command: str | None = None,
     quantizer: str = "best",
 ) -> tuple[dict, dict]:
-    """Keras float vs each TFLite mode (and pruned+int8 when ``prune_sparsity``):
-    accuracy, sizes, parameters, latency. Returns ``(result, written paths)``.
+    """Keras float vs each TFLite mode (and pruned+int8 when ``prune_sparsity``, QAT int8
+    when ``qat_epochs``): accuracy, sizes, parameters, latency. Returns ``(result, written paths)``.
 
     Accuracy: with ``heldout``, F1 (+-50 ms) and ADE on the split's TEST subjects, clean
     and at 10/5 dB (:mod:`.heldout`; TFLite variants run through the device's
     ``EdgeModel``); otherwise ``evaluate`` or agreement with Keras on synthetic windows.
     Calibration: the committed ``calibration_list`` (training subjects) when given, else
-    synthetic windows. Pruning fine-tunes towards the float model's own outputs
-    (self-distillation: no labels) on the calibration windows plus 256 synthetic ones.
+    synthetic windows. Pruning and QAT fine-tune towards the float model's own outputs
+    (self-distillation: no labels) on the calibration windows plus 256 synthetic ones. QAT
+    annotates Conv1D, Dense and the attention but not the LSTMs (a QAT-wrapped LSTM becomes
+    a WHILE loop the device refuses); the fused LSTMs take calibrated ranges.
     ``test_records`` replaces the test records (tests use a tiny fake held-out set)."""
     import time
 
@@ -373,6 +376,19 @@ def compare_saved_peak_model(
                                 nonzero_params=pnz,
                                 note=f"pruned to {prune_sparsity:g} sparsity, {prune_epochs} epochs self-distilled "
                                      f"on the calibration + synthetic windows; {qinfo['quantizer']['used']} quantizer"))
+    if qat_epochs:
+        from .optimize import qat_model
+
+        x_tune = np.concatenate([x_cal, synthetic_windows(pre, 256, rng)])
+        qat = qat_model(model, x_tune, model.predict(x_tune, verbose=0), epochs=qat_epochs, annotate_lstm=False,
+                        seed=seed, custom_objects=custom_objects())
+        # the legacy quantizer refuses the fake-quant nodes of a QAT model
+        flat, chk, qinfo = convert_checked(qat, "int8", x_cal, x_select, quantizer="mlir", require_pass=False)
+        checks["qat-int8"] = {**chk.to_dict(), **qinfo}
+        variants.append(Variant("qat-int8", tflite=flat, params=p, nonzero_params=nz,
+                                note=f"QAT (Conv1D, Dense, attention; LSTMs fused with calibrated ranges), "
+                                     f"{qat_epochs} epochs self-distilled on the calibration + synthetic "
+                                     f"windows; {qinfo['quantizer']['used']} quantizer"))
     try:
         result = compare_variants(variants, x_check, evaluate, hop=pre.hop, runs=runs, predict_factory=factory)
     finally:

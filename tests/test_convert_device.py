@@ -193,3 +193,22 @@ def test_heldout_records_are_the_split_test_subjects(data_root):
     recs = load_test_records("peaks", ["capnobase", "bidmc"], 125.0, root=data_root)
     assert {f"{r.dataset}/{r.subject_id}" for r in recs} == set(load_split("peaks")["test"])
     assert all(r.fs == 125.0 and r.peaks.size > 0 for r in recs)
+
+
+def test_compare_adds_a_qat_int8_variant_with_fused_lstms(tmp_path):
+    """--qat: Conv1D/Dense/attention fine-tuned quantization-aware, LSTMs left fused; the
+    variant converts with builtin ops only (convert_model refuses a WHILE) and is scored."""
+    pytest.importorskip("tensorflow")
+    from ppg_edge.convert.peaks import compare_saved_peak_model
+    from ppg_edge.train.peaks.fit import save_peak_model
+    from ppg_edge.train.peaks.models import build_peak_model
+    from ppg_edge.train.peaks.variants import get_variant
+
+    cfg = get_variant("Type30").replace(name="tiny30", sizes=(4, 8, 4))
+    save_peak_model(build_peak_model(cfg, window=250), cfg, tmp_path / "m" / "tiny30", window=250)
+    result, _ = compare_saved_peak_model(tmp_path / "m", tmp_path / "out", ("float32",), synthetic_calibration=16,
+                                         n_check=4, runs=2, qat_epochs=1, name="compare-qat", command="test")
+    rows = {r["name"]: r for r in result["rows"]}
+    assert set(rows) == {"keras-float", "float32", "qat-int8"}
+    assert "QAT" in rows["qat-int8"]["note"] and "mlir quantizer" in rows["qat-int8"]["note"]
+    assert result["self_checks"]["qat-int8"]["quantizer"]["used"] == "mlir"

@@ -22,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="modes to compare (default float32 float16 dynamic int8)")
     p.add_argument("--prune", type=float, default=None, metavar="SPARSITY", help="add pruned+int8 at this sparsity")
     p.add_argument("--prune-epochs", type=int, default=2)
+    p.add_argument("--qat", type=int, default=None, metavar="EPOCHS",
+                   help="add QAT int8 (Conv1D/Dense/attention annotated, LSTMs fused), fine-tuned this many epochs")
     p.add_argument("--heldout", action="store_true",
                    help="accuracy on the held-out test subjects of the model's split (needs the data)")
     p.add_argument("--calibration", default=None, metavar="LIST",
@@ -81,7 +83,8 @@ def _handle(args: argparse.Namespace) -> int:
     result, paths = compare_saved_peak_model(
         args.model, args.out, tuple(args.modes or ("float32", "float16", "dynamic", "int8")),
         synthetic_calibration=args.synthetic_calibration, n_check=args.check_windows,
-        prune_sparsity=args.prune, prune_epochs=args.prune_epochs, runs=args.runs, seed=args.seed,
+        prune_sparsity=args.prune, prune_epochs=args.prune_epochs, qat_epochs=args.qat, runs=args.runs,
+        seed=args.seed,
         heldout=args.heldout, calibration_list=args.calibration, data_root=args.data_root, name=args.name,
         quantizer=args.quantizer,
         command=command,
