@@ -65,6 +65,14 @@ def synthetic_windows(pre, n: int, rng: np.random.Generator) -> np.ndarray:
 QUANTIZERS = ("best", "legacy", "mlir", "auto")
 
 
+def integer_note(flat: bytes) -> str:
+    """``"full int8"``, or which ops still compute in float (see :func:`.tflite.float_ops`)."""
+    from .tflite import float_ops
+
+    fl = float_ops(flat)
+    return f"NOT full int8: float {', '.join(fl)}" if fl else "full int8"
+
+
 def convert_checked(model, mode: str, x_cal, x_check, *, quantizer: str = "best", tolerance=None,
                     require_pass: bool = True):
     """Convert ``model`` to ``mode`` and self-check it on ``x_check``; returns
@@ -363,7 +371,7 @@ def compare_saved_peak_model(
         flat, chk, qinfo = convert_checked(model, mode, x_cal, x_select, quantizer=quantizer, require_pass=False)
         checks[mode] = {**chk.to_dict(), **qinfo}
         variants.append(Variant(mode, tflite=flat, params=p, nonzero_params=nz,
-                                note=f"{qinfo['quantizer']['used']} quantizer" if qinfo else ""))
+                                note=f"{qinfo['quantizer']['used']} quantizer; {integer_note(flat)}" if qinfo else ""))
     if prune_sparsity:
         x_tune = np.concatenate([x_cal, synthetic_windows(pre, 256, rng)])
         pruned = prune_model(model, x_tune, model.predict(x_tune, verbose=0), target_sparsity=prune_sparsity,
@@ -375,7 +383,8 @@ def compare_saved_peak_model(
         variants.append(Variant(f"pruned{int(prune_sparsity * 100)}-int8", tflite=flat, params=pp,
                                 nonzero_params=pnz,
                                 note=f"pruned to {prune_sparsity:g} sparsity, {prune_epochs} epochs self-distilled "
-                                     f"on the calibration + synthetic windows; {qinfo['quantizer']['used']} quantizer"))
+                                     f"on the calibration + synthetic windows; {qinfo['quantizer']['used']} quantizer; "
+                                     f"{integer_note(flat)}"))
     if qat_epochs:
         from .optimize import qat_model
 
@@ -386,9 +395,9 @@ def compare_saved_peak_model(
         flat, chk, qinfo = convert_checked(qat, "int8", x_cal, x_select, quantizer="mlir", require_pass=False)
         checks["qat-int8"] = {**chk.to_dict(), **qinfo}
         variants.append(Variant("qat-int8", tflite=flat, params=p, nonzero_params=nz,
-                                note=f"QAT (Conv1D, Dense, attention; LSTMs fused with calibrated ranges), "
+                                note=f"QAT (Conv1D, Dense, attention annotated; LSTMs fused, calibrated), "
                                      f"{qat_epochs} epochs self-distilled on the calibration + synthetic "
-                                     f"windows; {qinfo['quantizer']['used']} quantizer"))
+                                     f"windows; {qinfo['quantizer']['used']} quantizer; {integer_note(flat)}"))
     try:
         result = compare_variants(variants, x_check, evaluate, hop=pre.hop, runs=runs, predict_factory=factory)
     finally:

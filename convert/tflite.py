@@ -275,6 +275,26 @@ def list_ops(tflite_bytes: bytes) -> list[str]:
     return ops
 
 
+def float_ops(tflite_bytes: bytes) -> list[str]:
+    """Ops (in order, with repeats) that compute on float32 inputs, QUANTIZE/DEQUANTIZE left
+    out: empty for a full-integer model. The MLIR quantizer leaves an LSTM whose output
+    feeds two layers in float (docs/conversion.md), which this makes visible."""
+    schema = _schema()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytes(tflite_bytes), 0))
+    names = list_ops(tflite_bytes)
+    out, k = [], 0
+    for sg in model.subgraphs or []:
+        for op in sg.operators or []:
+            name = names[k]
+            k += 1
+            if name in ("QUANTIZE", "DEQUANTIZE"):
+                continue
+            ins = [i for i in (op.inputs if op.inputs is not None else []) if i >= 0]
+            if any(sg.tensors[i].type == schema.TensorType.FLOAT32 for i in ins):
+                out.append(name)
+    return out
+
+
 def check_ops(tflite_bytes: bytes, allow: Iterable[str] = ()) -> list[str]:
     """The sorted set of ops, or ``ModelError`` if a ``WHILE`` loop, a Flex (Select-TF)
     op or any custom op appears that is not listed in ``allow``.

@@ -467,3 +467,17 @@ def test_committed_calibration_windows_from_real_data(data_root):
     assert x.shape == (sum(len(e["starts"]) for e in doc["entries"]), 250, 2)
     assert np.all(np.isfinite(x))
     assert 0.5 <= balance["windows_with_peak"] <= 1.0 and 0.0 < balance["positive_sample_fraction"] < 0.3
+
+
+def test_float_ops_tells_full_int8_from_mixed():
+    import sys
+    from pathlib import Path
+
+    from ppg_edge.convert.tflite import float_ops
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import runtime_models as rm
+
+    assert float_ops(rm.tiny_model("peaks", "int8").read_bytes()) == []
+    f32 = float_ops(rm.tiny_model("peaks", "float32").read_bytes())
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in f32 and "QUANTIZE" not in f32
