@@ -174,6 +174,9 @@ def to_markdown(result: dict) -> str:
                   for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    notes = [f"- {r['name']}: {r['note']}" for r in result["rows"] if r.get("note")]
+    if notes:
+        lines += ["Variants:"] + notes + [""]
     lines.append(f"Latency: median of {result['runs']} runs per window {result['window_shape']} "
                  f"(state reset included); per sample = per window / hop ({result['hop']}).")
     if result["tflite_runtime"]:
