@@ -136,16 +136,22 @@ def test_streaming_equals_batch_on_a_test_subject(peak_model_int8, data_root):
     assert f1_s > 0.9, f"F1 {f1_s:.3f} {c_s}: the record or the reference axis is wrong"
 
 
+def _pulse_train(rng, n: int, *, margin: int, width: float):
+    """Peaks 80-120 samples apart (the last ``margin`` samples free) and Gaussians of ``width`` on them."""
+    t = np.arange(n)
+    peaks = np.cumsum(rng.integers(80, 120, size=80))
+    peaks = peaks[peaks < n - margin]
+    x = np.zeros(n)
+    for k in peaks:
+        x = np.maximum(x, np.exp(-0.5 * ((t - k) / width) ** 2))
+    return peaks, x
+
+
 def test_stream_decoder_equals_stitch_and_decode(rng):
     """The decoder alone: noisy overlapping windows, mean stitching, snap on."""
     fs, win, hop = 125.0, 250, 125
     n = 125 * 60
-    t = np.arange(n)
-    peaks = np.cumsum(rng.integers(80, 120, size=80))
-    peaks = peaks[peaks < n - 5]
-    clean = np.zeros(n)
-    for k in peaks:
-        clean = np.maximum(clean, np.exp(-0.5 * ((t - k) / 3.0) ** 2))
+    peaks, clean = _pulse_train(rng, n, margin=5, width=3.0)
     sig = np.convolve(clean, np.hanning(15), mode="same") + 0.01 * rng.standard_normal(n)
     starts = range(0, n - win + 1, hop)
     wp = np.array([np.clip(clean[s:s + win] + rng.normal(0, 0.15, win), 0, 1) for s in starts])
@@ -173,12 +179,7 @@ def test_stream_decoder_raw_axis_equals_the_offline_mapping(rng, raw_axis):
 
     fs, win, hop, shift = 125.0, 250, 125, 3
     n = 125 * 60
-    t = np.arange(n)
-    peaks = np.cumsum(rng.integers(80, 120, size=80))
-    peaks = peaks[peaks < n - 10]
-    raw = np.zeros(n)
-    for k in peaks:
-        raw = np.maximum(raw, np.exp(-0.5 * ((t - k) / 4.0) ** 2))
+    peaks, raw = _pulse_train(rng, n, margin=10, width=4.0)
     raw = raw + 0.08 * rng.standard_normal(n)
     filt = np.roll(np.convolve(raw, np.hanning(15) / 7.5, mode="same"), shift)
     lagged = np.roll(raw, shift) > 0.5
