@@ -214,3 +214,13 @@ def test_compare_adds_a_qat_int8_variant_with_fused_lstms(tmp_path):
     # the MLIR quantizer keeps the LSTM that feeds the attention and the concat in float; said so
     assert "NOT full int8: float UNIDIRECTIONAL_SEQUENCE_LSTM" in rows["qat-int8"]["note"]
     assert result["self_checks"]["qat-int8"]["quantizer"]["used"] == "mlir"
+
+
+def test_compare_refuses_peak_only_options_for_a_bp_model(capsys, tmp_path):
+    from ppg_edge.cli import main
+
+    bp = str(Path(__file__).resolve().parents[1] / "models" / "bp" / "cnn-lstm-100hz")
+    assert main(["compare", bp, "--out", str(tmp_path), "--qat", "2"]) == 1
+    assert "--qat applies to peak models" in capsys.readouterr().err
+    assert main(["compare", bp, "--out", str(tmp_path), "--prune", "0.5"]) == 1
+    assert "--prune applies to peak models" in capsys.readouterr().err

@@ -92,3 +92,6 @@ def test_missing_board_file_fails(tmp_path, models_dir):
     out = smoke.smoke_check(b.path, "virtual-rpi4")
     assert not out["ok"] and "no board file" in out["detail"]
     assert not smoke.smoke_check(b.path, None)["ok"]
+    (b.path / "board" / "virtual-rpi4.toml").write_text("identifier = [")  # not TOML
+    out = smoke.smoke_check(b.path, "virtual-rpi4")
+    assert not out["ok"] and out["detail"].startswith("board file:")

@@ -53,7 +53,12 @@ def _handle_bp(args: argparse.Namespace, command: str) -> int:
     from ppg_edge.convert import bp_cv
     from ppg_edge.convert.bp import load_bp_keras
     from ppg_edge.convert.compare import machine
+    from ppg_edge.errors import ConfigError
 
+    for flag, value in (("--prune", args.prune), ("--qat", args.qat)):
+        if value:
+            raise ConfigError(f"{flag} applies to peak models; a BP model's report compares float32, "
+                              "dynamic, plain int8 and int8 with output scaling per fold")
     _, cfg = load_bp_keras(args.model)
     folds = None if not args.folds else [int(k) for k in args.folds.split(",")]
     res = bp_cv.run_quantized_cv(float(cfg["fs"]), folds=folds, epochs=args.epochs, patience=args.patience,
