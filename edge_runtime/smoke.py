@@ -1,6 +1,6 @@
 """The sensor part of the on-device smoke check of a deployed release.
 
-``ppg_edge.deploy.smoke`` calls :func:`smoke_check` after it has checked the
+``ppg_edge.boards.deploy.smoke`` calls :func:`smoke_check` after it has checked the
 release's files and inferred one window per model. This check opens the board's
 sensor backend the way ``ppg-edge run`` does (the real MAX30102 on the board's
 I2C bus and address, paced by its interrupt pin; the emulated chip on a virtual

@@ -164,7 +164,7 @@ class LocalDut:
 
     def deploy_target(self):
         """(runner, root) of a deploy target for the interrupted-deploy drill: a local folder."""
-        from ppg_edge.deploy.remote import LocalRunner
+        from ppg_edge.boards.deploy.remote import LocalRunner
 
         return LocalRunner(), str(self.workdir / "device-root")
 
@@ -389,8 +389,8 @@ class SuiteRunner:
         return {"status": "ok", "events": events, "model_after": still}
 
     def _deploy_interrupted(self, step: Mapping[str, Any]) -> dict[str, Any]:
-        from ppg_edge.deploy import Deployer, DeployError
-        from ppg_edge.deploy.remote import InterruptedPush
+        from ppg_edge.boards.deploy import Deployer, DeployError
+        from ppg_edge.boards.deploy.remote import InterruptedPush
 
         if not hasattr(self.dut, "deploy_target"):
             return self._skipped(step, "be deployed to in a drill")
@@ -522,7 +522,7 @@ def _fake_previous_release(dep, runner) -> str:
 
 
 def _bundle_for_drill(out: Path, board, models: Mapping[str, Path]):
-    from ppg_edge.deploy import build_bundle
+    from ppg_edge.boards.deploy import build_bundle
 
     if out.exists():
         shutil.rmtree(out)

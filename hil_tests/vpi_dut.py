@@ -1,7 +1,7 @@
 """The DUT inside the virtual Pi: build/up, deploy over ssh, then `ppg-edge hil dut` in the chroot.
 
 :class:`VirtualPiDut` is a DUT handle for :class:`~.suites.SuiteRunner`: ``start``
-brings the virtual Pi up (``ppg_edge.vpi``), deploys a bundle with the host's
+brings the virtual Pi up (``ppg_edge.boards.virtual``), deploys a bundle with the host's
 device models exactly as ``ppg-edge deploy`` does to a real Pi (ssh, atomic
 switch, smoke check), then runs the deployed release's
 ``python -m ppg_edge hil dut --pipeline device`` inside the aarch64 chroot, as the
@@ -60,9 +60,9 @@ class VirtualPiDut:
 
     def bring_up(self) -> None:
         from ppg_edge import manifest as mf
-        from ppg_edge.deploy import Deployer, SSHRunner, build_bundle
-        from ppg_edge.deploy.bundle import build_wheel
-        from ppg_edge.vpi import VirtualPi, build
+        from ppg_edge.boards.deploy import Deployer, SSHRunner, build_bundle
+        from ppg_edge.boards.deploy.bundle import build_wheel
+        from ppg_edge.boards.virtual import VirtualPi, build
 
         vpi_dir = build(self.board, self.vpi_dir)
         self.vpi = VirtualPi(vpi_dir).up()
@@ -93,7 +93,7 @@ class VirtualPiDut:
         return argv
 
     def start(self) -> Link:
-        from ppg_edge.vpi import chroot as ch
+        from ppg_edge.boards.virtual import chroot as ch
 
         if self.vpi is None:
             self.bring_up()

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from ppg_edge.boards.registry import load_board
-from ppg_edge.deploy import (Deployer, DeployError, DryRunner, HostKeyError, Result, SSHRunner,
+from ppg_edge.boards.deploy import (Deployer, DeployError, DryRunner, HostKeyError, Result, SSHRunner,
                              build_bundle, release_name)
-from ppg_edge.deploy.bundle import check_models, release_sort_key, sha256_file
-from ppg_edge.deploy.remote import check_link
-from ppg_edge.deploy.smoke import check_release, smoke_input
+from ppg_edge.boards.deploy.bundle import check_models, release_sort_key, sha256_file
+from ppg_edge.boards.deploy.remote import check_link
+from ppg_edge.boards.deploy.smoke import check_release, smoke_input
 from ppg_edge.errors import ConfigError, ModelError
 
 OK_SMOKE = json.dumps({"ok": True, "checks": [], "models": []})
@@ -59,7 +59,7 @@ class FakeDevice:
             return Result(0 if self.base else 1)
         if argv[0] == "test":
             return Result(1)
-        if "ppg_edge.deploy.smoke" in joined:
+        if "ppg_edge.boards.deploy.smoke" in joined:
             return Result(0 if json.loads(self.smoke_out)["ok"] else 1, self.smoke_out + "\n")
         return Result(0)
 
@@ -251,7 +251,7 @@ def test_ssh_runner_argv_and_validation(tmp_path, monkeypatch):
             returncode, stdout, stderr = 0, "", ""
         return P()
 
-    monkeypatch.setattr("ppg_edge.deploy.remote.subprocess.run", fake_run)
+    monkeypatch.setattr("ppg_edge.boards.deploy.remote.subprocess.run", fake_run)
     r.run(["mkdir", "/opt/x y; rm -rf /"])
     argv = seen[-1]
     assert argv[:3] == ["ssh", "-p", "2200"] and "StrictHostKeyChecking=yes" in argv
@@ -326,7 +326,7 @@ def test_cli_deploy_dry_run(tmp_path, wheel, capsys):
 
 def test_interrupted_push_is_rolled_back_on_a_local_target(tmp_path, board, wheel):
     """A push cut off half way (LocalRunner + InterruptedPush): rolled back, current unchanged."""
-    from ppg_edge.deploy.remote import InterruptedPush, LocalRunner
+    from ppg_edge.boards.deploy.remote import InterruptedPush, LocalRunner
 
     root = tmp_path / "dev"
     (root / "releases" / "0.0.0-20240101T000000Z").mkdir(parents=True)

@@ -17,10 +17,10 @@ import pytest
 from ppg_edge.boards import load_board
 from ppg_edge.cli import main
 from ppg_edge.errors import ConfigError, DataError, DownloadError
-from ppg_edge.flash import (ChecksumError, FirstBoot, SystemRoots, UnsafeTargetError, boot_partition,
+from ppg_edge.boards.flash import (ChecksumError, FirstBoot, SystemRoots, UnsafeTargetError, boot_partition,
                             check_target, download_image, edit_cmdline, edit_config_txt, flash,
                             inspect_target, make_mbr, parse_mbr, sha512_crypt)
-from ppg_edge.flash.bootconfig import wpa_psk_hex
+from ppg_edge.boards.flash.bootconfig import wpa_psk_hex
 
 HAVE_FAT = importlib.util.find_spec("pyfatfs") is not None
 needs_fat = pytest.mark.skipif(not HAVE_FAT, reason="pyfatfs (flash's FAT editor; the 'flash' extra) is not installed")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ppg_edge.boards import load_board
-from ppg_edge.deploy.bundle import build_bundle
-from ppg_edge.deploy.smoke import check_release
+from ppg_edge.boards.deploy.bundle import build_bundle
+from ppg_edge.boards.deploy.smoke import check_release
 from ppg_edge.edge_runtime import smoke
 from ppg_edge.edge_runtime.sensors import FaultPlan, VirtualClock, open_sensor
 

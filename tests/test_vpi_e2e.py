@@ -35,7 +35,7 @@ def _host_ready() -> str | None:
         if shutil.which(tool) is None:
             return f"{tool} not installed (apt-get install qemu-user-static binfmt-support openssh-client rsync)"
     from ppg_edge.errors import HardwareError
-    from ppg_edge.vpi.chroot import ensure_binfmt
+    from ppg_edge.boards.virtual.chroot import ensure_binfmt
 
     try:
         ensure_binfmt()
@@ -72,8 +72,8 @@ def _tiny_int8_model(path: Path, rng: np.random.Generator) -> None:
 def _prepare(tmp_path, rng, data_root, board):
     """Wheel, models (tiny smoke model, tiny peak models, the committed Type30 device files)
     and the host's reference runs of the device path on a real record."""
-    from ppg_edge.deploy.bundle import build_wheel, sha256_file
-    from ppg_edge.deploy.smoke import run_model
+    from ppg_edge.boards.deploy.bundle import build_wheel, sha256_file
+    from ppg_edge.boards.deploy.smoke import run_model
 
     wheel = build_wheel(tmp_path / "wheel")
     models = tmp_path / "models"
@@ -105,7 +105,7 @@ def _deploy_and_compare(runner, board, tmp_path, ctx, stim_dir: str, fresh: bool
     """Deploy, smoke-check (int8 bit-exact), run the device path on the target and compare it
     with the host's run, then deploy a broken bundle and check the rollback. ``fresh``: the
     target has never been deployed to (the virtual Pi), so its release history is known."""
-    from ppg_edge.deploy import Deployer, DeployError, build_bundle
+    from ppg_edge.boards.deploy import Deployer, DeployError, build_bundle
 
     wheel, models, host, peak = ctx["wheel"], ctx["models"], ctx["host"], ctx["peak"]
     stim, n, host_runs = ctx["stim"], ctx["n"], ctx["host_runs"]
@@ -173,8 +173,8 @@ def test_vpi_deploy_smoke_device_path_and_rollback(tmp_path, rng, data_root):
         pytest.skip(f"this host cannot run the virtual Pi: {reason}")
     pytest.importorskip("tensorflow")
     from ppg_edge.boards.registry import load_board
-    from ppg_edge.deploy import Deployer, HostKeyError, SSHRunner
-    from ppg_edge.vpi import VirtualPi, build
+    from ppg_edge.boards.deploy import Deployer, HostKeyError, SSHRunner
+    from ppg_edge.boards.virtual import VirtualPi, build
 
     board = load_board("virtual-rpi4")
     vpi_dir = build(board, tmp_path / "vpi")
@@ -204,7 +204,7 @@ def test_real_pi_deploy_smoke_device_path_and_rollback(hil_unit, tmp_path, rng, 
     and its ssh key loaded: nothing is trusted blindly."""
     pytest.importorskip("tensorflow")
     from ppg_edge.boards.registry import load_board
-    from ppg_edge.deploy import SSHRunner
+    from ppg_edge.boards.deploy import SSHRunner
 
     if not hil_unit.host:
         pytest.skip(f"unit {hil_unit.name} ({hil_unit.board}) has no ssh host: the virtual Pi test covers it")

@@ -37,7 +37,7 @@ def _handle(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ppg_edge.boards.registry import load_board
-    from ppg_edge.deploy import Deployer, DryRunner, SSHRunner, build_bundle
+    from ppg_edge.boards.deploy import Deployer, DryRunner, SSHRunner, build_bundle
 
     board = load_board(args.board)
     runner = SSHRunner(args.host, port=args.port,

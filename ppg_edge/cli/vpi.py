@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _handle(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ppg_edge.vpi import VirtualPi, build, default_dir
+    from ppg_edge.boards.virtual import VirtualPi, build, default_dir
 
     vpi_dir = Path(args.dir) if args.dir else default_dir(args.board)
     if args.vpi_command == "build":

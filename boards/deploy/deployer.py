@@ -137,10 +137,10 @@ class Deployer:
 
     def smoke(self) -> dict:
         if getattr(self.runner, "dry_run", False):
-            self._run("smoke", [f"{self.current}/venv/bin/python", "-m", "ppg_edge.deploy.smoke",
+            self._run("smoke", [f"{self.current}/venv/bin/python", "-m", "ppg_edge.boards.deploy.smoke",
                                 self.current, "--json"], ok_codes=(0, 1))
             return {"ok": None, "dry_run": True}
-        res = self._run("smoke", [f"{self.current}/venv/bin/python", "-m", "ppg_edge.deploy.smoke",
+        res = self._run("smoke", [f"{self.current}/venv/bin/python", "-m", "ppg_edge.boards.deploy.smoke",
                                   self.current, "--json"], ok_codes=(0, 1))
         try:
             result = json.loads(res.stdout.strip().splitlines()[-1]) if res.stdout.strip() else None

@@ -1,7 +1,7 @@
 """On-device smoke check of one release: files intact, every model loads and infers one window,
 the sensor backend answers.
 
-Run on the device as ``<release>/venv/bin/python -m ppg_edge.deploy.smoke <release> --json``;
+Run on the device as ``<release>/venv/bin/python -m ppg_edge.boards.deploy.smoke <release> --json``;
 prints one JSON object and exits 0 when every check passed, 1 otherwise.
 Needs numpy and an interpreter package (ai-edge-litert, else tflite-runtime);
 never TensorFlow or scipy.
@@ -161,7 +161,7 @@ def check_release(release_dir: Path, *, hook: bool = True) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ppg_edge.deploy.smoke",
+    p = argparse.ArgumentParser(prog="python -m ppg_edge.boards.deploy.smoke",
                                 description="smoke-check one installed ppg-edge release")
     p.add_argument("release_dir")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
