@@ -348,3 +348,15 @@ def open_pty_pair(*, timeout: float = 0.05) -> PtyPair:
     tty.setraw(slave)
     path = os.ttyname(slave)
     return PtyPair(FdPort(master, timeout=timeout, name=path), path, slave)
+
+
+def start_dut_process(argv: list[str]):
+    """Start a local DUT (``ppg-edge hil dut ...`` on the slave of a pty pair) as a child process.
+
+    Its stdin is closed and its stdout goes to this process's stderr (fd 2): the
+    host's stdout carries its results only (``ppg-edge hil run --json``), so
+    nothing the DUT prints can land there.
+    """
+    import subprocess
+
+    return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=2)

@@ -35,7 +35,7 @@ from ppg_edge.errors import ConfigError, HardwareError
 
 from .device import record_stimulus, reference_beats
 from .harness import Harness
-from .link import DUTError, Link, LinkClosed, open_pty_pair
+from .link import DUTError, Link, LinkClosed, open_pty_pair, start_dut_process
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class LocalDut:
 
     def start(self) -> Link:
         self.pair = open_pty_pair()
-        self.proc = subprocess.Popen(self.argv(self.pair.path), stdin=subprocess.DEVNULL)
+        self.proc = start_dut_process(self.argv(self.pair.path))
         self.link = Link(self.pair.master, timeout_s=self.timeout_s, name=self.pair.path)
         Harness(self.link).wait_ready(60.0)
         self.pair.release_slave()

@@ -11,8 +11,11 @@ synthetic link benchmark (warm-ups, five loops) of the toy pipeline.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 PIPELINES = ("device", "moving-average")
 DEFAULT_SEED = 20251122
@@ -51,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                    help="host copy of a device model (repeat); default models/device/peaks-Type30-{int8,float32}")
     r.add_argument("--data-root", help="data root for the suite's records (default $PPG_EDGE_DATA)")
-    r.add_argument("--json", action="store_true", help="print results.json's headline as JSON")
+    r.add_argument("--json", action="store_true", help="print results.json's headline as JSON (the only thing on stdout)")
     r.add_argument("--windows", type=int, default=8, help="(moving-average) measured windows per loop")
     r.add_argument("--warmups", type=int, default=2, help="(moving-average) warm-up windows before each loop")
     r.add_argument("--loops", type=int, default=5, help="(moving-average) measurement loops (median reported)")
@@ -122,7 +125,8 @@ def _dut(args: argparse.Namespace) -> int:
 
         pipeline = MovingAveragePeaks()
     n = serve_port(args.port, pipeline, baudrate=args.baud, board=args.board, stimuli=[stim])
-    print(f"hil dut: link closed after {n} commands")
+    # A note, not a result: the DUT's stdout may be the stdout of a `hil run --json` parent.
+    log.info("hil dut: link closed after %d commands", n)
     return 0
 
 
@@ -192,7 +196,7 @@ def _run_toy(args: argparse.Namespace) -> int:
     from ppg_edge.errors import ConfigError
     from ppg_edge.hil_tests.energy import open_meter
     from ppg_edge.hil_tests.harness import Harness
-    from ppg_edge.hil_tests.link import Link, open_link, open_pty_pair
+    from ppg_edge.hil_tests.link import Link, open_link, open_pty_pair, start_dut_process
     from ppg_edge.hil_tests.session import Session
 
     for name in ("windows", "loops", "window", "chunk"):
@@ -209,8 +213,8 @@ def _run_toy(args: argparse.Namespace) -> int:
         if args.port != "pty":
             raise ConfigError("--local-dut needs --port pty")
         pair = open_pty_pair()
-        proc = subprocess.Popen([sys.executable, "-m", "ppg_edge", "-q", "hil", "dut", "--port", pair.path,
-                                 "--board", board.identifier, "--seed", str(args.seed)])
+        proc = start_dut_process([sys.executable, "-m", "ppg_edge", "-q", "hil", "dut", "--port", pair.path,
+                                  "--board", board.identifier, "--seed", str(args.seed)])
         link = Link(pair.master, timeout_s=args.timeout, name=pair.path)
     elif args.port in (None, "pty"):
         raise ConfigError("--port pty needs --local-dut (or give the pty path the DUT opened)")
@@ -236,6 +240,14 @@ def _run_toy(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+    if args.json:
+        import json
+
+        keep = ("suite", "board", "status", "error", "loops", "loops_completed", "latency_us",
+                "throughput_samples_per_s", "energy_per_sample")
+        print(json.dumps({"session": str(session.path), **{k: results.get(k) for k in keep}},
+                         indent=1, default=str))
+        return 0 if results["status"] == "ok" else 1
     lat = results["latency_us"]["per_sample"]
     print(f"session {session.path}")
     print(f"status {results['status']}" + (f": {results['error']}" if results.get("error") else ""))
