@@ -44,7 +44,7 @@ def _handle(args: argparse.Namespace) -> int:
                        identity=Path(args.identity) if args.identity else None,
                        known_hosts=Path(args.known_hosts) if args.known_hosts else None)
     say = print if not args.json else (lambda m: print(m, file=sys.stderr))
-    use = DryRunner(runner) if args.dry_run else runner
+    use = DryRunner(runner, out=sys.stderr if args.json else None) if args.dry_run else runner
     dep = Deployer(use, root=args.root, python=f"python{board.os.python}",
                    service_manager=args.service_manager, sudo=not args.host.startswith("root@"), say=say)
     if args.status:
@@ -54,7 +54,8 @@ def _handle(args: argparse.Namespace) -> int:
         return 0
     if args.rollback:
         rep = dep.rollback()
-        print(f"rolled back from {rep.previous} to {rep.release}")
+        print(json.dumps(rep.__dict__, indent=2) if args.json else
+              f"rolled back from {rep.previous} to {rep.release}")
         return 0
     with tempfile.TemporaryDirectory(prefix="ppg-edge-bundle-") as tmp:
         bundle = build_bundle(Path(tmp) / "bundle", board, wheel=Path(args.wheel) if args.wheel else None,
