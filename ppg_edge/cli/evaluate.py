@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from .outputs import machine, write_outputs
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ def run_peaks(args: argparse.Namespace) -> int:
     text = result.to_json()
     doc = json.loads(text)
     doc["command"] = _command_line(args)
-    doc["machine"] = _machine()
+    doc["machine"] = machine()
     doc["split"] = {"name": split_name, "part": split,
                     "records": sorted({f"{r['dataset']}/{r['record_id']}" for r in doc["rows"]})}
     doc["wall_s"] = round(time.time() - t0, 1)
@@ -215,19 +216,6 @@ def _write_model_cards(detectors, doc: dict) -> None:
         write_test_section(card, test_section(doc, det.name, m.raw_axis))
 
 
-def write_outputs(args, doc: dict, table: str) -> None:
-    """``--out`` JSON, ``--markdown`` table, then the table (or JSON with ``--json``) on stdout."""
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=1) + "\n")
-        log.info("wrote %s", args.out)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(table + "\n")
-        log.info("wrote %s", args.markdown)
-    print(json.dumps(doc, indent=1) if args.json else table)
-
-
 def _command_line(args) -> str:
     """The options that produced a result, as a command anyone can rerun."""
     parts = ["ppg-edge evaluate peaks"]
@@ -246,17 +234,6 @@ def _command_line(args) -> str:
     if args.seed is not None:
         parts.append(f"--seed {args.seed}")
     return " ".join(parts)
-
-
-def _machine() -> dict:
-    """Where a result was measured: reported beside every figure."""
-    import os
-    import platform
-
-    from .. import __version__
-
-    return {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
-            "python": platform.python_version(), "ppg_edge": __version__}
 
 
 def _register_bp(sub) -> None:

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from ..errors import ConfigError
+from .outputs import machine, write_outputs
 
 log = logging.getLogger(__name__)
 
@@ -92,18 +93,6 @@ def command_line(args, prog: str = "ppg-edge evaluate bp") -> str:
     return " ".join(parts)
 
 
-def _machine() -> dict:
-    from .evaluate import _machine as m
-
-    return m()
-
-
-def _write(args, doc: dict, table: str) -> None:
-    from .evaluate import write_outputs
-
-    write_outputs(args, doc, table)
-
-
 def run_bp(args: argparse.Namespace) -> int:
     if args.all_subjects:
         return _run_all_subjects(args)
@@ -174,7 +163,7 @@ def run_bp(args: argparse.Namespace) -> int:
         "results": [cv.result_dict(r, args.predictions) for r in results],
         "failures": failures,
         "command": command_line(args),
-        "machine": _machine(),
+        "machine": machine(),
         "notes": [
             "naive = mean SBP/DBP of each fold's training windows; MASE = MAE / naive MAE",
             "segment level: one row per 2.1 s window; subject level: mean prediction per subject",
@@ -185,7 +174,7 @@ def run_bp(args: argparse.Namespace) -> int:
     if args.plots:
         paths = cv.plot_results(results, targets, args.plots)
         doc["plots"] = [str(p) for p in paths]
-    _write(args, doc, table)
+    write_outputs(args, doc, table)
     if args.out and args.out.with_suffix(".partial.json").is_file():
         args.out.with_suffix(".partial.json").unlink()
     return 1 if failures else 0
@@ -234,11 +223,11 @@ def _run_combine(args) -> int:
                           cv.markdown_table(results, "subject"),
                           "Runs:\n" + "\n".join(f"- `{r['command']}`" for r in runs)])
     out = {"benchmark": "bp", "dataset": "ppg-bp (Liang et al., Sci Data 5:180020, 2018)",
-           "results": results, "runs": runs, "machine": _machine(),
+           "results": results, "runs": runs, "machine": machine(),
            "command": " ".join(["ppg-edge evaluate bp --combine", *map(str, args.combine)]
                                + [f"--{o} {getattr(args, o)}" for o in ("out", "markdown")
                                   if getattr(args, o)])}
-    _write(args, out, table)
+    write_outputs(args, out, table)
     return 0
 
 
@@ -273,6 +262,6 @@ def _run_all_subjects(args) -> int:
                          f"{m['sd']:.2f}, BHS {m['bhs_grade']}, IEEE {m['ieee1708_class']}")
     doc = {"benchmark": "bp-all-subjects", "model_dir": str(args.model_dir), "model": model.name,
            "fs": model.fs, "n_windows": len(ds), "n_subjects_in_training": len(seen),
-           "report": rep, "command": command_line(args), "machine": _machine()}
-    _write(args, doc, "\n".join(lines))
+           "report": rep, "command": command_line(args), "machine": machine()}
+    write_outputs(args, doc, "\n".join(lines))
     return 0
