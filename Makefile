@@ -8,20 +8,22 @@ STAMP  := $(VENV)/.installed
 # pytest workers; the reference machine has 2 cores.
 JOBS   ?= 2
 
-.PHONY: demo test env clean help results bench device-models system-deps
+.PHONY: demo test lint env clean help results bench device-models system-deps
 
 help:
 	@echo "make demo   - set up .venv and run the main job on the real data"
 	@echo "make test   - set up .venv and run the whole test suite"
+	@echo "make lint   - ruff over the tree (rules in pyproject.toml)"
 	@echo "make env    - only set up .venv (training + edge + dev extras)"
 	@echo "make results - regenerate the detection figures in README.md (docs/results/)"
 	@echo "make bench  - rerun the runtime benchmark and the local HIL suites (docs/results/)"
 	@echo "make device-models - rebuild models/device/*.tflite + manifests from the committed models (needs the data)"
 	@echo "make clean  - remove .venv and build leftovers"
 
-# Debian packages for the virtual arm64 Pi (qemu user mode) and deploys over ssh/rsync.
+# Debian packages for the virtual arm64 Pi (qemu user mode), deploys over ssh/rsync and the
+# card-image tests: one list, boards/virtual/system-packages.txt (also read by `ppg-edge demo`).
 # Installed when missing and we are root; otherwise the virtual-Pi tests skip with the reason.
-SYSTEM_PACKAGES := qemu-user-static binfmt-support openssh-client rsync
+SYSTEM_PACKAGES := $(shell sed -e 's/\#.*//' boards/virtual/system-packages.txt)
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -40,11 +42,14 @@ $(STAMP): pyproject.toml setup.py
 
 env: $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) system-deps
 	$(BIN)/ppg-edge demo
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -n $(JOBS) --durations=15
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 # The figures in README.md, regenerated from the data (minutes on 2 cores).
 RESULTS := docs/results

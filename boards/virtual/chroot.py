@@ -19,6 +19,7 @@ import subprocess
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ppg_edge.cache import mount_points
 from ppg_edge.errors import ConfigError, HardwareError
 
 log = logging.getLogger(__name__)
@@ -134,12 +135,7 @@ def require_root(what: str) -> None:
 
 
 def _mounted(path: Path) -> bool:
-    target = os.path.realpath(path)
-    try:
-        with open("/proc/self/mounts") as fh:
-            return any(line.split()[1].replace("\\040", " ") == target for line in fh)
-    except OSError:  # pragma: no cover
-        return False
+    return os.path.realpath(path) in mount_points()
 
 
 class Mounts:

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from ppg_edge import config
+from ppg_edge.cache import PARTIAL, build_stage, locked, remove_tree, stale_partials
 from ppg_edge.errors import ConfigError, HardwareError
 
 from . import chroot as ch
@@ -62,40 +63,33 @@ def build_base(userland: Path, board, pip: ul.PipSettings | None = None,
     ch.ensure_binfmt()
     pip = pip if pip is not None else ul.pip_settings()
     key = ul._digest(userland.name, list(packages), board.cpu.qemu_cpu)
-    final = ul.stage_dir("base", key)
-    if final.is_dir() and not rebuild:
-        log.info("base venv cached at %s", final)
-        return final
-    tmp = final.with_name(final.name + ".partial")
-    if tmp.exists():
-        ul._run(["rm", "-rf", "--one-file-system", str(tmp)], what=f"remove {tmp}")
-    tmp.mkdir(parents=True)
-    ul.copy_tree(userland / "root", tmp / "root")
-    root = tmp / "root"
-    cpuinfo = tmp / "cpuinfo"
-    cpuinfo.write_text(ch.board_cpuinfo(board))
-    mounts = ch.Mounts()
-    try:
-        ch.mount_system(root, cpuinfo, mounts, extra_ro=pip.local_dirs())
-        env = ch.chroot_env(board.cpu.qemu_cpu, pip.env())
-        log.info("creating %s in the chroot", ul.BASE_VENV)
-        ch.run_in_chroot(root, [ul.PYTHON, "-m", "venv", ul.BASE_VENV], env, what="python3.11 -m venv")
-        log.info("pip install %s (aarch64 wheels, under qemu)", " ".join(packages))
-        ch.run_in_chroot(root, [f"{ul.BASE_VENV}/bin/python", "-m", "pip", "install", "-q",
-                                "--disable-pip-version-check", "--only-binary=:all:", *packages],
-                         env, what="pip install in the base venv (is the pip index reachable?)")
-        ch.run_in_chroot(root, [f"{ul.BASE_VENV}/bin/python", "-c",
-                                "import numpy, ai_edge_litert.interpreter, smbus2, serial, tqdm"],
-                         env, what="importing the edge packages in the base venv")
-    finally:
-        problems = mounts.unmount_all()
-    if problems:
-        raise HardwareError("could not unmount after the build: " + "; ".join(problems))
-    (tmp / "pip.json").write_text(json.dumps({"packages": list(packages)}))
-    if final.exists():
-        ul._run(["rm", "-rf", "--one-file-system", str(final)], what=f"remove {final}")
-    tmp.rename(final)
-    return final
+
+    def fill(tmp: Path) -> None:
+        ul.copy_tree(userland / "root", tmp / "root")
+        root = tmp / "root"
+        cpuinfo = tmp / "cpuinfo"
+        cpuinfo.write_text(ch.board_cpuinfo(board))
+        mounts = ch.Mounts()
+        try:
+            # host folders (local pip mirrors) are bound read-only
+            ch.mount_system(root, cpuinfo, mounts, extra_ro=pip.local_dirs())
+            env = ch.chroot_env(board.cpu.qemu_cpu, pip.env())
+            log.info("creating %s in the chroot", ul.BASE_VENV)
+            ch.run_in_chroot(root, [ul.PYTHON, "-m", "venv", ul.BASE_VENV], env, what="python3.11 -m venv")
+            log.info("pip install %s (aarch64 wheels, under qemu)", " ".join(packages))
+            ch.run_in_chroot(root, [f"{ul.BASE_VENV}/bin/python", "-m", "pip", "install", "-q",
+                                    "--disable-pip-version-check", "--only-binary=:all:", *packages],
+                             env, what="pip install in the base venv (is the pip index reachable?)")
+            ch.run_in_chroot(root, [f"{ul.BASE_VENV}/bin/python", "-c",
+                                    "import numpy, ai_edge_litert.interpreter, smbus2, serial, tqdm"],
+                             env, what="importing the edge packages in the base venv")
+        finally:
+            problems = mounts.unmount_all()
+        if problems:
+            raise HardwareError("could not unmount after the build: " + "; ".join(problems))
+        (tmp / "pip.json").write_text(json.dumps({"packages": list(packages)}))
+
+    return build_stage(ul.stage_dir("base", key), fill, rebuild=rebuild, what="virtual-Pi base venv")
 
 
 def build(board, vpi_dir: Path | None = None, *, rebuild: bool = False) -> Path:
@@ -108,16 +102,24 @@ def build(board, vpi_dir: Path | None = None, *, rebuild: bool = False) -> Path:
         raise HardwareError(f"{vpi_dir} is up (state file present): run `ppg-edge vpi down` first")
     t0 = time.monotonic()
     base = build_base(ul.build_userland(rebuild=rebuild), board, rebuild=rebuild)
-    root = vpi_dir / "root"
-    marker = vpi_dir / "base.txt"
-    if root.exists() and (rebuild or not marker.is_file() or marker.read_text().strip() != base.name):
-        ul._run(["rm", "-rf", "--one-file-system", str(root)], what=f"remove {root}")
-    if not root.exists():
-        ul.copy_tree(base / "root", root)
-        marker.write_text(base.name + "\n")
-    (vpi_dir / "board.txt").write_text(board.identifier + "\n")
-    (vpi_dir / "cpuinfo").write_text(ch.board_cpuinfo(board))
-    _make_keys(vpi_dir, root)
+    with locked(vpi_dir / "root", what=f"virtual Pi {vpi_dir}"):
+        if (vpi_dir / STATE_FILE).exists():
+            raise HardwareError(f"{vpi_dir} is up (state file present): run `ppg-edge vpi down` first")
+        root = vpi_dir / "root"
+        marker = vpi_dir / "base.txt"
+        for stale in stale_partials(root):
+            log.warning("removing %s, left by a copy that did not finish", stale)
+            remove_tree(stale)
+        if root.exists() and (rebuild or not marker.is_file() or marker.read_text().strip() != base.name):
+            remove_tree(root)
+        if not root.exists():
+            tmp = vpi_dir / f"root{PARTIAL}{os.getpid()}"
+            ul.copy_tree(base / "root", tmp)
+            tmp.rename(root)
+            marker.write_text(base.name + "\n")
+        (vpi_dir / "board.txt").write_text(board.identifier + "\n")
+        (vpi_dir / "cpuinfo").write_text(ch.board_cpuinfo(board))
+        _make_keys(vpi_dir, root)
     log.info("virtual Pi %s ready in %s (%.1f s)", board.identifier, vpi_dir, time.monotonic() - t0)
     return vpi_dir
 

@@ -8,7 +8,8 @@ maintainer script runs, so the few things they would do (users, ``/bin/sh``,
 the CA bundle, merged-/usr links) are done here by hand.
 
 Two cached stages live under ``ppg_edge.config.cache_dir()/"vpi"``, each in a
-folder named by a hash of what went into it:
+folder named by a hash of what went into it, built under a lock into a private
+folder and published by an atomic rename (``ppg_edge.cache.build_stage``):
 
 * ``userland-<hash>``: the unpacked packages (hash of the package list and the
   mirror lines);
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ppg_edge import config
+from ppg_edge.cache import build_stage, remove_tree
 from ppg_edge.errors import ConfigError, HardwareError
 
 log = logging.getLogger(__name__)
@@ -321,25 +323,21 @@ def configure(root: Path) -> None:
 
 def build_userland(packages: Sequence[str] = DEB_PACKAGES, *, sources: Sequence[str] | None = None,
                    rebuild: bool = False) -> Path:
-    """Stage 1 (cached): the unpacked arm64 userland. Returns its folder."""
+    """Stage 1 (cached, built under the stage's lock): the unpacked arm64 userland. Returns its folder."""
     sources = list(sources) if sources is not None else debian_sources()
     key = _digest(sorted(packages), sources)
-    final = stage_dir("userland", key)
-    if final.is_dir() and not rebuild:
-        log.info("userland cached at %s", final)
-        return final
-    apt_work = config.cache_dir() / "vpi" / f"apt-{key}"
-    debs = download_debs(apt_work, packages, sources)
-    tmp = final.with_name(final.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    log.info("unpacking %d .deb files into %s", len(debs), tmp)
-    unpack(debs, tmp / "root")
-    configure(tmp / "root")
-    (tmp / "packages.json").write_text(json.dumps({"packages": list(packages), "sources": sources,
-                                                   "debs": [d.name for d in debs]}, indent=1))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    return final
+
+    def fill(tmp: Path) -> None:
+        # apt's private state lives inside the build folder: one builder at a time uses it
+        debs = download_debs(tmp / "apt", packages, sources)
+        log.info("unpacking %d .deb files into %s", len(debs), tmp)
+        unpack(debs, tmp / "root")
+        configure(tmp / "root")
+        (tmp / "packages.json").write_text(json.dumps({"packages": list(packages), "sources": sources,
+                                                       "debs": [d.name for d in debs]}, indent=1))
+        remove_tree(tmp / "apt")
+
+    return build_stage(stage_dir("userland", key), fill, rebuild=rebuild, what="virtual-Pi userland")
 
 
 def copy_tree(src: Path, dst: Path) -> None:

@@ -3,9 +3,10 @@
 It loads a held-out CapnoBase record (a test subject of the committed ``peaks``
 split, never used for training or threshold choice), runs every peer detector on
 it, clean and with the peak paper's noise models at 5 dB, and prints a short
-report. Then the device: it brings up the virtual Pi (an arm64 chroot under
-qemu; needs root and qemu-user-static) or, when it cannot, a local DUT with the
-reason printed; deploys the device models to it over ssh; and runs the HIL
+report. Then the device: it installs the virtual Pi's system packages when it can
+(root and apt-get), brings up the virtual Pi (an arm64 chroot under qemu) or, when
+it cannot, a local DUT, saying at the top and at the end of its report that the
+device part did not run on the virtual Pi, why, and the command that fixes it; deploys the device models to it over ssh; and runs the HIL
 ``smoke`` and ``accuracy-short`` suites on held-out records through the whole
 device path (emulated MAX30102, driver, DSP, TFLite, decoder). It prints each
 suite's report and where its session folder and PNGs are.
@@ -43,6 +44,11 @@ def _default_record() -> str:
     return sorted(k for k in test if k.startswith("capnobase/"))[0]
 
 
+def _banner(reason: str, fix: str) -> str:
+    return (f"NOTE: the device part did NOT run on the virtual Pi: {reason}.\n"
+            f"      It ran on a local DUT (this machine, x86) instead. Fix: {fix}")
+
+
 def cmd_demo(args) -> int:
     from .. import config, data
     from ..evaluate.harness import evaluate_peaks
@@ -53,6 +59,15 @@ def cmd_demo(args) -> int:
     t0 = time.perf_counter()
     record = data.load_record(dataset, rid, root)
     print(f"ppg-edge demo — data root {root}")
+    ready = None
+    if not args.no_hil and not args.local_dut:
+        from ..boards.virtual.host import readiness
+
+        ready = readiness(install=True)
+        if ready.installed:
+            print(f"installed system packages: {' '.join(ready.installed)}")
+        if not ready.ok:
+            print(_banner(ready.reason, ready.fix))
     print(f"record {record.key}: {record.duration_s / 60:.1f} min at {record.fs:g} Hz, "
           f"{len(record.peaks)} reference peaks ({record.meta.get('peaks_source', 'expert labels')})")
 
@@ -77,7 +92,16 @@ def cmd_demo(args) -> int:
           f"{time.perf_counter() - t0:.1f} s; session folder {session}")
     if args.no_hil:
         return 0
-    return _hil(args, root)
+    status, device = _hil(args, root, ready)
+    report = session / "report.md"
+    if device.get("reason"):
+        banner = _banner(device["reason"], device["fix"])
+        print()
+        print(banner)
+        report.write_text(banner + "\n\n" + report.read_text() + "\n" + banner + "\n")
+    else:
+        report.write_text(report.read_text() + f"\nDevice part: {device['where']}.\n")
+    return status
 
 
 def _device_models() -> tuple[dict, str]:
@@ -105,7 +129,9 @@ def _device_models() -> tuple[dict, str]:
     return {"float32": f32}, f"{f32} (converted for the demo; models/device has none; no int8)"
 
 
-def _hil(args, data_root) -> int:
+def _hil(args, data_root, ready) -> tuple[int, dict]:
+    """Run the HIL suites; returns the status and where the device part ran (with the
+    reason and the fix when it was not the virtual Pi)."""
     import tempfile
 
     from ..boards import load_board
@@ -117,13 +143,18 @@ def _hil(args, data_root) -> int:
     models, where = _device_models()
     if not models:
         print(f"HIL part skipped: {where}")
-        return 1
+        return 1, {"where": "nowhere (no device model)", "reason": where, "fix": "make device-models"}
     print(f"device models: {', '.join(f'{k}={v.name}' for k, v in models.items())} from {where}")
     status = 0
+    device: dict = {"where": f"the virtual Pi {board.identifier} (aarch64 under qemu-user)"}
     with tempfile.TemporaryDirectory(prefix="ppg-edge-demo-") as work:
         work = Path(work)
-        dut, note = None, ""
-        if not args.local_dut:
+        dut = None
+        if args.local_dut:
+            device = {"where": "a local DUT (--local-dut)"}
+        elif ready is not None and not ready.ok:
+            device = {"where": "a local DUT", "reason": ready.reason, "fix": ready.fix}
+        else:
             from ..hil_tests.vpi_dut import VirtualPiDut
 
             try:
@@ -134,10 +165,12 @@ def _hil(args, data_root) -> int:
                 print(f"virtual Pi up, release {dut.deploy_report.release} deployed and smoke-checked "
                       f"({time.perf_counter() - t:.0f} s)")
             except (PPGEdgeError, OSError) as exc:
-                dut, note = None, f"the virtual Pi could not be used ({exc})"
+                dut = None
+                device = {"where": "a local DUT", "reason": f"the virtual Pi could not be brought up ({exc})",
+                          "fix": f"ppg-edge --debug vpi build --board {board.identifier}, then read its error"}
         if dut is None:
-            note = note or "--local-dut given"
-            print(f"NOTE: HIL on a local DUT (a `ppg-edge hil dut` subprocess on this machine): {note}")
+            print(f"NOTE: HIL on a local DUT (a `ppg-edge hil dut` subprocess on this machine): "
+                  f"{device.get('reason') or '--local-dut given'}")
             dut = LocalDut(board, models, work)
         try:
             for suite in ("smoke", "accuracy-short"):
@@ -154,4 +187,4 @@ def _hil(args, data_root) -> int:
             close = getattr(dut, "close", None)
             if close is not None:
                 close()
-    return int(status)
+    return int(status), device
