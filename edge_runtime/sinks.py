@@ -31,13 +31,18 @@ def _clean(v):
         return {k: _clean(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
         return [_clean(x) for x in v]
-    if hasattr(v, "item"):  # numpy scalar
-        return _clean(v.item())
+    if hasattr(v, "tolist"):  # numpy scalar or array
+        return _clean(v.tolist())
     return v
 
 
 class JsonLinesSink:
-    """One JSON object per line to ``target`` (a path, ``"-"`` for stdout, or an open text stream)."""
+    """One JSON object per line to ``target`` (a path, ``"-"`` for stdout, or an open text stream).
+
+    Each line is a complete compact JSON object (newlines inside strings are
+    escaped by the encoder). With ``"-"`` the events are the only thing on
+    stdout: logs and the status line go to stderr.
+    """
 
     def __init__(self, target: str | Path | IO[str] = "-"):
         self._own = False

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -68,7 +69,7 @@ def _build_calibration(args) -> None:
     )
     cal.save_calibration_list(doc, args.calibration)
     _, balance = cal.load_windows(doc, pre, "entries", root)
-    print(cal.describe(doc, balance))
+    print(cal.describe(doc, balance), file=sys.stderr if args.json else sys.stdout)
 
 
 def _tolerance(text):
