@@ -45,10 +45,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ppg_edge.errors import ConfigError, DataError
+from ppg_edge.metrics.peaks import match_peaks
 
 from .batch import to_model_rate
 from .interpreter import EdgeModel
-from .peaks_decode import f1_from_counts, match_peaks
+from .peaks_decode import f1_from_counts
 from .pipeline import Pipeline
 from .playback import light_from_ppg, settings_from_board
 from .quality import QualityConfig
@@ -166,7 +167,8 @@ def reference_on_model_axis(peaks, src_fs: float, n_src: int, settings, model_fs
 def f1(ref, det, fs: float) -> dict:
     ref = np.asarray(ref, dtype=np.int64)
     det = np.asarray(det, dtype=np.int64)
-    tp, fp, fn = match_peaks(ref, det, int(round(TOL_S * fs)))
+    m = match_peaks(ref, det, fs, int(round(TOL_S * fs)) / fs)
+    tp, fp, fn = m.tp, m.fp, m.fn
     return {"tp": tp, "fp": fp, "fn": fn, "f1": f1_from_counts(tp, fp, fn)}
 
 

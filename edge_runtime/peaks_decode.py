@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ppg_edge.errors import ConfigError, DataError
-from ppg_edge.metrics.peaks import match_peaks as _match
+from ppg_edge.metrics.peaks import match_peaks
 
 log = logging.getLogger(__name__)
 
@@ -235,16 +235,6 @@ def stitch_windows(window_probs, hop: int, length: int | None = None) -> np.ndar
     return np.divide(acc, cnt, out=np.zeros(length), where=cnt > 0)
 
 
-def match_peaks(reference, detected, tolerance: int) -> tuple[int, int, int]:
-    """One-to-one matching within ``tolerance`` samples (``ppg_edge.metrics.peaks``).
-
-    Returns ``(true_positives, false_positives, false_negatives)``.
-    """
-    m = _match(np.sort(np.asarray(reference, dtype=np.int64)),
-               np.sort(np.asarray(detected, dtype=np.int64)), fs=1.0, tol_s=float(tolerance))
-    return m.tp, m.fp, m.fn
-
-
 def f1_from_counts(tp: int, fp: int, fn: int) -> float:
     """F1 = 2TP / (2TP + FP + FN); 1.0 when there is nothing to find and nothing found."""
     denom = 2 * tp + fp + fn
@@ -266,7 +256,8 @@ def choose_threshold(
     ``probs`` is one 1-D probability stream or a list of them (one per record);
     ``ref_peaks`` the matching reference peak indices; ``signals`` optionally the
     filtered PPG streams for the local-maximum check. F1 counts come from
-    :func:`match_peaks` within ``tolerance_s``, pooled over all streams, unless
+    :func:`ppg_edge.metrics.peaks.match_peaks` within ``tolerance_s`` (rounded to whole
+    samples), pooled over all streams, unless
     ``scorer(reference, detected) -> score`` is given (then the mean score is used).
     Ties keep the lowest threshold. Returns ``(threshold, score)``.
     """
@@ -296,8 +287,8 @@ def choose_threshold(
         for p, r, s in zip(streams, refs, sigs):
             det = decode_peaks(p, fs, threshold=t, signal=s, **decode_kwargs)
             if scorer is None:
-                a, b, c = match_peaks(r, det, tol)
-                tp, fp, fn = tp + a, fp + b, fn + c
+                m = match_peaks(r, det, fs, tol / fs)
+                tp, fp, fn = tp + m.tp, fp + m.fp, fn + m.fn
             else:
                 scores.append(float(scorer(np.asarray(r), det)))
         score = f1_from_counts(tp, fp, fn) if scorer is None else float(np.mean(scores))

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ppg_edge.errors import HardwareError
+from ppg_edge.metrics.peaks import peak_scores
 
 from .link import Link, Reply
 from .pipeline import Stimulus
@@ -44,31 +45,12 @@ def latency_stats(values_us: Sequence[float]) -> dict[str, float | int | None]:
             "max": float(v.max()), "mean": float(v.mean())}
 
 
-def match_peaks(detected: Sequence[int], reference: Sequence[int], tolerance: int) -> dict[str, Any]:
-    """Greedy one-to-one matching within ``tolerance`` samples: TP, FP, FN, sensitivity, PPV, F1."""
-    det = sorted(int(d) for d in detected)
-    ref = sorted(int(r) for r in reference)
-    used = [False] * len(det)
-    tp = 0
-    j0 = 0
-    for r in ref:
-        while j0 < len(det) and det[j0] < r - tolerance:
-            j0 += 1
-        best, best_d = -1, tolerance + 1
-        j = j0
-        while j < len(det) and det[j] <= r + tolerance:
-            if not used[j] and abs(det[j] - r) < best_d:
-                best, best_d = j, abs(det[j] - r)
-            j += 1
-        if best >= 0:
-            used[best] = True
-            tp += 1
-    fp, fn = len(det) - tp, len(ref) - tp
-    sens = tp / len(ref) if ref else None
-    ppv = tp / len(det) if det else None
-    f1 = 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else None
-    return {"tp": tp, "fp": fp, "fn": fn, "sensitivity": sens, "ppv": ppv, "f1": f1,
-            "tolerance_samples": tolerance}
+def _peak_scores(ref: Sequence[int], det: Sequence[int], fs: float, tol_s: float) -> dict[str, Any]:
+    """The evaluation's scores (:func:`ppg_edge.metrics.peaks.peak_scores`: its one-to-one
+    matching and its empty-list conventions), with ``None`` for the NaN of no matched pair
+    so that ``results.json`` stays JSON."""
+    return {k: None if isinstance(v, float) and math.isnan(v) else v
+            for k, v in peak_scores(ref, det, fs, tol_s).items()}
 
 
 @dataclass
@@ -358,8 +340,8 @@ def summarize(runs: Sequence[InferRun], energies: Sequence[Sequence[dict[str, An
         if host_beats is not None:
             det = [r.index for r in run.results if r.kind == "peak"]
             host = [int(b) for b in host_beats]
-            loop["vs_host"] = {"exact": match_peaks(det, host, 0),
-                               "within_tolerance": match_peaks(det, host, int(round(peak_tolerance_s * stim.fs)))
+            loop["vs_host"] = {"exact": _peak_scores(host, det, stim.fs if stim is not None else 1.0, 0.0),
+                               "within_tolerance": _peak_scores(host, det, stim.fs, peak_tolerance_s)
                                if stim is not None else None,
                                "identical": sorted(det) == sorted(host)}
         if stim is not None and stim.peaks is not None:
@@ -367,7 +349,7 @@ def summarize(runs: Sequence[InferRun], energies: Sequence[Sequence[dict[str, An
             span = run.samples - int(round(score_margin_s * stim.fs))
             ref = [int(p) for p in stim.peaks if p < span]
             det = [r.index for r in run.results if r.kind == "peak" and r.index < span]
-            loop["accuracy"] = match_peaks(det, ref, int(round(peak_tolerance_s * stim.fs)))
+            loop["accuracy"] = _peak_scores(ref, det, stim.fs, peak_tolerance_s)
             loop["accuracy"]["scored_samples"] = max(span, 0)
         per_loop.append(loop)
 
@@ -406,7 +388,8 @@ def summarize(runs: Sequence[InferRun], energies: Sequence[Sequence[dict[str, An
          "mean_w": _median([e["mean_w"] for e in es])}
         for m, es in methods.items()]
     if per_loop and "accuracy" in per_loop[0]:
-        out["accuracy"] = {k: med(["accuracy", k]) for k in ("sensitivity", "ppv", "f1")}
+        out["accuracy"] = {"sensitivity": med(["accuracy", "recall"]), "ppv": med(["accuracy", "precision"]),
+                           "f1": med(["accuracy", "f1"])}
         out["accuracy"]["tolerance_s"] = peak_tolerance_s
         out["accuracy"]["unscored_tail_s"] = score_margin_s
         out["accuracy"]["reference"] = "stimulus reference peaks"

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ppg_edge.edge_runtime.peaks_decode import f1_from_counts, match_peaks
 from ppg_edge.errors import ConfigError, DataError, PPGEdgeError
+from ppg_edge.metrics.peaks import peak_scores
 from ppg_edge.train.peaks import dwt_baseline
 
 FS = 125.0
@@ -48,8 +48,8 @@ def two_gaussian_ppg(hr_bpm, fs=FS, duration_s=30.0, rng=None, jitter=0.0, noise
 def test_clean_pulses_f1_over_grid(hr, rng):
     x, ref = two_gaussian_ppg(hr, jitter=0.03, rng=rng)
     det = dwt_baseline.detect(x, FS)
-    tp, fp, fn = match_peaks(ref, det, int(round(0.05 * FS)))
-    assert f1_from_counts(tp, fp, fn) >= 0.98, (hr, tp, fp, fn)
+    s = peak_scores(ref, det, FS, int(round(0.05 * FS)) / FS)
+    assert s["f1"] >= 0.98, (hr, s["tp"], s["fp"], s["fn"])
     # the detected rate matches the simulated rate
     assert np.median(np.diff(det)) / FS == pytest.approx(60.0 / hr, rel=0.08)
 

@@ -17,11 +17,12 @@ from ppg_edge.boards import load_board
 from ppg_edge.cli import main
 from ppg_edge.errors import HardwareError
 from ppg_edge.hil_tests.dut import DUT
-from ppg_edge.hil_tests.harness import Harness, latency_stats, match_peaks
+from ppg_edge.hil_tests.harness import DetResult, Harness, InferRun, latency_stats, summarize
 from ppg_edge.hil_tests.link import DUTError, Link, LinkClosed, open_link, open_pty_pair
-from ppg_edge.hil_tests.pipeline import MovingAveragePeaks, synthetic_ppg
+from ppg_edge.hil_tests.pipeline import MovingAveragePeaks, Stimulus, synthetic_ppg
 from ppg_edge.hil_tests.protocol import MAX_LINE_BYTES, encode_command
 from ppg_edge.hil_tests.session import Session
+from ppg_edge.metrics.peaks import peak_scores
 
 pytest_plugins = ["pytester"]
 
@@ -87,8 +88,9 @@ def test_identify_configure_infer_over_pty(stim):
         assert all(run.t0_us <= r.t_us <= run.t1_us for r in run.results)
         assert all(w.t0_us <= r.t_us <= w.t1_us for r in run.results for w in run.windows if w.index == r.window)
         # the trivial detector finds most of the synthetic beats in the measured span
-        score = match_peaks([r.index for r in run.results], [p for p in stim.peaks if p < 1000], 10)
-        assert score["sensitivity"] > 0.8 and score["ppv"] > 0.8
+        score = peak_scores([p for p in stim.peaks if p < 1000], [r.index for r in run.results],
+                            stim.fs, 10 / stim.fs)
+        assert score["recall"] > 0.8 and score["precision"] > 0.8
 
 
 def test_upload_and_oversized_line_over_pty(stim, rng):
@@ -211,16 +213,49 @@ def test_cli_errors_are_clean(capsys):
 # ----------------------------------------------------------------------------- pieces
 
 
-def test_latency_stats_and_peak_matching():
+def test_latency_stats():
     s = latency_stats(list(range(1, 101)))
     assert s["n"] == 100 and s["max"] == 100 and s["p50"] == pytest.approx(50.5)
     assert s["p99"] == pytest.approx(99.01)
     assert latency_stats([])["p50"] is None
-    m = match_peaks([10, 52, 200, 300], [11, 50, 100, 301], tolerance=3)
-    assert (m["tp"], m["fp"], m["fn"]) == (3, 1, 1)
-    assert m["sensitivity"] == 0.75 and m["ppv"] == 0.75
+
+
+def _run_with_beats(beats, n=1000):
+    results = [DetResult(window=0, t_us=0, index=int(b), kind="peak", value=1.0) for b in beats]
+    return InferRun(windows=[], results=results, n=1, warmups=0, window=n, chunk=n, t0_us=0,
+                    t1_us=1_000_000, cpu_us=1, maxrss_kb=1, lost=0, crc="0")
+
+
+@pytest.mark.parametrize("ref, det", [([100, 352, 500, 700], [101, 350, 400, 701]),
+                                      ([], []), ([], [300]), ([300], []), ([500], [497, 503])])
+def test_summarized_accuracy_is_the_evaluations_score(ref, det):
+    """The HIL accuracy is metrics.peaks' score (its matching and its empty-list conventions),
+    against the stimulus and against the host's beats alike."""
+    fs, tol_s = 100.0, 0.03
+    stim = Stimulus(id="s", samples=np.zeros(1000), fs=fs, peaks=np.asarray(ref, dtype=np.int64))
+    res = summarize([_run_with_beats(det)], [[]], stim=stim, peak_tolerance_s=tol_s, host_beats=ref)
+    want = peak_scores(ref, det, fs, tol_s)
+    acc = res["accuracy"]
+    assert (acc["sensitivity"], acc["ppv"], acc["f1"]) == (want["recall"], want["precision"], want["f1"])
+    loop = res["per_loop"][0]
+    assert (loop["accuracy"]["tp"], loop["accuracy"]["fp"], loop["accuracy"]["fn"]) == (
+        want["tp"], want["fp"], want["fn"])
+    assert res["accuracy_vs_host"]["f1_within_tolerance"] == want["f1"]
+    assert res["accuracy_vs_host"]["f1_exact"] == peak_scores(ref, det, fs, 0.0)["f1"]
+    json.dumps(res, allow_nan=False)  # no NaN (no matched pair) in results.json
+
+
+def test_summarized_accuracy_conventions():
+    stim = Stimulus(id="s", samples=np.zeros(1000), fs=100.0, peaks=np.zeros(0, dtype=np.int64))
+    empty = summarize([_run_with_beats([])], [[]], stim=stim)["accuracy"]
+    assert (empty["sensitivity"], empty["ppv"], empty["f1"]) == (1.0, 1.0, 1.0)  # nothing to find
+    stim = Stimulus(id="s", samples=np.zeros(1000), fs=100.0, peaks=np.array([100, 200]))
+    missed = summarize([_run_with_beats([])], [[]], stim=stim)["accuracy"]
+    assert (missed["sensitivity"], missed["ppv"], missed["f1"]) == (0.0, 1.0, 0.0)
     # one detection cannot match two references
-    assert match_peaks([50], [49, 51], 2)["tp"] == 1
+    one = summarize([_run_with_beats([150])], [[]], stim=Stimulus(
+        id="s", samples=np.zeros(1000), fs=100.0, peaks=np.array([145, 155])), peak_tolerance_s=0.1)
+    assert one["per_loop"][0]["accuracy"]["tp"] == 1 and one["accuracy"]["sensitivity"] == 0.5
 
 
 def test_session_folder_naming_and_log(tmp_path):

@@ -6,10 +6,10 @@ import pytest
 
 from ppg_edge.dsp.pipeline import peaks_preprocessing
 from ppg_edge.edge_runtime.decoder import StreamDecoder, hrv_metrics
-from ppg_edge.edge_runtime.peaks_decode import match_peaks
 from ppg_edge.edge_runtime.quality import QualityConfig, QualityGate, classic_probs, sqi_autocorr
 from ppg_edge.edge_runtime.stream import FLAG_SATURATED, StreamPreprocessor
 from ppg_edge.errors import ConfigError, DataError
+from ppg_edge.metrics.peaks import match_peaks
 from ppg_edge.synth import synth_ppg
 
 FS = 125.0
@@ -37,8 +37,8 @@ def test_decoder_absolute_indices_no_duplicates(hop, rng):
     idx = np.array([b.index for b in beats])
     assert np.all(np.diff(idx) >= int(0.3 * FS))  # no duplicates, refractory respected
     covered = s.peaks[s.peaks < (s.signal.size - 250) // hop * hop + 250]
-    tp, fp, fn = match_peaks(covered, idx, tolerance=1)
-    assert (fp, fn) == (0, 0) and tp == covered.size
+    m = match_peaks(covered, idx, FS, tol_s=1 / FS)
+    assert (m.fp, m.fn) == (0, 0) and m.tp == covered.size
     np.testing.assert_allclose([b.t for b in beats], idx / FS)
 
 

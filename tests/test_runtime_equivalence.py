@@ -29,11 +29,12 @@ from ppg_edge.data import load_record
 from ppg_edge.edge_runtime.batch import offline_peaks
 from ppg_edge.edge_runtime.decoder import StreamDecoder
 from ppg_edge.edge_runtime.interpreter import EdgeModel
-from ppg_edge.edge_runtime.peaks_decode import decode_peaks, f1_from_counts, match_peaks, stitch_windows
+from ppg_edge.edge_runtime.peaks_decode import decode_peaks, f1_from_counts, stitch_windows
 from ppg_edge.edge_runtime.pipeline import Pipeline
 from ppg_edge.edge_runtime.playback import play_record, settings_from_board
 from ppg_edge.edge_runtime.quality import QualityConfig
 from ppg_edge.edge_runtime.sinks import MemorySink
+from ppg_edge.metrics.peaks import match_peaks
 
 REPO = Path(__file__).resolve().parents[1]
 RECORD = "0009"  # a TEST subject of the committed 'peaks' split
@@ -77,7 +78,8 @@ def peak_model_int8(tmp_path_factory, data_root) -> Path:
 
 
 def _f1(ref, det, tol=TOL_50MS) -> tuple[float, tuple[int, int, int]]:
-    c = match_peaks(ref, det, tol)
+    m = match_peaks(ref, det, 125.0, tol / 125.0)
+    c = (m.tp, m.fp, m.fn)
     return f1_from_counts(*c), c
 
 

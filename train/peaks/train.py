@@ -37,42 +37,25 @@ TINY_SIZES = (4, 8, 4)
 
 
 # ----------------------------------------------------------------------------- metrics
-def matched_distances(reference, detected, tolerance: int) -> np.ndarray:
-    """Absolute distances (samples) of one-to-one matched pairs within ``tolerance``,
-    closest pairs first (the pairing of ``peaks_decode.match_peaks``)."""
-    ref = np.sort(np.asarray(reference, dtype=np.int64))
-    det = np.sort(np.asarray(detected, dtype=np.int64))
-    pairs = []
-    for j, d in enumerate(det):
-        lo = np.searchsorted(ref, d - tolerance)
-        hi = np.searchsorted(ref, d + tolerance, side="right")
-        pairs.extend((abs(int(ref[i]) - int(d)), i, j) for i in range(lo, hi))
-    pairs.sort()
-    used_r, used_d, dist = set(), set(), []
-    for dd, i, j in pairs:
-        if i not in used_r and j not in used_d:
-            used_r.add(i)
-            used_d.add(j)
-            dist.append(dd)
-    return np.asarray(dist, dtype=np.int64)
-
-
 def score_detections(refs: Sequence[np.ndarray], dets: Sequence[np.ndarray], fs: float) -> dict:
     """Pooled F1 at each tolerance of ``TOLERANCES_MS`` and ADE (ms) of the +-50 ms matches."""
-    from ppg_edge.edge_runtime.peaks_decode import f1_from_counts, match_peaks
+    from ppg_edge.edge_runtime.peaks_decode import f1_from_counts
+    from ppg_edge.metrics.peaks import match_peaks
 
     out: dict[str, Any] = {"reference_peaks": int(sum(len(r) for r in refs)),
                            "detected_peaks": int(sum(len(d) for d in dets))}
+    dist = []
     for tol_ms in TOLERANCES_MS:
         tol = int(round(tol_ms / 1000 * fs))
         tp = fp = fn = 0
         for r, d in zip(refs, dets):
-            a, b, c = match_peaks(r, d, tol)
-            tp, fp, fn = tp + a, fp + b, fn + c
+            m = match_peaks(r, d, fs, tol / fs)
+            tp, fp, fn = tp + m.tp, fp + m.fp, fn + m.fn
+            if tol_ms == TOLERANCES_MS[0]:
+                dist.append(np.abs(m.errors))
         out[f"f1_{tol_ms}ms"] = f1_from_counts(tp, fp, fn)
         out[f"tp_fp_fn_{tol_ms}ms"] = [tp, fp, fn]
-    tol = int(round(TOLERANCES_MS[0] / 1000 * fs))
-    dist = np.concatenate([matched_distances(r, d, tol) for r, d in zip(refs, dets)] or [[]])
+    dist = np.concatenate(dist or [[]])
     out["ade_ms"] = float(dist.mean() / fs * 1000) if dist.size else float("nan")
     return out
 
