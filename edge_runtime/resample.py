@@ -20,28 +20,15 @@ flagged with every flag of the input samples within one input sample of it.
 from __future__ import annotations
 
 import logging
-import math
-from fractions import Fraction
 
 import numpy as np
 
+from ppg_edge.dsp.rates import rational_factor
 from ppg_edge.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-MAX_DENOMINATOR = 100
-
-
-def rational_factor(fs_in: float, fs_out: float, max_denominator: int = MAX_DENOMINATOR) -> tuple[int, int]:
-    """``(up, down)`` with ``fs_in * up / down == fs_out`` (to 1e-9); else ``ConfigError``."""
-    for name, v in (("input rate", fs_in), ("output rate", fs_out)):
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-            raise ConfigError(f"resampler {name} must be a positive number of Hz, got {v!r}")
-    frac = Fraction(fs_out / fs_in).limit_denominator(max_denominator)
-    if abs(fs_in * frac.numerator / frac.denominator - fs_out) > 1e-9 * fs_out:
-        raise ConfigError(f"cannot resample {fs_in:g} Hz to {fs_out:g} Hz with a small rational factor "
-                          f"(best {frac.numerator}/{frac.denominator})")
-    return frac.numerator, frac.denominator
+MAX_DENOMINATOR = 100  # the device resamples by exact factors with a small denominator
 
 
 def check_rate_for(sensor_fs: float, spec, what: str = "model") -> None:
@@ -72,7 +59,7 @@ class StreamResampler:
     def __init__(self, fs_in: float, fs_out: float):
         self.fs_in = float(fs_in)
         self.fs_out = float(fs_out)
-        self.up, self.down = rational_factor(self.fs_in, self.fs_out)
+        self.up, self.down = rational_factor(self.fs_in, self.fs_out, MAX_DENOMINATOR, exact=True)
         self.identity = self.up == self.down
         self.h = design_filter(self.up, self.down) * self.up
         self.half = (self.h.size - 1) // 2

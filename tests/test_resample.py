@@ -61,6 +61,13 @@ def test_rational_factor_and_exact_rates():
     assert out.fs == 100.0 * up / down and out.fs != 100.0 * np.sqrt(2)
 
 
+def test_one_rational_factor_for_both_resamplers():
+    from ppg_edge.dsp.rates import rational_factor as shared
+    from ppg_edge.edge_runtime import resample as stream
+
+    assert rational_factor is shared and stream.rational_factor is shared
+
+
 def test_peak_mapping_clips_and_counts_duplicates():
     mapped, removed = map_indices(np.array([0, 1, 2, 3, 10, 11]), 1, 4, 3)
     assert mapped.tolist() == [0, 1, 2] and removed == 3

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from ppg_edge.dsp.pipeline import bp_preprocessing, peaks_preprocessing
-from ppg_edge.edge_runtime.resample import StreamResampler, rational_factor
+from ppg_edge.dsp.rates import rational_factor
+from ppg_edge.edge_runtime.resample import StreamResampler
 from ppg_edge.edge_runtime.stream import FLAG_LOST, FLAG_SATURATED, StreamPreprocessor
 from ppg_edge.errors import ConfigError, DataError
 from ppg_edge.synth import synth_ppg
@@ -134,8 +135,11 @@ def test_resampler_flags_and_bad_input():
     np.testing.assert_allclose(y, 1.0, atol=1e-3)  # the Kaiser design's passband ripple
     with pytest.raises(DataError):
         r.push(np.array([1.0, np.nan]))
-    with pytest.raises(ConfigError):
-        rational_factor(100, np.pi * 100)
+    with pytest.raises(ConfigError, match="small rational factor"):
+        StreamResampler(100, np.pi * 100)
+    with pytest.raises(ConfigError, match="small rational factor"):
+        rational_factor(100, np.pi * 100, exact=True)
+    assert rational_factor(100, 125, exact=True) == (5, 4)
     with pytest.raises(ConfigError):
         StreamResampler(0, 125)
 

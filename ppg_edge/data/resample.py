@@ -21,29 +21,17 @@ silently disagrees with the samples.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import replace
-from fractions import Fraction
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..dsp.rates import rational_factor
+from ..errors import DataError
 from .record import Record
 
 log = logging.getLogger(__name__)
 
 MAX_DENOMINATOR = 1000
-
-
-def rational_factor(fs: float, fs_target: float, max_denominator: int = MAX_DENOMINATOR) -> tuple[int, int]:
-    """``(up, down)`` with ``up/down`` the best approximation of ``fs_target/fs``."""
-    for name, v in (("source rate", fs), ("target rate", fs_target)):
-        if not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v) or v <= 0:
-            raise ConfigError(f"{name} must be a positive finite number of Hz, got {v!r}")
-    frac = Fraction(fs_target / fs).limit_denominator(max_denominator)
-    if frac.numerator == 0:
-        raise ConfigError(f"cannot resample {fs} Hz to {fs_target} Hz with denominators <= {max_denominator}")
-    return frac.numerator, frac.denominator
 
 
 def map_indices(idx: np.ndarray, up: int, down: int, n_out: int) -> tuple[np.ndarray, int]:
