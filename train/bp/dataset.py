@@ -48,7 +48,7 @@ SEGMENT_S = 2.1
 DATASET = "ppg-bp"
 DEMOGRAPHIC_NAMES = ("age", "sex", "bmi")
 DEFAULT_MAX_PULSES = 5
-CACHE_VERSION = 2  # 2: pulse feet searched at <= 100 Hz (features.bp.find_pulse_feet)
+CACHE_VERSION = 2  # 2: pulse feet searched at <= 100 Hz (dsp.pulses.find_pulse_feet)
 
 
 @dataclass
@@ -157,8 +157,8 @@ def build_bp_dataset(records, fs: float = 1000.0, *, max_pulses: int = DEFAULT_M
     from tqdm import tqdm
 
     from ppg_edge.data.resample import resample_record
-    from ppg_edge.features.bp import (FEATURE_NAMES, PULSE_FEATURE_NAMES, _segment_pulses,
-                                      features_matrix, pulse_feature_sequence)
+    from ppg_edge.dsp.pulses import segment_pulses
+    from ppg_edge.features.bp import FEATURE_NAMES, PULSE_FEATURE_NAMES, features_matrix, pulse_feature_sequence
 
     from .derivatives_model import DEFAULT_PULSE_LEN, prepare_pulses
 
@@ -189,7 +189,7 @@ def build_bp_dataset(records, fs: float = 1000.0, *, max_pulses: int = DEFAULT_M
     seq = np.stack([pulse_feature_sequence(s, fs, max_pulses).values for s in raws]).astype(np.float32)
     pulses, rows = [], []
     for i, s in enumerate(raws):
-        for f0, f1 in _segment_pulses(s, fs)[0]:
+        for f0, f1 in segment_pulses(s, fs)[0]:
             pulses.append(s[f0:f1 + 1])
             rows.append(i)
     P, dur, ok = prepare_pulses(pulses, fs, pulse_len)
