@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ppg_edge.dsp.pulses import _local_maxima, find_pulse_feet
 from ppg_edge.errors import ConfigError, DataError
 from ppg_edge.features import bp
 
@@ -128,7 +129,7 @@ def test_diastolic_shoulder_without_peak_uses_the_inflection():
     t = np.arange(0.0, 1.0 + 0.5 / fs, 1.0 / fs)
     x = np.exp(-(t - 0.25) ** 2 / (2 * 0.06 ** 2)) + 0.45 * np.exp(-(t - 0.42) ** 2 / (2 * 0.08 ** 2))
     y = x - np.linspace(x[0], x[-1], x.size)
-    assert len(bp._local_maxima(y)) == 1  # really no second peak
+    assert len(_local_maxima(y)) == 1  # really no second peak
     r = bp.pulse_features(x, fs)
     assert any("inflection" in s for s in r.issues)
     assert 0.05 < r["delta_t_s"] < 0.3
@@ -253,7 +254,7 @@ def test_feet_of_a_noisy_stepped_1000_hz_record_match_the_beats(rng, hr):
 
     s = synth_ppg(10.0, 1000.0, rng, hr_bpm=hr)
     x = np.round((s.signal + 0.01 * rng.standard_normal(s.signal.size)) * 400) / 400  # ~12-bit steps
-    feet = bp.find_pulse_feet(x, 1000.0)
+    feet = find_pulse_feet(x, 1000.0)
     peaks = np.asarray(s.peaks)
     inner = peaks[peaks > 0.4 * 1000]           # beats whose foot lies inside the record
     assert abs(len(feet) - len(inner)) <= 1, (len(feet), len(inner))
@@ -269,7 +270,7 @@ def test_pulse_counts_agree_between_1000_and_100_hz_on_ppg_bp(data_root):
     recs = load("ppg-bp", data_root)
     counts = {}
     for fs in (1000.0, 100.0):
-        n = [len(bp.find_pulse_feet(np.asarray((r if r.fs == fs else resample_record(r, fs)).ppg[:int(2.1 * fs)],
+        n = [len(find_pulse_feet(np.asarray((r if r.fs == fs else resample_record(r, fs)).ppg[:int(2.1 * fs)],
                                                dtype=float), fs)) for r in recs]
         counts[fs] = float(np.mean(n))
     # measured: 2.78 feet per 2.1 s segment at 1000 Hz, 2.77 at 100 Hz (5.43 before the decimation)

@@ -23,9 +23,8 @@ entries set to 0.0), a boolean ``valid`` mask and the ``issues`` found. Wrong
 *arguments* (a 2-D array, a non-positive rate) raise :class:`~ppg_edge.errors.DataError`
 or :class:`~ppg_edge.errors.ConfigError`.
 
-The pulse segmentation here (:func:`find_pulse_feet`) finds feet (steepest upstroke,
-foot = the minimum before it), at no more than 100 Hz; ``ppg_edge.dsp.pulses`` finds
-systolic peaks for the peak-detection side, and segments from peak to peak.
+Pulses come from the one pulse segmentation, :func:`ppg_edge.dsp.pulses.segment_pulses`
+(foot to foot; feet before the steepest upstroke, searched at no more than 100 Hz).
 """
 from __future__ import annotations
 
@@ -34,17 +33,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..dsp.pulses import (MAX_PULSE_S, MIN_PULSE_S, MIN_PULSE_SAMPLES, _as_1d, _check_fs, _local_maxima,
+                          segment_pulses)
+from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-#: Pulses shorter/longer than this (seconds) are rejected as mis-segmented
-#: (240 and 24 beats per minute).
-MIN_PULSE_S = 0.25
-MAX_PULSE_S = 2.5
-#: Fewest samples a pulse needs for derivative features.
-MIN_PULSE_SAMPLES = 8
-SEGMENT_FS = 100.0  # pulse feet are searched at no more than this rate (see find_pulse_feet)
 
 PULSE_FEATURE_NAMES: tuple[str, ...] = (
     "hr_bpm",
@@ -196,23 +189,6 @@ class FeatureResult:
         return float(self.values[i]) if self.valid[i] else float("nan")
 
 
-def _check_fs(fs: float) -> float:
-    try:
-        fs = float(fs)
-    except (TypeError, ValueError):
-        raise ConfigError(f"sampling rate must be a number, got {fs!r}") from None
-    if not np.isfinite(fs) or fs <= 0:
-        raise ConfigError(f"sampling rate must be positive and finite, got {fs}")
-    return fs
-
-
-def _as_1d(x, what: str) -> np.ndarray:
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.ndim != 1:
-        raise DataError(f"{what} must be a 1-D array, got shape {arr.shape}")
-    return arr
-
-
 class _Builder:
     """Collects feature values by name, then packs them in a fixed order."""
 
@@ -238,29 +214,6 @@ class _Builder:
                 values[i] = self.vals[n]
                 valid[i] = True
         return FeatureResult(self.names, values, valid, self.issues)
-
-
-def _local_maxima(x: np.ndarray) -> np.ndarray:
-    """Indices of strict interior local maxima (plateaus: their first sample)."""
-    if x.size < 3:
-        return np.zeros(0, dtype=np.int64)
-    d = np.diff(x)
-    # carry the last non-zero slope over flat runs so plateaus count once
-    nz = np.flatnonzero(d)
-    if nz.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    sign = np.sign(d)
-    idx = np.maximum.accumulate(np.where(sign != 0, np.arange(d.size), -1))
-    filled = np.where(idx >= 0, sign[np.maximum(idx, 0)], 0)
-    peaks = np.flatnonzero((filled[:-1] > 0) & (sign[1:] < 0)) + 1
-    # for a plateau, step back to its first sample
-    out = []
-    for p in peaks:
-        q = p
-        while q > 0 and x[q - 1] == x[p]:
-            q -= 1
-        out.append(q)
-    return np.asarray(out, dtype=np.int64)
 
 
 def _local_minima(x: np.ndarray) -> np.ndarray:
@@ -456,69 +409,6 @@ def pulse_features(pulse, fs: float, *, height_m: float = 1.0) -> FeatureResult:
     return b.result()
 
 
-def find_pulse_feet(segment, fs: float) -> np.ndarray:
-    """Pulse feet (sample indices, increasing) of a PPG segment.
-
-    Systolic upstrokes are local maxima of the first derivative above half its 98th
-    percentile and at least ``MIN_PULSE_S`` apart (the larger wins); each foot is the
-    lowest sample in the 0.4 s before its upstroke (not before the previous upstroke).
-    Above ``SEGMENT_FS`` the upstrokes are found on a block-mean copy at
-    ``fs / q`` (``q = fs // SEGMENT_FS``) and each foot is refined to the lowest
-    full-rate sample within ``q`` samples: the sample-to-sample derivative of a
-    1000 Hz record is dominated by ADC steps and noise (PPG-BP: 5.4 feet per 2.1 s
-    against 2.8 at 100 Hz, i.e. about twice the true pulse count; with the
-    decimation 2.8 at both rates).
-    Returns an empty array when the segment is too short or flat.
-    """
-    fs = _check_fs(fs)
-    x = _as_1d(segment, "segment")
-    if x.size < MIN_PULSE_SAMPLES or not np.all(np.isfinite(x)):
-        return np.zeros(0, dtype=np.int64)
-    q = int(fs // SEGMENT_FS)
-    if q >= 2:
-        m = x.size // q
-        coarse = find_pulse_feet(x[:m * q].reshape(m, q).mean(axis=1), fs / q)
-        lo = np.maximum(coarse * q - q, 0)
-        hi = np.minimum(coarse * q + 2 * q, x.size)
-        return np.unique([a + int(np.argmin(x[a:b])) for a, b in zip(lo, hi)]).astype(np.int64)
-    v = np.gradient(x)
-    hi = np.percentile(v, 98)
-    if not hi > 0:
-        return np.zeros(0, dtype=np.int64)
-    cand = _local_maxima(v)
-    cand = cand[v[cand] >= 0.5 * hi]
-    # enforce a refractory period, keeping the steeper upstroke
-    min_gap = MIN_PULSE_S * fs
-    kept: list[int] = []
-    for c in cand[np.argsort(-v[cand], kind="stable")]:
-        if all(abs(c - k) >= min_gap for k in kept):
-            kept.append(int(c))
-    ups = np.sort(np.asarray(kept, dtype=np.int64))
-    feet = []
-    look = int(round(0.4 * fs))
-    prev = 0
-    for u in ups:
-        lo = max(prev, u - look)
-        f = lo + int(np.argmin(x[lo:u + 1]))
-        prev = u
-        if f == lo and lo == 0 and u - look < 0:
-            continue  # the lowest point is the segment's first sample: foot not seen
-        feet.append(f)
-    return np.asarray(feet, dtype=np.int64)
-
-
-def _segment_pulses(x: np.ndarray, fs: float) -> tuple[list[tuple[int, int]], list[str]]:
-    feet = find_pulse_feet(x, fs)
-    pulses, issues = [], []
-    for f0, f1 in zip(feet[:-1], feet[1:]):
-        dur = (f1 - f0) / fs
-        if MIN_PULSE_S <= dur <= MAX_PULSE_S:
-            pulses.append((int(f0), int(f1)))
-        else:
-            issues.append(f"pulse at {f0 / fs:.2f} s lasts {dur:.2f} s: skipped")
-    return pulses, issues
-
-
 def _common_features(x: np.ndarray, fs: float, b: _Builder) -> None:
     mu = float(np.mean(x))
     sd = float(np.std(x))
@@ -571,7 +461,7 @@ def segment_features(segment, fs: float, *, height_m: float = 1.0) -> FeatureRes
         b.issue(f"segment holds {int(np.sum(~np.isfinite(x)))} non-finite samples: no features")
         return b.result()
     _common_features(x, fs, b)
-    pulses, issues = _segment_pulses(x, fs)
+    pulses, issues = segment_pulses(x, fs)
     for text in issues:
         b.issue(text)
     if not pulses:
@@ -624,7 +514,7 @@ def pulse_feature_sequence(segment, fs: float, max_pulses: int, *,
     if x.size < MIN_PULSE_SAMPLES or not np.all(np.isfinite(x)):
         issues.append("segment too short or holds non-finite samples: no pulses")
         return PulseSequence(PULSE_FEATURE_NAMES, values, valid, step, issues)
-    pulses, seg_issues = _segment_pulses(x, fs)
+    pulses, seg_issues = segment_pulses(x, fs)
     issues.extend(seg_issues)
     if len(pulses) > max_pulses:
         issues.append(f"{len(pulses) - max_pulses} earliest pulses dropped (max_pulses={max_pulses})")
