@@ -40,6 +40,15 @@ def light_from_ppg(ppg, dc: float = EMU_DC, ac: float = EMU_AC) -> np.ndarray:
     return dc + ac * (x - med) / sd
 
 
+def light_from_codes(codes, adc_range_na: float, led_ma: float, bits: int = 18) -> np.ndarray:
+    """Raw MAX30102 ADC codes (``bits`` wide) as the light (nA/mA) that the emulated chip, at
+    ``adc_range_na`` and ``led_ma``, converts back into the same codes (so a no-finger log
+    stays a no-finger level)."""
+    if not (adc_range_na > 0 and led_ma > 0):
+        raise DataError(f"ADC range and LED current must be positive, got {adc_range_na!r} nA, {led_ma!r} mA")
+    return np.asarray(codes, dtype=np.float64) / float(1 << int(bits)) * adc_range_na / led_ma
+
+
 def settings_from_board(board) -> Max30102Settings:
     """The driver settings of a board definition's ``[max30102]`` table."""
     s = board.max30102

@@ -30,7 +30,8 @@ Faults (``cfg`` keys): ``i2c_burst=START:COUNT`` makes transfers START..START+CO
 makes the DUT stop reading the FIFO for SECONDS of signal from stimulus sample AT
 (a busy DUT: the FIFO overflows).
 
-Stimulus light conversions (:func:`to_light`) live here too; record loading is host
+Stimulus light (:func:`to_light`) is the playback's light mapping
+(:mod:`ppg_edge.edge_runtime.playback`); record loading is host
 side (:func:`record_stimulus`, needs the data root). This module runs on the Pi:
 numpy and the edge runtime only.
 """
@@ -45,16 +46,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ppg_edge.edge_runtime.playback import EMU_AC, EMU_DC, light_from_codes, light_from_ppg
 from ppg_edge.errors import ConfigError, DataError, HardwareError
 
 from .pipeline import Result, Stimulus
 
 log = logging.getLogger(__name__)
 
-# Light level of a fingertip (nA of photodiode current per mA of LED current): DC near 40 % of
-# the 4096 nA range at 7 mA, a pulsatile part of about 1 % of it (the values of `ppg-edge run`).
-EMU_DC = 250.0
-EMU_AC = 3.0
 RAW_BITS = 18          # raw MAX30102 logs hold 18-bit codes (pulse width 411 us)
 GATES = ("network", "auto", "classic")
 
@@ -65,13 +63,13 @@ def to_light(x: np.ndarray, *, counts: bool = False, adc_range_na: float = 4096.
 
     ``counts``: ``x`` is raw 18-bit MAX30102 codes; the light reproduces those codes
     at ``adc_range_na`` and ``led_ma`` (so a no-finger log stays a no-finger level).
-    Otherwise ``x`` (any units) is standardised to a fingertip level.
+    Otherwise ``x`` (any units) is standardised to a fingertip level. Both are the
+    playback's mappings (:func:`~ppg_edge.edge_runtime.playback.light_from_codes`,
+    :func:`~ppg_edge.edge_runtime.playback.light_from_ppg`).
     """
-    x = np.asarray(x, dtype=np.float64)
     if counts:
-        return x / float(1 << RAW_BITS) * adc_range_na / led_ma
-    sd = float(np.std(x)) or 1.0
-    return EMU_DC + EMU_AC * (x - float(np.median(x))) / sd
+        return light_from_codes(x, adc_range_na, led_ma, RAW_BITS)
+    return light_from_ppg(x)
 
 
 def record_stimulus(key: str, *, root: str | Path | None = None, seconds: float | None = None,

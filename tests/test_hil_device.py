@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ppg_edge.boards import load_board
@@ -153,3 +154,17 @@ def test_smoke_suite_json_has_the_headline_figures(models, data_root, tmp_path, 
     assert head["lost_samples"] == 0
     assert head["accuracy"]["f1"] is not None
     assert head["accuracy_vs_host"]["identical_loops"] == head["accuracy_vs_host"]["loops"] == 5
+
+
+def test_stimulus_light_is_the_playbacks_light(rng):
+    """One light mapping: the HIL stimulus and the runtime playback give the chip the same light."""
+    from ppg_edge.edge_runtime.playback import light_from_codes, light_from_ppg
+
+    x = rng.normal(0.0, 2.0, 500) + 7.0
+    np.testing.assert_array_equal(to_light(x), light_from_ppg(x))
+    assert np.median(to_light(x)) == pytest.approx(250.0) and np.std(to_light(x)) == pytest.approx(3.0)
+    codes = np.array([0, 1 << 17, (1 << 18) - 1])
+    light = to_light(codes, counts=True, adc_range_na=4096.0, led_ma=8.0)
+    np.testing.assert_allclose(light, [0.0, 2048.0 / 8.0, 4096.0 * (1 - 2**-18) / 8.0])
+    np.testing.assert_array_equal(light, light_from_codes(codes, 4096.0, 8.0))
+
