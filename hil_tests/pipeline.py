@@ -22,6 +22,7 @@ from typing import Mapping, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from ppg_edge.errors import ConfigError, DataError
+from ppg_edge.synth import synth_ppg
 
 from .protocol import samples_crc
 
@@ -92,37 +93,13 @@ class Stimulus:
 def synthetic_ppg(rng: np.random.Generator, *, fs: float = 100.0, seconds: float = 30.0,
                   bpm: float = 72.0, rr_jitter: float = 0.03, noise: float = 0.02,
                   id: str | None = None) -> Stimulus:
-    """A PPG-like pulse train with known peaks (two Gaussian waves per beat plus noise).
-
-    Beat-to-beat intervals vary by ``rr_jitter`` (relative SD); the reference
-    peak of each beat is the sample of its largest value, so the reference is
-    exact for the signal as generated.
-    """
-    n = int(round(seconds * fs))
-    t = np.arange(n) / fs
-    x = np.zeros(n)
-    rr = 60.0 / bpm
-    onsets = []
-    t0 = 0.2 * rr
-    while t0 < seconds:
-        onsets.append(t0)
-        t0 += rr * (1.0 + rr_jitter * rng.standard_normal())
-    peaks = []
-    for on in onsets:
-        systolic = np.exp(-0.5 * ((t - on - 0.15 * rr) / (0.07 * rr)) ** 2)
-        diastolic = 0.35 * np.exp(-0.5 * ((t - on - 0.45 * rr) / (0.1 * rr)) ** 2)
-        x += systolic + diastolic
-    x += noise * rng.standard_normal(n)
-    # Reference peaks: the maximum of the signal around each systolic centre.
-    half = max(1, int(0.1 * rr * fs))
-    for on in onsets:
-        c = int(round((on + 0.15 * rr) * fs))
-        lo, hi = max(0, c - half), min(n, c + half + 1)
-        if hi - lo > 2 and half <= c < n - half:
-            peaks.append(lo + int(np.argmax(x[lo:hi])))
-    return Stimulus(id=id or f"synthetic-{bpm:g}bpm-{fs:g}hz", samples=x, fs=fs,
-                    peaks=np.asarray(peaks, dtype=np.int64),
-                    source=f"synthetic_ppg(bpm={bpm}, fs={fs}, seconds={seconds}, noise={noise})")
+    """A stimulus from the project's one generator, :func:`ppg_edge.synth.synth_ppg` (its exact
+    systolic peaks are the reference), with beat-to-beat variability ``rr_jitter`` (relative
+    SD) and white noise of SD ``noise`` added."""
+    s = synth_ppg(seconds, fs, rng, hr_bpm=bpm, hrv=rr_jitter)
+    x = s.signal + noise * rng.standard_normal(s.signal.size)
+    return Stimulus(id=id or f"synthetic-{bpm:g}bpm-{fs:g}hz", samples=x, fs=fs, peaks=s.peaks,
+                    source=f"synth_ppg(hr_bpm={bpm}, fs={fs}, seconds={seconds}) + noise {noise}")
 
 
 @dataclass
