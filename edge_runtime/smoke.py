@@ -36,17 +36,27 @@ EXTRA_S = 1.0  # seconds read beyond one model window (resampler and filter star
 NO_MODEL_S = 2.0  # seconds read when the release has no peak model
 
 
-def peak_model(models_dir: Path) -> Path | None:
-    """The release's peak model: int8 first, then any other peak model (by name)."""
-    found = []
-    for p in sorted(Path(models_dir).glob("*.tflite")):
-        try:
-            meta = json.loads(p.with_suffix(".json").read_text())
-        except (OSError, ValueError):
-            continue  # the model checks before this one already failed it
-        if isinstance(meta, dict) and meta.get("kind") == "peaks":
-            found.append((meta.get("mode") != "int8", p.name, p))
-    return min(found)[2] if found else None
+SERVICE_FILE = "service.json"   # written by the deploy bundle: what the service runs
+
+
+def service_model(release_dir: Path) -> tuple[Path | None, str | None]:
+    """The peak model the release's service configuration names, or an error text.
+
+    ``(path, None)``; ``(None, None)`` when the service runs no peak model; ``(None, why)``
+    when the configuration is missing, unreadable or names a model the release lacks."""
+    path = Path(release_dir) / SERVICE_FILE
+    try:
+        service = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return None, f"{path}: no readable service configuration ({exc})"
+    if not isinstance(service, dict) or "model" not in service:
+        return None, f"{path}: no 'model' entry"
+    if not service["model"]:
+        return None, None
+    model = (Path(release_dir) / service["model"]).resolve()
+    if Path(release_dir).resolve() not in model.parents or not model.is_file():
+        return None, f"{path}: the service's model {service['model']} is not in the release"
+    return model, None
 
 
 def _sensor(name: str, board, settings, seconds: float, events: list):
@@ -82,7 +92,9 @@ def smoke_check(release_dir: Path, board: str | None, *, source: str | None = No
         return {"ok": False, "detail": f"board file: {exc}"}
     name = (source or os.environ.get(SENSOR_ENV) or ("emulated" if b.virtual else "max30102")).strip().lower()
     settings = settings_from_board(b)
-    model = peak_model(release_dir / "models")
+    model, problem = service_model(release_dir)
+    if problem:
+        return {"ok": False, "board": b.identifier, "model": None, "detail": problem}
     events: list = []
     out: dict[str, Any] = {"ok": False, "sensor": name, "board": b.identifier,
                            "model": None if model is None else model.name}

@@ -92,7 +92,7 @@ def test_bundle_manifest_hashes_every_file(tmp_path, board, wheel):
     b = _bundle(tmp_path, board, wheel, models=models)
     files = b.manifest["files"]
     assert set(files) == {"wheels/ppg_edge-0.1.0-py3-none-any.whl", "models/m.tflite", "models/m.json",
-                          "board/virtual-rpi4.toml", "systemd/ppg-edge.service"}
+                          "board/virtual-rpi4.toml", "service.json", "systemd/ppg-edge.service"}
     for rel, digest in files.items():
         assert sha256_file(b.path / rel) == digest
     sums = (b.path / "SHA256SUMS").read_text().splitlines()

@@ -27,10 +27,11 @@ def models_dir(tmp_path_factory):
     return d
 
 
-def _bundle(tmp_path, board: str, models=None):
+def _bundle(tmp_path, board: str, models=None, **kw):
     w = tmp_path / "ppg_edge-0.1.0-py3-none-any.whl"
     w.write_bytes(b"PK\x05\x06" + b"\0" * 18)
-    return build_bundle(tmp_path / "bundle", load_board(board), wheel=w, models_dir=models, now=1_700_000_000)
+    return build_bundle(tmp_path / "bundle", load_board(board), wheel=w, models_dir=models, now=1_700_000_000,
+                        **kw)
 
 
 def _sensor_check(res):
@@ -48,6 +49,40 @@ def test_virtual_board_streams_a_window_through_the_int8_model(tmp_path, models_
     assert out["sensor"] == "emulated" and out["lost"] == 0 and out["windows"] >= 1
     # one model window (2 s at 125 Hz) + 1 s at the board's 100 Hz, in whole FIFO bursts
     assert 300 <= out["samples"] <= 340
+
+
+def test_the_sensor_check_runs_the_model_the_service_runs(tmp_path, models_dir):
+    """Not the first int8 model by name: the one service.json (and so the unit's ExecStart) names."""
+    import json
+
+    b = _bundle(tmp_path, "virtual-rpi4", models_dir, peak_model="tiny-peaks-fixed-float32-125hz-c1-s0")
+    service = json.loads((b.path / "service.json").read_text())
+    assert service["model"] == "models/tiny-peaks-fixed-float32-125hz-c1-s0.tflite"
+    unit = (b.path / "systemd/ppg-edge.service").read_text()
+    assert "--model /opt/ppg-edge/current/models/tiny-peaks-fixed-float32-125hz-c1-s0.tflite" in unit
+    out = smoke.smoke_check(b.path, "virtual-rpi4")
+    assert out["ok"], out
+    assert out["model"] == "tiny-peaks-fixed-float32-125hz-c1-s0.tflite"
+    # a service that names a model the release lacks fails the check, with the reason
+    (b.path / "service.json").write_text(json.dumps({**service, "model": "models/gone.tflite"}))
+    out = smoke.smoke_check(b.path, "virtual-rpi4")
+    assert not out["ok"] and "models/gone.tflite is not in the release" in out["detail"]
+    (b.path / "service.json").unlink()
+    out = smoke.smoke_check(b.path, "virtual-rpi4")
+    assert not out["ok"] and "no readable service configuration" in out["detail"]
+
+
+def test_the_service_model_is_chosen_in_the_bundle_and_checked(tmp_path, models_dir):
+    from ppg_edge.boards.deploy.bundle import check_models, service_config
+    from ppg_edge.errors import ConfigError
+
+    pairs = check_models(models_dir)
+    assert service_config("rpi4b", pairs)["model"] == "models/tiny-peaks-fixed-int8-125hz-c1-s0.tflite"
+    assert service_config("rpi4b", [])["model"] is None
+    with pytest.raises(ConfigError, match="not in the bundle"):
+        service_config("rpi4b", pairs, peak_model="peaks-Type30-int8")
+    with pytest.raises(ConfigError, match="not 'bp'"):
+        service_config("rpi4b", pairs, bp_model="tiny-peaks-fixed-int8-125hz-c1-s0")
 
 
 def test_real_board_without_i2c_fails_with_the_reason(tmp_path, models_dir, monkeypatch):

@@ -7,7 +7,8 @@ Layout (the folder is pushed as is into ``/opt/ppg-edge/releases/<release>/``)::
     wheels/            the project wheel (+ any extra wheels given)
     models/            *.tflite, each with its *.json manifest
     board/<id>.toml    the board file
-    systemd/ppg-edge.service
+    service.json       what the service runs: board, sensor source, peak and BP model
+    systemd/ppg-edge.service   its ExecStart made from service.json
 
 Standard library only.
 """
@@ -53,11 +54,72 @@ def release_sort_key(name: str) -> tuple[str, str]:
     return (m.group("stamp"), name) if m else ("", name)
 
 
-def systemd_unit(board_id: str, *, root: str = "/opt/ppg-edge", user: str = "pi") -> str:
-    """``ppg-edge.service``: the runtime as an unprivileged user in groups i2c and dialout."""
+# The peak model a release's service runs when the deploy does not name one.
+DEFAULT_PEAK_MODEL = "peaks-Type30-int8.tflite"
+SERVICE_FILE = "service.json"
+
+
+def _model_kind(manifest: Path) -> tuple[str | None, str | None]:
+    try:
+        meta = json.loads(Path(manifest).read_text())
+    except (OSError, ValueError):
+        return None, None
+    return (meta.get("kind"), meta.get("mode")) if isinstance(meta, dict) else (None, None)
+
+
+def service_config(board_id: str, models: Sequence[tuple[Path, Path]], *, peak_model: str | None = None,
+                   bp_model: str | None = None, source: str = "max30102") -> dict:
+    """What the release's service runs (``service.json``): the models are named, never guessed
+    at run time, so the deploy's smoke check can check exactly them.
+
+    ``peak_model`` / ``bp_model`` name a file of the bundle (with or without ``.tflite``);
+    by default the peak model is :data:`DEFAULT_PEAK_MODEL` when present, else the first int8
+    peak model by name, else any peak model; the BP model is the first int8 BP model, else any.
+    """
+    by_kind: dict[str, list[tuple[bool, str]]] = {}
+    names = {}
+    for model, manifest in models:
+        kind, mode = _model_kind(manifest)
+        names[model.name] = kind
+        by_kind.setdefault(kind or "", []).append((mode != "int8", model.name))
+
+    def pick(kind: str, wanted: str | None, default: str | None) -> str | None:
+        if wanted:
+            name = wanted if wanted.endswith(".tflite") else f"{wanted}.tflite"
+            if name not in names:
+                raise ConfigError(f"{kind} model {wanted!r} is not in the bundle's models "
+                                  f"({', '.join(sorted(names)) or 'none'})")
+            if names[name] != kind:
+                raise ConfigError(f"{name}: its manifest says kind {names[name]!r}, not {kind!r}")
+            return name
+        if default in names and names[default] == kind:
+            return default
+        found = sorted(by_kind.get(kind, []))
+        return found[0][1] if found else None
+
+    peak = pick("peaks", peak_model, DEFAULT_PEAK_MODEL)
+    bp = pick("bp", bp_model, None)
+    return {"format": 1, "board": board_id, "source": source,
+            "model": f"models/{peak}" if peak else None, "bp_model": f"models/{bp}" if bp else None}
+
+
+def service_argv(service: dict, release_dir: str) -> list[str]:
+    """The ``ppg-edge run`` arguments of a service configuration, models under ``release_dir``."""
+    argv = ["run", "--board", service["board"], "--source", service.get("source", "max30102")]
+    if service.get("model"):
+        argv += ["--model", f"{release_dir}/{service['model']}"]
+    if service.get("bp_model"):
+        argv += ["--bp-model", f"{release_dir}/{service['bp_model']}"]
+    return argv
+
+
+def systemd_unit(service: dict, *, root: str = "/opt/ppg-edge", user: str = "pi") -> str:
+    """``ppg-edge.service``: the runtime as an unprivileged user in groups i2c and dialout,
+    running what ``service`` (:func:`service_config`) names."""
+    run = " ".join(service_argv(service, f"{root}/current"))
     return "\n".join([
         "[Unit]",
-        f"Description=ppg-edge streaming PPG runtime ({board_id})",
+        f"Description=ppg-edge streaming PPG runtime ({service['board']})",
         "After=network.target",
         "",
         "[Service]",
@@ -66,7 +128,7 @@ def systemd_unit(board_id: str, *, root: str = "/opt/ppg-edge", user: str = "pi"
         f"Group={user}",
         "SupplementaryGroups=i2c dialout",
         f"WorkingDirectory={root}/current",
-        f"ExecStart={root}/current/venv/bin/ppg-edge run --board {board_id} --source max30102",
+        f"ExecStart={root}/current/venv/bin/ppg-edge {run}",
         "Restart=on-failure",
         "RestartSec=5",
         "NoNewPrivileges=yes",
@@ -144,7 +206,8 @@ class Bundle:
 
 def build_bundle(out_dir: Path, board, *, wheel: Path | None = None, models_dir: Path | None = None,
                  extra_wheels: Sequence[Path] = (), root: str = "/opt/ppg-edge", user: str = "pi",
-                 now: float | None = None) -> Bundle:
+                 now: float | None = None, peak_model: str | None = None,
+                 bp_model: str | None = None) -> Bundle:
     """Assemble the bundle folder ``out_dir`` (created; must not exist or be empty)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -163,16 +226,18 @@ def build_bundle(out_dir: Path, board, *, wheel: Path | None = None, models_dir:
             raise ConfigError(f"extra wheel {extra}: no such file")
         shutil.copy2(extra, out_dir / "wheels" / Path(extra).name)
     (out_dir / "models").mkdir()
-    if models_dir is not None:
-        for model, manifest in check_models(Path(models_dir)):
-            shutil.copy2(model, out_dir / "models" / model.name)
-            shutil.copy2(manifest, out_dir / "models" / manifest.name)
+    pairs = check_models(Path(models_dir)) if models_dir is not None else []
+    service = service_config(board.identifier, pairs, peak_model=peak_model, bp_model=bp_model)
+    for model, manifest in pairs:
+        shutil.copy2(model, out_dir / "models" / model.name)
+        shutil.copy2(manifest, out_dir / "models" / manifest.name)
     (out_dir / "board").mkdir()
     if not board.path:
         raise ConfigError(f"board {board.identifier}: no board file path")
     shutil.copy2(board.path, out_dir / "board" / f"{board.identifier}.toml")
     (out_dir / "systemd").mkdir()
-    (out_dir / "systemd" / "ppg-edge.service").write_text(systemd_unit(board.identifier, root=root, user=user))
+    (out_dir / SERVICE_FILE).write_text(json.dumps(service, indent=1) + "\n")
+    (out_dir / "systemd" / "ppg-edge.service").write_text(systemd_unit(service, root=root, user=user))
 
     files = {}
     for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
