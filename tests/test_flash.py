@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import lzma
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,12 +16,26 @@ from pathlib import Path
 import pytest
 
 from ppg_edge.boards import load_board
+from ppg_edge.boards.flash import (
+    ChecksumError,
+    FirstBoot,
+    SystemRoots,
+    UnsafeTargetError,
+    boot_partition,
+    check_target,
+    download_image,
+    edit_cmdline,
+    edit_config_txt,
+    fatfs,
+    flash,
+    inspect_target,
+    make_mbr,
+    parse_mbr,
+    sha512_crypt,
+)
+from ppg_edge.boards.flash.bootconfig import wpa_psk_hex
 from ppg_edge.cli import main
 from ppg_edge.errors import ConfigError, DataError, DownloadError
-from ppg_edge.boards.flash import (ChecksumError, FirstBoot, SystemRoots, UnsafeTargetError, boot_partition,
-                            check_target, download_image, edit_cmdline, edit_config_txt, flash,
-                            inspect_target, make_mbr, parse_mbr, sha512_crypt)
-from ppg_edge.boards.flash.bootconfig import wpa_psk_hex
 
 HAVE_FAT = importlib.util.find_spec("pyfatfs") is not None
 needs_fat = pytest.mark.skipif(not HAVE_FAT, reason="pyfatfs (flash's FAT editor; the 'flash' extra) is not installed")
@@ -32,26 +47,87 @@ STOCK_CMDLINE = ("console=serial0,115200 console=tty1 root=PARTUUID=5eed5eed-02 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly0000000000000000000 tester@host"
 
 
-def build_image(folder: Path, rng, config=STOCK_CONFIG, cmdline=STOCK_CMDLINE, xz=True, fat32=False) -> Path:
+SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+FAT_TOOLS = {"mkfs.vfat": "dosfstools", "fsck.vfat": "dosfstools", "mcopy": "mtools", "mmd": "mtools",
+             "mdir": "mtools", "mtype": "mtools"}
+
+
+def fat_tool(name: str) -> str:
+    """Path of a dosfstools/mtools program; skips (not root) or fails (root: `make test` installs them)."""
+    found = shutil.which(name, path=SBIN_PATH)
+    if found:
+        return found
+    missing = sorted({t for t in FAT_TOOLS if shutil.which(t, path=SBIN_PATH) is None})
+    packages = " and ".join(sorted({FAT_TOOLS[t] for t in missing}))
+    msg = (f"{', '.join(missing)} not found: install the {packages} packages "
+           "(`make system-deps` as root, or apt-get install dosfstools mtools)")
+    if os.geteuid() == 0:
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+def tool(*argv: str, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1", "LC_ALL": "C.UTF-8"}
+    done = subprocess.run([fat_tool(argv[0]), *argv[1:]], capture_output=True, env=env, **kw)
+    if done.returncode:
+        pytest.fail(f"{' '.join(argv)}: exit {done.returncode}: {done.stderr!r}")
+    return done
+
+
+def make_fat(fat: Path, fat32: bool, files: dict[str, str | None], maker: str, dirs: tuple[str, ...] = ()) -> None:
+    """A FAT file system in ``fat`` holding ``files`` (path as stored: its case is kept) and ``dirs``.
+
+    ``maker`` "pyfatfs": the project's own writer (pyfatfs, names in long entries where the case
+    needs one; "pyfatfs-8.3": upper-case 8.3 names only). "mtools": mkfs.vfat + mmd + mcopy, as
+    Linux stores names: an all-lower-case 8.3 name as a short entry with the NT lower-case flags,
+    mixed case or a long name in a long (VFAT) entry.
+    """
+    sectors = 34 * 2048 if fat32 else BOOT_SECTORS
+    if maker.startswith("pyfatfs"):
+        from pyfatfs.PyFat import PyFat
+        from pyfatfs.PyFatFS import PyFatFS
+
+        fat.write_bytes(b"")
+        pf = PyFat()
+        pf.mkfs(str(fat), PyFat.FAT_TYPE_FAT32 if fat32 else PyFat.FAT_TYPE_FAT16, size=sectors * 512,
+                label="BOOTFS")  # upper case, as mkfs stores it
+        pf.close()
+        fs = PyFatFS(str(fat), preserve_case=maker == "pyfatfs")
+        for d in dirs:
+            fs.makedirs(d)
+        for name, text in files.items():
+            if text is not None:
+                fs.writetext(name, text)
+        fs.close()
+    elif maker == "mtools":
+        with open(fat, "wb") as fh:
+            fh.truncate(sectors * 512)
+        tool("mkfs.vfat", "-F", "32" if fat32 else "16", "-S", "512", "-s", "1",
+             "-n", "BOOTFS", str(fat))
+        for d in dirs:
+            tool("mmd", "-i", str(fat), "::" + d)
+        src = fat.with_name("src")
+        src.mkdir(exist_ok=True)
+        for i, (name, text) in enumerate(files.items()):
+            if text is not None:
+                (src / str(i)).write_text(text)
+                tool("mcopy", "-i", str(fat), str(src / str(i)), "::" + name)
+        shutil.rmtree(src)
+    else:
+        raise ValueError(maker)
+
+
+def build_image(folder: Path, rng, config=STOCK_CONFIG, cmdline=STOCK_CMDLINE, xz=True, fat32=False,
+                maker="pyfatfs", config_name="/config.txt", cmdline_name="/cmdline.txt",
+                dirs: tuple[str, ...] = ()) -> Path:
     """A 10 MiB disk: MBR, FAT16 boot partition with config.txt/cmdline.txt, random 'root'.
 
     ``fat32``: a 34 MiB FAT32 boot partition of type 0x0C instead, as Raspberry Pi OS uses.
+    ``maker``, ``*_name``, ``dirs``: how the boot partition is made and what its names are (make_fat).
     """
-    from pyfatfs.PyFat import PyFat
-    from pyfatfs.PyFatFS import PyFatFS
-
     fat = folder / "fat.bin"
-    fat.write_bytes(b"")
-    pf = PyFat()
     sectors = 34 * 2048 if fat32 else BOOT_SECTORS
-    pf.mkfs(str(fat), PyFat.FAT_TYPE_FAT32 if fat32 else PyFat.FAT_TYPE_FAT16, size=sectors * 512, label="bootfs")
-    pf.close()
-    fs = PyFatFS(str(fat))
-    if config is not None:
-        fs.writetext("/config.txt", config)
-    if cmdline is not None:
-        fs.writetext("/cmdline.txt", cmdline)
-    fs.close()
+    make_fat(fat, fat32, {config_name: config, cmdline_name: cmdline}, maker, dirs)
     raw = (make_mbr([(0x0C if fat32 else 0x0E, BOOT_LBA, sectors), (0x83, BOOT_LBA + sectors, ROOT_SECTORS)])
            + bytes(BOOT_LBA * 512 - 512) + fat.read_bytes()
            + rng.integers(0, 256, ROOT_SECTORS * 512, dtype="uint8").tobytes())
@@ -73,16 +149,32 @@ def raw_bytes(image: Path) -> bytes:
 
 
 def read_boot(disk: Path) -> dict[str, bytes]:
-    from pyfatfs.PyFatFS import PyFatFS
+    """Every file on the boot partition, by the name a FAT driver shows (long name, or 8.3 with its case flags)."""
+    with fatfs.open_fat(disk, BOOT_LBA * 512, read_only=True) as fs:
+        return {shown: fs.readbytes(stored) for shown, stored in fatfs.walk_files(fs)}
 
-    fs = PyFatFS(str(disk), offset=BOOT_LBA * 512, read_only=True)
+
+def mtools_boot(disk: Path) -> dict[str, bytes]:
+    """The same, read by mtools (an independent FAT implementation)."""
+    at = f"{disk}@@{BOOT_LBA * 512}"
+    listing = tool("mdir", "-/", "-b", "-i", at, "::/", text=True).stdout.splitlines()
+    names = [ln[2:] for ln in listing if ln.startswith("::/") and not ln.endswith("/")]
+    return {n: tool("mtype", "-i", at, "::" + n).stdout for n in names}
+
+
+def fsck_boot(disk: Path, fat32: bool) -> str:
+    """``fsck.vfat -n`` over the boot partition; fails the test on any complaint."""
+    sectors = 34 * 2048 if fat32 else BOOT_SECTORS
+    part = disk.with_name(disk.name + ".boot")
+    with open(disk, "rb") as fh:
+        fh.seek(BOOT_LBA * 512)
+        part.write_bytes(fh.read(sectors * 512))
     try:
-        out = {}
-        for path in fs.walk.files("/"):
-            out[path] = fs.readbytes(path)
-        return out
+        out = subprocess.run([fat_tool("fsck.vfat"), "-n", str(part)], capture_output=True, text=True)
     finally:
-        fs.close()
+        part.unlink()
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
 
 
 def fake_system(tmp: Path, *, removable="1", mounted_part=False, root_on=None, model="SD Card Reader"):
@@ -502,3 +594,97 @@ def test_flash_fat32_boot_partition(tmp_path, rng):
     files = read_boot(card)
     assert set(files) == {"/config.txt", "/cmdline.txt", "/userconf.txt", "/ssh", "/firstrun.sh"}
     assert "gpio=4=ip,pu" in files["/config.txt"].decode()
+
+
+# ------------------------------------------------------------------ FAT names: case-insensitive, case kept
+
+def _root_entry(disk: Path, shown: str):
+    """The raw pyfatfs root entry shown as ``shown``: (has a long name, NT reserved byte)."""
+    with fatfs.open_fat(disk, BOOT_LBA * 512, read_only=True) as fs:
+        dirs, files, _ = fs.fs.root_dir.get_entries()
+        entry, = [e for e in dirs + files if fatfs.display_name(e) == shown]
+        return entry.lfn_entry is not None, entry.ntres
+
+
+@needs_fat
+def test_fat_names_resolve_in_any_case(tmp_path, rng):
+    fat_tool("mkfs.vfat")
+    image = build_image(tmp_path, rng, xz=False, maker="mtools", config_name="/config.txt",
+                        cmdline_name="/CmdLine.txt", dirs=("/Overlays",))
+    # the image is what Linux writes: config.txt 8.3 only with both lower-case flags, CmdLine.txt a long name
+    assert _root_entry(image, "config.txt") == (False, fatfs.NT_LOWER_BASE | fatfs.NT_LOWER_EXT)
+    assert _root_entry(image, "CmdLine.txt")[0] and _root_entry(image, "Overlays")[0]
+    with fatfs.open_fat(image, BOOT_LBA * 512) as fs:
+        assert not fs.exists("/config.txt")  # the pyfatfs lookup this module exists for
+        for name in ("/config.txt", "/CONFIG.TXT", "/Config.Txt"):
+            assert fatfs.resolve(fs, name) == "/CONFIG.TXT"
+            assert fatfs.read_bytes(fs, name).decode() == STOCK_CONFIG
+        for name in ("/cmdline.txt", "/CMDLINE.TXT", "/CmdLine.txt"):
+            assert fatfs.resolve(fs, name) == "/CmdLine.txt"
+        assert fatfs.resolve(fs, "/overlays") == "/Overlays" and fatfs.resolve(fs, "/nope.txt") is None
+        assert fatfs.write_bytes(fs, "/Config.TXT", b"x=1\n") == "/CONFIG.TXT"
+        assert fatfs.write_bytes(fs, "/OVERLAYS/New File.dtbo", b"dt") == "/Overlays/New File.dtbo"
+        assert fatfs.write_bytes(fs, "/overlays/new file.DTBO", b"dt2") == "/Overlays/New File.dtbo"
+        assert fatfs.makedirs(fs, "/overlays/Sub/deeper") == "/Overlays/Sub/deeper"
+        with pytest.raises(DataError, match="a file, not a folder"):
+            fatfs.write_bytes(fs, "/config.txt/x", b"")
+        with pytest.raises(DataError, match="a folder, not a file"):
+            fatfs.write_bytes(fs, "/overlays", b"")
+    files = mtools_boot(image)
+    assert files == {"/config.txt": b"x=1\n", "/CmdLine.txt": STOCK_CMDLINE.encode(),
+                     "/Overlays/New File.dtbo": b"dt2"}
+    assert read_boot(image) == files
+    fsck_boot(image, fat32=False)
+
+
+# (maker, config.txt as stored): 8.3 only with the lower-case flags (Linux, Windows), plain upper-case 8.3,
+# a long-name entry (mixed case), each on FAT16 and FAT32.
+CARDS = [("mtools", "config.txt"), ("mtools", "CONFIG.TXT"), ("mtools", "Config.TXT"),
+         ("pyfatfs", "config.txt"), ("pyfatfs", "Config.TXT"), ("pyfatfs-8.3", "CONFIG.TXT")]
+
+
+@needs_fat
+@pytest.mark.parametrize("fat32", [False, True], ids=["fat16", "fat32"])
+@pytest.mark.parametrize("maker,config_name", CARDS, ids=[f"{m}-{n}" for m, n in CARDS])
+def test_flash_accepts_any_case_of_the_boot_files(tmp_path, rng, maker, config_name, fat32):
+    fat_tool("mkfs.vfat")
+    cmdline_name = "CMDLINE.TXT" if maker == "pyfatfs-8.3" else "cmdline.txt"
+    image = build_image(tmp_path, rng, xz=False, fat32=fat32, maker=maker, config_name="/" + config_name,
+                        cmdline_name="/" + cmdline_name,
+                        dirs=("/PPG-EDGE",) if maker == "pyfatfs-8.3" else ("/ppg-edge",))
+    bundle = tmp_path / "bundle"
+    (bundle / "Wheels").mkdir(parents=True)
+    (bundle / "install.sh").write_text("echo hi\n")
+    (bundle / "Wheels" / "ppg_edge-1.0-py3-none-any.whl").write_bytes(b"PK wheel")
+    card = tmp_path / "card.img"
+    flash(image, card, "rpi4b", FirstBoot(hostname="bench1", user="ppg", ssh_keys=(KEY,),
+                                          bundle_name=bundle.name), bundle=bundle, yes=True)
+    files = mtools_boot(card)
+    pfx = "/PPG-EDGE" if maker == "pyfatfs-8.3" else "/ppg-edge"
+    # existing entries are edited under the name they had; new names keep the case they were written in;
+    # nothing doubled (no CONFIG~1.TXT beside config.txt)
+    assert set(files) == {"/" + config_name, "/" + cmdline_name, "/userconf.txt", "/ssh", "/firstrun.sh",
+                          f"{pfx}/bundle/install.sh", f"{pfx}/bundle/Wheels/ppg_edge-1.0-py3-none-any.whl"}
+    config = files["/" + config_name].decode()
+    assert config.startswith("# stock") and config.count("# >>> ppg-edge") == 1 and "gpio=4=ip,pu" in config
+    assert "systemd.run=/boot/firmware/firstrun.sh" in files["/" + cmdline_name].decode()
+    assert files[f"{pfx}/bundle/Wheels/ppg_edge-1.0-py3-none-any.whl"] == b"PK wheel"
+    assert read_boot(card) == files
+    fsck_boot(card, fat32)
+    # flashing the card's own image again edits the same entries
+    image2 = tmp_path / "again.img"
+    image2.write_bytes(card.read_bytes())
+    card2 = tmp_path / "card2.img"
+    flash(image2, card2, "rpi5", FB, sha256=hashlib.sha256(card.read_bytes()).hexdigest(), yes=True)
+    again = mtools_boot(card2)
+    assert set(again) == set(files)
+    assert "dtparam=uart0=on" in again["/" + config_name].decode()
+    assert again["/" + config_name].decode().count("# >>> ppg-edge") == 1
+
+
+@needs_fat
+def test_mtools_card_without_cmdline_is_refused(tmp_path, rng):
+    fat_tool("mkfs.vfat")
+    image = build_image(tmp_path, rng, xz=False, maker="mtools", cmdline=None)
+    with pytest.raises(DataError, match="no /cmdline.txt: not a Raspberry Pi OS image"):
+        flash(image, tmp_path / "c.img", "rpi4b", FB, yes=True)

@@ -280,42 +280,43 @@ def boot_files(board: Board, fb: FirstBoot, config_txt: str, cmdline_txt: str) -
     }
 
 
+def _text(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{name} on the boot partition is not UTF-8 text ({exc})") from None
+
+
 def configure_boot_partition(disk: Path, board: Board, fb: FirstBoot, bundle: Path | None = None) -> dict[str, str]:
     """Edit the FAT boot partition inside ``disk`` (image file or device); returns what was written."""
     try:
-        from fs.copy import copy_dir  # pyfatfs brings PyFilesystem2
-        from fs.osfs import OSFS
-        from pyfatfs.PyFatFS import PyFatFS
+        import pyfatfs  # noqa: F401
     except ImportError as exc:
         raise ConfigError(f"editing the FAT boot partition needs pyfatfs ({exc}); "
                           "install it: pip install 'ppg-edge[flash]' or pip install pyfatfs") from None
 
+    from . import fatfs
     from .mbr import boot_partition
 
     with open(disk, "rb") as fh:
         part = boot_partition(fh, str(disk), disk_size=fh.seek(0, 2))
     log.info("%s: boot partition %d at byte %d (%d MB)", disk, part.index, part.offset, part.size // 10**6)
-    try:
-        fat = PyFatFS(str(disk), offset=part.offset, preserve_case=True)
-    except Exception as exc:  # pyfatfs raises its own and builtin errors for a bad FS
-        raise DataError(f"{disk}: partition {part.index} is not a readable FAT file system: {exc}") from None
-    try:
-        missing = [n for n in ("/config.txt", "/cmdline.txt") if not fat.exists(n)]
+    with fatfs.open_fat(disk, part.offset, what=f"partition {part.index}") as fat:
+        # FAT names are case-insensitive: Linux and Windows store config.txt as CONFIG.TXT with
+        # lower-case flags, a card edited elsewhere may hold Config.TXT (fatfs).
+        missing = [n for n in ("/config.txt", "/cmdline.txt") if not fatfs.exists(fat, n)]
         if missing:
             raise DataError(f"{disk}: boot partition has no {', '.join(missing)}: not a Raspberry Pi OS image")
-        files = boot_files(board, fb, fat.readtext("/config.txt"), fat.readtext("/cmdline.txt"))
+        files = boot_files(board, fb, _text(fatfs.read_bytes(fat, "/config.txt"), "config.txt"),
+                           _text(fatfs.read_bytes(fat, "/cmdline.txt"), "cmdline.txt"))
         for name, text in files.items():
-            fat.writebytes(name, text.encode())
+            fatfs.write_bytes(fat, name, text.encode())
         if bundle is not None:
-            fat.makedirs("/ppg-edge", recreate=True)
             dest = f"/ppg-edge/{bundle.name}"
             if bundle.is_dir():
-                fat.makedirs(dest, recreate=True)
-                with OSFS(str(bundle)) as src:
-                    copy_dir(src, "/", fat, dest)
+                fatfs.copy_tree(fat, bundle, dest)
             else:
+                fatfs.makedirs(fat, "/ppg-edge")
                 with open(bundle, "rb") as src:
-                    fat.upload(dest, src)
-    finally:
-        fat.close()
+                    fatfs.upload(fat, dest, src)
     return files
