@@ -11,12 +11,12 @@ import hashlib
 import logging
 import lzma
 import re
-import socket
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from tqdm import tqdm
 
@@ -132,7 +132,7 @@ def _fetch(url: str, dest: Path, timeout: float) -> str:
             return final
     except urllib.error.HTTPError as exc:
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DownloadError(f"{url}: cannot download ({reason}); no network? Download the image "
                             "yourself and pass --image FILE") from None

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ppg_edge.boards import Board, load_board
 from ppg_edge.errors import ConfigError, DataNotFoundError
 
 from .bootconfig import FirstBoot, configure_boot_partition
 from .image import raw_image_size, verify_image
-from .targets import SystemRoots, Target, UnsafeTargetError, check_target, human_size, inspect_target
+from .targets import HOST_ROOTS, SystemRoots, Target, UnsafeTargetError, check_target, human_size, inspect_target
 from .writer import write_and_verify
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def tty_confirm(question: str, answer: str) -> bool:
 
 def flash(image: Path, target: str | Path, board: str | Board, firstboot: FirstBoot, *,
           sha256: str | None = None, bundle: Path | None = None, yes: bool = False, force: bool = False,
-          dry_run: bool = False, roots: SystemRoots = SystemRoots(),
+          dry_run: bool = False, roots: SystemRoots = HOST_ROOTS,
           confirm: Callable[[str, str], bool] = tty_confirm) -> FlashReport:
     """Provision one SD card (or card image) for ``board``.
 

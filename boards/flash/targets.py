@@ -43,6 +43,9 @@ class SystemRoots:
         return self.dev == Path("/dev")
 
 
+HOST_ROOTS = SystemRoots()  # this machine's /sys, /proc and /dev
+
+
 @dataclass(frozen=True)
 class Target:
     path: Path

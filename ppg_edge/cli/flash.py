@@ -58,8 +58,8 @@ def _first_line(path: Path, what: str) -> str:
 
 def _handle(args: argparse.Namespace) -> int:
     from ppg_edge.boards import load_board
-    from ppg_edge.errors import ConfigError
     from ppg_edge.boards.flash import FirstBoot, SystemRoots, download_image, flash, sha512_crypt
+    from ppg_edge.errors import ConfigError
 
     board = load_board(args.board)  # unknown board: fail before anything slow
     password_hash = None
