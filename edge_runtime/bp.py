@@ -3,8 +3,8 @@
 The board's samples (50-100 Hz) are resampled to the model's rate with the
 numpy polyphase :class:`~.resample.StreamResampler`, preprocessed by a
 :class:`~.stream.StreamPreprocessor` built from the manifest's spec (band-pass,
-derivative channels, per-window z-score; Hayirlioglu & Semiz,
-/work/shared/papers/001) and fed to the model one window at a time.
+derivative channels, per-window z-score; Hayirlioglu & Semiz 2025,
+docs/facts.md) and fed to the model one window at a time.
 
 The model's output vector is read through the manifest: ``targets`` names its
 entries (default ``["sbp", "dbp"]``) and an optional ``target_scaling``

@@ -105,7 +105,7 @@ def test_group_delay_of_peak_band_at_125hz(sos125):
     # per-section scipy group delay, summed (the tf form loses precision at these poles)
     ref = sum(ss.group_delay((r[:3], r[3:]), w=[1.0], fs=125.0)[1][0] for r in sos125)
     assert abs(gd - ref) < 1e-6
-    assert 36 < gd < 38  # ~37 samples (TOOLCHAIN.md)
+    assert 36 < gd < 38  # ~37 samples (docs/facts.md)
     # the envelope of a narrow-band 1 Hz burst really comes out that late
     n = np.arange(6000)
     env = np.exp(-0.5 * ((n - 3000) / 500.0) ** 2)

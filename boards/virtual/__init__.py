@@ -2,7 +2,7 @@
 
 Host-side tool (needs root, qemu-user-static and binfmt-support). ``build``
 makes the userland (cached), :class:`VirtualPi` brings it up with sshd on
-127.0.0.1 and takes it down. See ``/work/shared/TOOLCHAIN.md`` for the facts
+127.0.0.1 and takes it down. See ``docs/facts.md`` for the facts
 this follows (pinned ``QEMU_CPU``, aarch64 ``/proc/cpuinfo``).
 """
 from .machine import VirtualPi, build, default_dir

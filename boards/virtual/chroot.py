@@ -1,6 +1,6 @@
 """Running an aarch64 chroot through qemu-user: host checks, mounts, the emulated CPU.
 
-Facts this relies on (``/work/shared/TOOLCHAIN.md``, "A virtual Raspberry Pi"):
+Facts this relies on (``docs/facts.md``, "The virtual Raspberry Pi"):
 
 * binfmt_misc must be mounted and ``qemu-aarch64`` enabled; then the kernel
   hands every aarch64 ELF to ``qemu-aarch64-static`` (registered with the ``F``

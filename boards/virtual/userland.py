@@ -1,6 +1,6 @@
 """Build an arm64 Debian bookworm userland without touching the host's dpkg.
 
-The fast path measured in ``/work/shared/TOOLCHAIN.md`` ("A virtual Raspberry Pi"):
+The fast path measured in ``docs/facts.md`` ("The virtual Raspberry Pi"):
 a private apt configuration (``APT::Architecture "arm64"``, an empty dpkg status
 file, its own lists and archive folders, the mirror the host's apt already uses)
 downloads the packages, and ``dpkg -x`` unpacks each one into the root. No

@@ -5,7 +5,7 @@ The driver talks to any object with the smbus2 ``SMBus`` methods it uses
 :class:`~.emulated.EmulatedMax30102` in tests, where this same code runs unchanged.
 
 What it does, following the MAX30102 datasheet (Maxim Integrated, rev. 1) and the
-faults users commonly report (``TOOLCHAIN.md``):
+faults users commonly report (``docs/facts.md``):
 
 - checks PART_ID (0x15) before anything else and raises :class:`HardwareError`
   naming the address and the id read; resets the chip, tolerating the

@@ -1,7 +1,7 @@
 """MAX30102 register map and field encodings, shared by the driver and the emulated chip.
 
 Facts from the Maxim/Analog Devices MAX30102 datasheet (rev. 1), as summarised in
-``TOOLCHAIN.md``: 7-bit I2C address 0x57, PART_ID 0x15, a 32-sample FIFO with 5-bit
+``docs/facts.md``: 7-bit I2C address 0x57, PART_ID 0x15, a 32-sample FIFO with 5-bit
 write/read pointers and an overflow counter that saturates at 0x1F, 18-bit samples
 (3 bytes per channel, red first then IR in SpO2 mode) left-justified: at lower
 resolutions the low bits of the 18-bit word are zero.

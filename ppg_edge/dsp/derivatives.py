@@ -10,7 +10,7 @@ Each difference looks only at the present and past sample (causal, as the device
 computes it in a stream) and delays by half a sample. The sample before the
 first is taken equal to the first (``prepend``), so every derivative starts at 0
 instead of a jump. Works along the last axis with any leading axes.
-BP work with these derivatives: Hayirlioglu & Semiz (/work/shared/papers/001).
+BP work with these derivatives: Hayirlioglu & Semiz 2025 and the PPG_to_BP notebook (docs/facts.md).
 """
 from __future__ import annotations
 

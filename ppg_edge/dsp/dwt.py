@@ -8,8 +8,8 @@ odd-indexed outputs of the full convolution), giving ``floor((n + F - 1) / 2)``
 coefficients. :func:`dwt_details` repeats this on the approximation and returns
 the requested detail levels; it matches ``pywt.wavedec`` to 1e-9.
 
-db4 (8 taps, pywt naming) at 4 levels follows the peak paper (Ivanova et al.,
-/work/shared/papers/003: "Db4 ... with 4 levels of decomposition"; its best
+db4 (8 taps, pywt naming) at 4 levels follows the peak paper (Georgieva-Tsaneva
+2025, docs/facts.md: "Db4 ... with 4 levels of decomposition"; its best
 model feeds 3 levels).
 """
 from __future__ import annotations

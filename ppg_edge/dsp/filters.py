@@ -16,7 +16,7 @@ Float path
 
 Fixed-point path
     :class:`Q31BiquadCascade` follows CMSIS-DSP ``arm_biquad_cascade_df1_q31``
-    (see ``/work/shared/TOOLCHAIN.md``), with one difference: a result that does
+    (see ``docs/facts.md``), with one difference: a result that does
     not fit int32 is clipped (saturated) and counted instead of wrapping.
 
 Causality
@@ -38,7 +38,7 @@ from ..errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 #: Pass bands (Hz) of the two model families. The peak band follows the peak
-#: detection paper (Ivanova et al., /work/shared/papers/003, 0.5-8 Hz band-pass).
+#: detection paper (Georgieva-Tsaneva 2025, docs/facts.md, 0.5-8 Hz band-pass).
 BANDS: dict[str, tuple[float, float]] = {"peaks": (0.5, 8.0), "bp": (0.4, 20.0)}
 
 INT32_MIN = -(2**31)

@@ -208,7 +208,7 @@ class Preprocessing:
 def peaks_preprocessing(fs: float = 125.0, dwt_level: int | None = None, **overrides) -> Preprocessing:
     """Peak-detection input: 0.5-8 Hz band-pass, 2 s windows, 50% overlap, z-score;
     with ``dwt_level`` L the db4 details d1..dL are added (the peak paper's best
-    model uses 3 levels; Ivanova et al., /work/shared/papers/003)."""
+    model uses 3 levels; Georgieva-Tsaneva 2025, docs/facts.md)."""
     if dwt_level not in (None, 1, 2, 3, 4):
         raise ConfigError(f"dwt_level must be None or 1..4, got {dwt_level!r}")
     win, hop = _win.default_window(fs)
@@ -220,8 +220,8 @@ def peaks_preprocessing(fs: float = 125.0, dwt_level: int | None = None, **overr
 
 def bp_preprocessing(fs: float = 125.0, **overrides) -> Preprocessing:
     """Blood-pressure input: 0.4-20 Hz band-pass (needs fs > 40 Hz), PPG plus VPG, APG,
-    JPG (band-pass and 1st-3rd derivatives as in Hayirlioglu & Semiz,
-    /work/shared/papers/001), 2 s windows, 50% overlap, z-score per window."""
+    JPG (band-pass and 1st-3rd derivatives as in Hayirlioglu & Semiz
+    2025, docs/facts.md), 2 s windows, 50% overlap, z-score per window."""
     win, hop = _win.default_window(fs)
     kw = dict(fs=fs, band=_filters.BANDS["bp"], window=win, hop=hop, derivatives=True)
     kw.update(overrides)

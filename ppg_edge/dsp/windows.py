@@ -1,7 +1,7 @@
 """Fixed-length framing of a record and the mapping back to absolute samples (numpy only).
 
 The default window is 2 s with 50% overlap (250 samples, hop 125 at 125 Hz), as
-in the peak detection paper (Ivanova et al., /work/shared/papers/003). Window
+in the peak detection paper (Georgieva-Tsaneva 2025, docs/facts.md). Window
 ``w`` covers samples ``[w * hop, w * hop + win)``. Samples after the last full
 window are not covered (no padding). A record shorter than one window gives
 **zero windows** (an array of shape ``(0, win, ...)``); pass ``strict=True`` to

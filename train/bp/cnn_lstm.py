@@ -90,7 +90,7 @@ def build_cnn_lstm_bp(input_len: int, channels: int = 1, *,
     Input ``(batch, input_len, channels)``; output ``(batch, 2)`` = SBP, DBP in the
     units of the targets. ``target_mean`` (SBP, DBP of the training set) starts the
     output bias at the naive predictor. ``batch_size`` fixes the batch dimension
-    (1 for TFLite conversion, see TOOLCHAIN.md). Compiled with MSE (the paper's
+    (1 for TFLite conversion, see docs/facts.md). Compiled with MSE (the paper's
     training loss) and MAE as a metric unless ``compile=False``.
     """
     k = keras()

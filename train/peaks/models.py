@@ -1,7 +1,7 @@
 """tf_keras builders for the 30 peak-detector variants (Georgieva-Tsaneva 2025, Tables 2-3).
 
 Built with tf_keras (``TF_USE_LEGACY_KERAS=1``) so every LSTM converts to TFLite's fused
-``UNIDIRECTIONAL_SEQUENCE_LSTM`` op (see TOOLCHAIN.md). TensorFlow is imported inside
+``UNIDIRECTIONAL_SEQUENCE_LSTM`` op (see docs/facts.md). TensorFlow is imported inside
 the functions, never at module import.
 
 Blocks (Table 3 for Type30; the other variants use the same blocks with their sizes):
