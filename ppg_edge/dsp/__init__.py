@@ -1,4 +1,4 @@
-"""The one signal core: filtering, normalisation, derivatives, DWT, framing, pulses.
+"""The one signal core: filtering, normalisation, derivatives, DWT, framing, pulses, rates.
 
 numpy only at run time (the device has no scipy); scipy appears only inside
 ``filters.design_bandpass`` (offline design). Training and the device both call
