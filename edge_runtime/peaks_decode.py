@@ -5,12 +5,19 @@ validation data, each candidate checked against a local maximum of the filtered 
 candidates within 200 ms merged keeping the highest, and a 0.3 s refractory period
 (the paper's minimum beat interval, 200 bpm).
 
+The decoder's parameters are one :class:`DecoderSpec` (its defaults are the only ones in
+the project): the model's manifest stores it (``decoder``), the stream decoder, the offline
+evaluation of a trained model and the converter read it.
+
 This module must not import TensorFlow or scipy.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +27,120 @@ from ppg_edge.metrics.peaks import match_peaks
 log = logging.getLogger(__name__)
 
 DEFAULT_CANDIDATES = tuple(np.round(np.arange(0.10, 0.91, 0.05), 2))
+
+STITCH_MODES = ("mean", "center")
+RAW_AXIS_MAPPINGS = ("snap", "shift")
+
+
+@dataclass(frozen=True)
+class DecoderSpec:
+    """How per-sample peak probabilities become beats; stored as a manifest's ``decoder``.
+
+    ``threshold``: the decision threshold (chosen on validation subjects); ``snap``: move
+    each candidate to the local maximum of the band-passed PPG within ``snap_radius_s``
+    (``snap_signal`` names that signal); candidates within ``merge_s`` merge and beats
+    closer than ``refractory_s`` (0.3 s, 200 bpm) keep the larger; ``stitch``: how
+    overlapping windows combine in the stream decoder (:mod:`.decoder`).
+
+    The raw-axis mapping (:func:`to_raw_axis`, :func:`snap_to_raw`): detections move back by
+    ``raw_axis_shift_samples`` (the training's measured lag of the filtered PPG maximum;
+    ``None``: beats stay on the filtered axis) and snap to the maximum of the raw PPG,
+    smoothed over ``raw_smooth_s``, within ``raw_snap_radius_s`` (0: shift only), then to
+    the raw maximum within ``raw_refine_s``. 65 ms is the radius training validated when a
+    model records no choice of its own.
+    """
+
+    threshold: float = 0.5
+    snap: bool = False
+    snap_radius_s: float = 0.05
+    merge_s: float = 0.2
+    refractory_s: float = 0.3
+    stitch: str = "mean"
+    raw_axis_shift_samples: int | None = None
+    raw_snap_radius_s: float = 0.065
+    raw_smooth_s: float = 0.0
+    raw_refine_s: float = 0.0
+    snap_signal: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"decoder threshold must be in [0, 1], got {self.threshold}")
+        if self.stitch not in STITCH_MODES:
+            raise ConfigError(f"decoder stitch {self.stitch!r}; choose one of {', '.join(STITCH_MODES)}")
+        if min(self.snap_radius_s, self.merge_s, self.refractory_s) <= 0:
+            raise ConfigError("decoder snap_radius_s, merge_s and refractory_s must be > 0")
+        if min(self.raw_snap_radius_s, self.raw_smooth_s, self.raw_refine_s) < 0:
+            raise ConfigError("decoder raw_snap_radius_s, raw_smooth_s and raw_refine_s must be >= 0")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None, training: Mapping[str, Any] | None = None) -> DecoderSpec:
+        """The spec of a manifest's ``decoder`` dict (missing keys take the defaults).
+
+        Reads the layouts written so far: ``snap`` is on when the dict says so or names the
+        signal to snap to (``snap_signal``, or ``signal`` as the training metadata's
+        ``decode`` block does); manifests sealed before the spec held the raw-axis shift
+        carry it in ``training.raw_axis_shift_samples`` (``training``: that block).
+        Other keys (``threshold_source`` ...) are provenance and ignored."""
+        d = dict(d or {})
+        if not isinstance(d.get("threshold", 0.5), (int, float)):
+            raise ConfigError(f"decoder threshold must be a number, got {d.get('threshold')!r}")
+        signal = d.get("snap_signal", d.get("signal"))
+        shift = d.get("raw_axis_shift_samples")
+        if shift is None and training:
+            shift = training.get("raw_axis_shift_samples")
+        try:
+            return cls(
+                threshold=float(d.get("threshold", cls.threshold)),
+                snap=bool(d.get("snap", str(signal or "").startswith("filtered"))),
+                snap_radius_s=float(d.get("snap_radius_s", cls.snap_radius_s)),
+                merge_s=float(d.get("merge_s", cls.merge_s)),
+                refractory_s=float(d.get("refractory_s", cls.refractory_s)),
+                stitch=str(d.get("stitch", cls.stitch)),
+                raw_axis_shift_samples=None if shift is None else int(shift),
+                raw_snap_radius_s=float(d.get("raw_snap_radius_s", cls.raw_snap_radius_s)),
+                raw_smooth_s=float(d.get("raw_smooth_s", cls.raw_smooth_s)),
+                raw_refine_s=float(d.get("raw_refine_s", cls.raw_refine_s)),
+                snap_signal=None if signal is None else str(signal),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"bad decoder settings {d}: {exc}") from None
+
+    @classmethod
+    def from_model_meta(cls, meta: Mapping[str, Any], threshold: float | None = None) -> DecoderSpec:
+        """The spec of a trained peak model's JSON (``ppg-edge train peaks``): its validation
+        ``threshold`` (``threshold`` overrides it), its ``decode`` block and its ``raw_axis``
+        mapping (``"shift"``: no raw snap; absent: the default snap)."""
+        dec = dict(meta.get("decode") or {})
+        raw_axis = dict(meta.get("raw_axis") or {})
+        mapping = raw_axis.get("mapping", "snap")
+        if mapping not in RAW_AXIS_MAPPINGS:
+            raise ConfigError(f"raw_axis.mapping {mapping!r}; valid: {list(RAW_AXIS_MAPPINGS)}")
+        d = {k: dec[k] for k in ("snap_radius_s", "merge_s", "refractory_s", "signal", "snap") if k in dec}
+        d["threshold"] = meta.get("threshold", cls.threshold) if threshold is None else threshold
+        d["raw_axis_shift_samples"] = meta.get("raw_axis_shift_samples")
+        if mapping == "shift":
+            d["raw_snap_radius_s"] = 0.0
+        else:
+            d.update({f"raw_{k}": raw_axis[k] for k in ("smooth_s", "refine_s") if k in raw_axis})
+            if "radius_s" in raw_axis:
+                d["raw_snap_radius_s"] = raw_axis["radius_s"]
+        return cls.from_dict(d)
+
+    def to_dict(self) -> dict:
+        """The manifest's ``decoder`` (JSON types; ``None`` fields left out)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    def decode_kwargs(self) -> dict:
+        """The keyword arguments of :func:`decode_peaks` besides ``signal``."""
+        return {"threshold": self.threshold, "snap_radius_s": self.snap_radius_s,
+                "merge_s": self.merge_s, "refractory_s": self.refractory_s}
+
+    def raw_snap(self) -> tuple[float, float, float]:
+        """``(radius_s, smooth_s, refine_s)`` of :func:`snap_to_raw`."""
+        return self.raw_snap_radius_s, self.raw_smooth_s, self.raw_refine_s
+
+
+DEFAULT_DECODER = DecoderSpec()
 
 
 def _check_probs(probs) -> np.ndarray:
@@ -115,7 +236,7 @@ def snap_to_raw(positions, raw, fs: float, radius_s: float, smooth_s: float = 0.
     ``smooth_s`` (none when 0) within ``radius_s`` (no move when that is under half a sample); when smoothing and ``refine_s`` > 0 it then
     moves to the maximum of ``raw`` itself within ``refine_s`` (the smoothing displaces the
     maximum of an asymmetric pulse by a few ms). Used by the offline detector
-    (``ppg_edge.train.peaks.detector``) and by the streaming decoder on a slice of the raw
+    (``ppg_edge.evaluate.peak_model``) and by the streaming decoder on a slice of the raw
     stream that reaches :func:`raw_snap_lookahead` samples past each beat. Positions are
     indices into ``raw``; the result is sorted and de-duplicated.
     """
@@ -137,6 +258,28 @@ def snap_to_raw(positions, raw, fs: float, radius_s: float, smooth_s: float = 0.
     pos = snap(centred_moving_average(x, fs, smooth_s), pos, radius_s)
     if smooth_s > 0 and refine_s > 0 and pos.size:
         pos = snap(x, pos, refine_s)
+    return np.unique(pos)
+
+
+def to_raw_axis(detected, n: int, shift: int, raw=None, fs: float = 125.0,
+                radius_s: float = DEFAULT_DECODER.raw_snap_radius_s) -> np.ndarray:
+    """Detections on the filtered axis moved onto the raw PPG's time axis.
+
+    Each detection moves back by the measured median ``shift`` (samples); when ``raw``
+    (the raw PPG, length ``n``) is given it then snaps to the raw maximum within
+    ``radius_s`` (:func:`snap_to_raw`). The per-record shift varies (-5..+5 samples,
+    depending on pulse shape), so the constant alone leaves 10-30 ms of error; the snap
+    removes it on clean signals. Results are clipped to ``[0, n)`` and de-duplicated.
+    """
+    det = np.asarray(detected, dtype=np.int64)
+    if n <= 0:
+        raise DataError(f"signal length must be positive, got {n}")
+    pos = np.clip(det - int(shift), 0, n - 1)
+    if raw is not None:
+        x = np.asarray(raw, dtype=np.float64)
+        if x.shape != (n,):
+            raise DataError(f"raw PPG has shape {x.shape}, expected ({n},)")
+        return snap_to_raw(pos, x, fs, radius_s)
     return np.unique(pos)
 
 
@@ -177,11 +320,11 @@ def enforce_refractory(positions: np.ndarray, scores: np.ndarray, min_gap: int) 
 def decode_peaks(
     probs,
     fs: float,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_DECODER.threshold,
     signal=None,
-    snap_radius_s: float = 0.05,
-    merge_s: float = 0.2,
-    refractory_s: float = 0.3,
+    snap_radius_s: float = DEFAULT_DECODER.snap_radius_s,
+    merge_s: float = DEFAULT_DECODER.merge_s,
+    refractory_s: float = DEFAULT_DECODER.refractory_s,
 ) -> np.ndarray:
     """Peak indices from per-sample probabilities of one window or a whole stream.
 

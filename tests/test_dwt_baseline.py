@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from ppg_edge.errors import ConfigError, DataError, PPGEdgeError
+from ppg_edge.evaluate import dwt_baseline
 from ppg_edge.metrics.peaks import peak_scores
-from ppg_edge.train.peaks import dwt_baseline
 
 FS = 125.0
 

@@ -247,7 +247,7 @@ def test_model_cards_need_the_test_split(tmp_path, capsys):
 
 
 def test_smoothing_for_the_raw_snap_keeps_peaks_in_place():
-    from ppg_edge.train.peaks.detector import smooth
+    from ppg_edge.edge_runtime.peaks_decode import centred_moving_average as smooth
 
     fs = 300.0
     t = np.arange(900) / fs

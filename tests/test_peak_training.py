@@ -63,19 +63,6 @@ def test_noisy_copy_records_flat_chunks_instead_of_crashing():
     assert [k for _, k, _ in used] == ["none", "none"]
 
 
-def test_to_raw_axis_shifts_snaps_and_rejects_bad_input():
-    raw = np.zeros(100)
-    raw[[20, 60]] = 1.0
-    # detections on the filtered axis 2 samples late, then snapped to the raw maxima
-    np.testing.assert_array_equal(D.to_raw_axis([22, 63], 100, 2, raw, 125.0), [20, 60])
-    np.testing.assert_array_equal(D.to_raw_axis([22, 63], 100, 2), [20, 61])
-    np.testing.assert_array_equal(D.to_raw_axis([1, 99], 100, 5), [0, 94])
-    with pytest.raises(DataError, match="raw PPG"):
-        D.to_raw_axis([1], 100, 0, np.zeros(50))
-    with pytest.raises(DataError):
-        D.to_raw_axis([1], 0, 0)
-
-
 def test_label_shift_needs_maxima_near_peaks():
     class Flat:
         ppg = np.ones(1000)

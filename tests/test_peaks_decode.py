@@ -161,3 +161,16 @@ def test_bad_fs_and_mismatched_lists_raise():
         pd.stitch_windows(np.zeros((2, 4)), hop=2, length=3)
     with pytest.raises(ConfigError):
         pd.stitch_windows(np.zeros((2, 4)), hop=0)
+
+
+def test_to_raw_axis_shifts_snaps_and_rejects_bad_input():
+    raw = np.zeros(100)
+    raw[[20, 60]] = 1.0
+    # detections on the filtered axis 2 samples late, then snapped to the raw maxima
+    np.testing.assert_array_equal(pd.to_raw_axis([22, 63], 100, 2, raw, 125.0), [20, 60])
+    np.testing.assert_array_equal(pd.to_raw_axis([22, 63], 100, 2), [20, 61])
+    np.testing.assert_array_equal(pd.to_raw_axis([1, 99], 100, 5), [0, 94])
+    with pytest.raises(DataError, match="raw PPG"):
+        pd.to_raw_axis([1], 100, 0, np.zeros(50))
+    with pytest.raises(DataError):
+        pd.to_raw_axis([1], 0, 0)

@@ -21,7 +21,7 @@ NeuroKit2 (0.2.13 here) has no MSPTD-specific ``ppg_clean`` method, and the
 MSPTD family detrends each window itself; we give them the same
 ``ppg_clean(method="elgendi")`` signal as ``nk-elgendi`` so the detectors differ
 only in the peak-finding step. Zero-phase cleaning keeps peaks in place (a
-causal filter would delay them; see TOOLCHAIN.md).
+causal filter would delay them; see docs/facts.md).
 
 Guarding MSPTD
 --------------
@@ -50,7 +50,13 @@ Trained peak models
 any folder written by ``ppg-edge train peaks``. Each runs the device preprocessing,
 the Keras model, the decoder with the model's validation threshold and the mapping
 back to the raw axis at the record's own rate
-(:class:`ppg_edge.train.peaks.detector.PeakModelDetector`; needs TensorFlow).
+(:class:`ppg_edge.evaluate.peak_model.PeakModelDetector`; needs TensorFlow).
+:func:`load_peak_model_detector` is the one place where evaluation reaches into the
+training code: to rebuild the Keras network of a saved model
+(``ppg_edge.train.peaks.fit.load_peak_model``).
+
+``dwt-baseline`` is the classic wavelet detector the paper compares its networks against
+(:mod:`ppg_edge.evaluate.dwt_baseline`; needs PyWavelets).
 """
 from __future__ import annotations
 
@@ -74,6 +80,7 @@ __all__ = [
     "get_detector",
     "available_detectors",
     "chunked",
+    "load_peak_model_detector",
     "MSPTD_MAX_FS",
     "MSPTD_WINDOW_S",
     "MSPTD_OVERLAP_S",
@@ -324,7 +331,7 @@ register_detector("nk-msptdfastv2", _nk_factory("msptdfastv2"),
 
 
 def _dwt_baseline_factory() -> DetectFn:
-    from ppg_edge.train.peaks.dwt_baseline import detect
+    from .dwt_baseline import detect
 
     return detect
 
@@ -345,11 +352,20 @@ def _model_factory(path: Path, committed: str | None = None) -> Factory:
             )
         if committed is None and not path.exists() and not path.with_name(path.name + ".json").exists():
             raise ConfigError(f"model:{path}: no such model folder")
-        from ppg_edge.train.peaks.detector import load_detector
-
-        return load_detector(path)
+        return load_peak_model_detector(path)
 
     return factory
+
+
+def load_peak_model_detector(path, batch_size: int = 256):
+    """:class:`~ppg_edge.evaluate.peak_model.PeakModelDetector` of a saved model folder
+    (``model:PATH`` and the committed models), its Keras network rebuilt by the training
+    code's loader (the only import of ``ppg_edge.train`` on the evaluation side)."""
+    from ppg_edge.train.peaks.fit import load_peak_model
+
+    from .peak_model import PeakModelDetector
+
+    return PeakModelDetector(path, load_peak_model, batch_size=batch_size)
 
 
 for _name in COMMITTED_PEAK_MODELS:

@@ -26,8 +26,9 @@ group delay of 37.3 samples at 1 Hz; the reference peaks sit on the raw PPG maxi
 record (validation record bidmc_38: mostly -5..-1 samples), so each reference peak is moved
 to the largest filtered-PPG local maximum within ``LABEL_SEARCH_S`` (80 ms) of it; a
 peak without one keeps the pooled median shift. The decoder then snaps its
-detections to the filtered PPG maximum and :func:`to_raw_axis` moves those back by the
-measured median shift and snaps them to the raw PPG maximum within 65 ms, so reported
+detections to the filtered PPG maximum and
+:func:`ppg_edge.edge_runtime.peaks_decode.to_raw_axis` moves those back by the measured
+median shift and snaps them to the raw PPG maximum (the decoder spec's raw snap radius), so reported
 positions lie on the raw PPG time axis.
 
 Augmentation (one ``numpy.random.Generator`` drives all of it): each training record
@@ -440,29 +441,3 @@ def assemble(settings: DatasetSettings, root=None, use_cache: bool = True,
         tmp.replace(cache)
         log.info("cached dataset at %s", cache)
     return ds
-
-
-
-
-def to_raw_axis(detected, n: int, shift: int, raw=None, fs: float = 125.0,
-                radius_s: float = 0.065) -> np.ndarray:
-    """Detections on the filtered axis moved onto the raw PPG's time axis.
-
-    Each detection moves back by the measured median ``shift`` (samples); when ``raw``
-    (the raw PPG, length ``n``) is given it then snaps to the raw maximum within
-    ``radius_s`` (8 samples at 125 Hz). The per-record shift varies (-5..+5 samples, depending
-    on pulse shape), so the constant alone leaves 10-30 ms of error; the snap removes
-    it on clean signals. Results are clipped to ``[0, n)`` and de-duplicated.
-    """
-    det = np.asarray(detected, dtype=np.int64)
-    if n <= 0:
-        raise DataError(f"signal length must be positive, got {n}")
-    pos = np.clip(det - int(shift), 0, n - 1)
-    if raw is not None:
-        x = np.asarray(raw, dtype=np.float64)
-        if x.shape != (n,):
-            raise DataError(f"raw PPG has shape {x.shape}, expected ({n},)")
-        from ppg_edge.edge_runtime.peaks_decode import snap_to_raw
-
-        return snap_to_raw(pos, x, fs, radius_s)
-    return np.unique(pos)

@@ -7,9 +7,9 @@ stopping on the validation loss), then runs the model over each whole validation
 chooses the decision threshold with ``choose_threshold`` on those clean val streams
 (never on test subjects), and measures F1 within +-50 ms and +-25 ms and the average
 distance error (ADE) of matched peaks, clean and with Gaussian noise at 10 and 5 dB,
-beside the DWT baseline (:mod:`.dwt_baseline`) on the same streams.
+beside the DWT baseline (:mod:`ppg_edge.evaluate.dwt_baseline`) on the same streams.
 
-Georgieva-Tsaneva (2025), /work/shared/papers/003: post-processing, threshold on
+Georgieva-Tsaneva (2025; docs/facts.md): post-processing, threshold on
 validation data, F1 / ADE as the reported metrics.
 """
 from __future__ import annotations
@@ -103,19 +103,18 @@ def evaluate_val(records, prep, model, threshold: float, shift: int,
     Noise is added to the whole raw record (``synth.add_noise``) before the causal
     filter, as the device would see it. The model and ``dwt_baseline`` run on the
     filtered PPG the device has; their filtered-axis positions go onto the raw axis with
-    :func:`.dataset.to_raw_axis` (back by ``shift``, snap to the raw maximum).
+    ``peaks_decode.to_raw_axis`` (back by ``shift``, snap to the raw maximum).
     ``model_shift_only`` maps the model's detections by the constant shift alone (no raw
     snap: steadier under noise, off by the per-record shift on clean records).
     ``dwt_baseline_on_raw`` is the baseline run on the raw PPG itself, for reference.
     All are scored on the same covered samples. ``raw_axis`` (a model json's ``raw_axis``,
     e.g. ``{"mapping": "snap", "radius_s": 0.03, "smooth_s": 0.04, "refine_s": 0.008}``) maps
     the model's detections with :func:`~ppg_edge.edge_runtime.peaks_decode.snap_to_raw` as the
-    deployed model does, instead of the default 65 ms snap.
+    deployed model does, instead of the decoder spec's default snap.
     """
-    from ppg_edge.edge_runtime.peaks_decode import decode_peaks, snap_to_raw
+    from ppg_edge.edge_runtime.peaks_decode import DEFAULT_DECODER, decode_peaks, snap_to_raw, to_raw_axis
+    from ppg_edge.evaluate import dwt_baseline
     from ppg_edge.synth import add_noise
-
-    from . import dwt_baseline
 
     results = {}
     for snr in (None, *snrs_db):
@@ -131,17 +130,17 @@ def evaluate_val(records, prep, model, threshold: float, shift: int,
         for s in streams:
             det = decode_peaks(s["probs"], prep.fs, threshold=threshold, signal=s["filtered"])
             if raw_axis and raw_axis.get("mapping") == "snap":
-                pos = _ds.to_raw_axis(det, s["n"], shift)
-                dets.append(snap_to_raw(pos, s["raw"], prep.fs, float(raw_axis.get("radius_s", 0.065)),
+                pos = to_raw_axis(det, s["n"], shift)
+                dets.append(snap_to_raw(pos, s["raw"], prep.fs, float(raw_axis.get("radius_s", DEFAULT_DECODER.raw_snap_radius_s)),
                                         float(raw_axis.get("smooth_s", 0.0)),
                                         float(raw_axis.get("refine_s", 0.0))) if pos.size else pos)
             elif raw_axis and raw_axis.get("mapping") == "shift":
-                dets.append(_ds.to_raw_axis(det, s["n"], shift))
+                dets.append(to_raw_axis(det, s["n"], shift))
             else:
-                dets.append(_ds.to_raw_axis(det, s["n"], shift, s["raw"], prep.fs))
-            dets_shift.append(_ds.to_raw_axis(det, s["n"], shift))
+                dets.append(to_raw_axis(det, s["n"], shift, s["raw"], prep.fs))
+            dets_shift.append(to_raw_axis(det, s["n"], shift))
             b = dwt_baseline.detect(s["filtered"], prep.fs)
-            base.append(_ds.to_raw_axis(b, s["n"], shift, s["raw"], prep.fs))
+            base.append(to_raw_axis(b, s["n"], shift, s["raw"], prep.fs))
             base_raw.append(dwt_baseline.detect(s["raw"], prep.fs))
             refs.append(s["ref"])
         results[name] = {"model": score_detections(refs, dets, prep.fs),
