@@ -11,7 +11,7 @@ QAT-int8 when built) :func:`compare_variants` records
   ``ai_edge_litert``, state reset included (the device must do it too); per sample =
   per window / hop (the compute each new sample costs in a stream with that hop).
 
-``tflite-runtime`` is timed only if it imports and runs with this NumPy; TOOLCHAIN.md
+``tflite-runtime`` is timed only if it imports and runs with this NumPy; docs/facts.md
 measured that it crashes with NumPy 2 (and cannot run TF 2.21 dynamic-range models), so
 here it is skipped with that reason recorded.
 
@@ -68,9 +68,9 @@ def _keras_bytes(keras_model) -> bytes:
 
 def time_tflite(tflite_bytes: bytes, window: np.ndarray, runs: int = 100, warmup: int = 5) -> float:
     """Median seconds per window (reset + set + invoke + get), one thread, ai_edge_litert."""
-    from .tflite import LiteRunner
+    from ppg_edge.edge_runtime.interpreter import TFLiteModel
 
-    r = LiteRunner(tflite_bytes, num_threads=1)
+    r = TFLiteModel(tflite_bytes, num_threads=1)
     times = []
     for i in range(warmup + runs):
         t0 = time.perf_counter()
@@ -96,11 +96,11 @@ def tflite_runtime_status() -> str | None:
     try:
         import tflite_runtime.interpreter  # noqa: F401
     except ImportError:
-        return "tflite-runtime not installed: its last release (2.14) needs numpy<2 (TOOLCHAIN.md)"
+        return "tflite-runtime not installed: its last release (2.14) needs numpy<2 (docs/facts.md)"
     except Exception as exc:  # e.g. '_ARRAY_API not found' with NumPy 2
         return f"tflite-runtime does not load here ({type(exc).__name__}: {exc})"
     if int(np.__version__.split(".")[0]) >= 2:
-        return f"tflite-runtime imports but crashes with NumPy {np.__version__} (TOOLCHAIN.md)"
+        return f"tflite-runtime imports but crashes with NumPy {np.__version__} (docs/facts.md)"
     return None
 
 
@@ -117,9 +117,9 @@ def compare_variants(
     """Measure every variant; returns ``{"rows": [...], "tflite_runtime": reason|None, ...}``.
 
     ``predict_factory(variant) -> predict_fn`` supplies the TFLite predict function that
-    ``evaluate`` gets (default: :class:`~.tflite.LiteRunner`; ``ppg-edge compare
+    ``evaluate`` gets (default: :class:`~ppg_edge.edge_runtime.interpreter.TFLiteModel`; ``ppg-edge compare
     --heldout`` passes the device runtime's :class:`EdgeModel`)."""
-    from .tflite import LiteRunner
+    from ppg_edge.edge_runtime.interpreter import TFLiteModel
 
     x = np.asarray(windows, np.float32)
     if x.ndim < 2 or not len(x):
@@ -137,7 +137,7 @@ def compare_variants(
         else:
             blob = v.tflite
             predict = (predict_factory(v) if predict_factory is not None
-                       else LiteRunner(v.tflite, num_threads=1).predict)
+                       else TFLiteModel(v.tflite, num_threads=1).predict)
             sec = time_tflite(v.tflite, x[0], runs=runs, warmup=warmup)
             row["runtime"] = "ai_edge_litert, 1 thread"
         row["size_bytes"] = len(blob)

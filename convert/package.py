@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from ppg_edge import manifest as mf
+from ppg_edge.edge_runtime.interpreter import TFLiteModel
 from ppg_edge.errors import ModelError
 
-from .tflite import LiteRunner, check_ops, list_ops
+from .tflite import check_ops, list_ops
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def save_converted(
     on any failure neither file is left behind.
     """
     ops = check_ops(tflite_bytes, allow=allow_ops)
-    runner = LiteRunner(tflite_bytes)
+    runner = TFLiteModel(tflite_bytes)
     inputs, outputs = runner.tensor_specs()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,14 @@
-"""Keras -> TFLite conversion, op checks, a batch-1 runner and the Keras-vs-TFLite self-check.
+"""Keras -> TFLite conversion, op checks, the host-only tf.lite backend and the Keras-vs-TFLite self-check.
 
-Conversion facts this module relies on were measured here (``/work/shared/TOOLCHAIN.md``):
+Conversion facts this module relies on were measured here (``docs/facts.md``):
 
 * models are built with tf_keras, so each LSTM becomes one fused
   ``UNIDIRECTIONAL_SEQUENCE_LSTM`` op; a Keras-3 LSTM (or a QAT-wrapped one) becomes a
   ``WHILE`` loop, which :func:`check_ops` refuses unless explicitly allowed;
 * the batch size must be fixed: :func:`fix_batch` clones the model onto a batch-1 input;
-* the fused LSTM keeps its state between ``invoke()`` calls, so :class:`LiteRunner`
-  calls ``reset_all_variables()`` before every window;
+* the fused LSTM keeps its state between ``invoke()`` calls, so the one interpreter
+  wrapper (:class:`ppg_edge.edge_runtime.interpreter.TFLiteModel`) calls
+  ``reset_all_variables()`` before every window;
 * full int8 (int8 input/output and weights; the LSTM cell state is int16, chosen by
   the converter's integer LSTM kernel) works; ``16x8`` (int16 activations) does not
   support the fused LSTM op and is refused with a :class:`~ppg_edge.errors.ModelError`.
@@ -16,7 +17,8 @@ Modes (:data:`MODES`): ``float32``, ``float16`` (float16 weights, float compute)
 ``dynamic`` (int8 weights, float activations), ``int8`` (full integer, needs
 calibration windows), ``16x8`` (refused for LSTM models).
 
-TensorFlow is imported inside functions only; the runner needs ``ai_edge_litert`` only.
+TensorFlow is imported inside functions only. Importing this module registers the
+host-only ``tf.lite`` interpreter backend (tried after ai-edge-litert and tflite-runtime).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from ppg_edge.edge_runtime.interpreter import TFLiteModel, register_backend
 from ppg_edge.errors import DataError, ModelError
 
 log = logging.getLogger(__name__)
@@ -323,84 +326,14 @@ def check_ops(tflite_bytes: bytes, allow: Iterable[str] = ()) -> list[str]:
 
 # ----------------------------------------------------------------------------- running
 
-def _interpreter_class():
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # pragma: no cover - ai-edge-litert is in the train extra
-        Interpreter = _tf().lite.Interpreter
-    return Interpreter
+def _tf_lite_interpreter() -> type:
+    """The ``tf.lite`` backend: full TensorFlow's interpreter, a host's last resort."""
+    return _tf().lite.Interpreter
 
 
-class LiteRunner:
-    """A TFLite model on ``ai_edge_litert`` taking float windows one at a time.
-
-    Quantized inputs are quantized with the input tensor's scale/zero point, quantized
-    outputs dequantized, so callers always see float. ``reset_all_variables()`` is
-    called before every window unless ``reset=False`` (only to demonstrate drift).
-    """
-
-    def __init__(self, model: bytes | str | os.PathLike, num_threads: int = 1):
-        Interpreter = _interpreter_class()
-        try:
-            if isinstance(model, (bytes, bytearray)):
-                self.interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
-            else:
-                self.interpreter = Interpreter(model_path=os.fspath(model), num_threads=num_threads)
-            self.interpreter.allocate_tensors()
-        except (RuntimeError, ValueError) as exc:
-            raise ModelError(f"TFLite interpreter cannot load the model: {exc}") from exc
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        self.input_shape = tuple(int(d) for d in self.input["shape"])
-
-    def _quantize(self, w: np.ndarray) -> np.ndarray:
-        dtype = self.input["dtype"]
-        if np.issubdtype(dtype, np.integer):
-            scale, zp = self.input["quantization"]
-            info = np.iinfo(dtype)
-            return np.clip(np.round(w / scale + zp), info.min, info.max).astype(dtype)
-        return w.astype(dtype)
-
-    def _dequantize(self, y: np.ndarray) -> np.ndarray:
-        if np.issubdtype(self.output["dtype"], np.integer):
-            scale, zp = self.output["quantization"]
-            return (y.astype(np.float32) - zp) * scale
-        return y.astype(np.float32)
-
-    def invoke(self, window: np.ndarray, reset: bool = True) -> np.ndarray:
-        """Output for one window ``input_shape[1:]`` (float), as float."""
-        w = np.asarray(window, dtype=np.float32).reshape(self.input_shape)
-        if reset:
-            self.interpreter.reset_all_variables()
-        self.interpreter.set_tensor(self.input["index"], self._quantize(w))
-        self.interpreter.invoke()
-        return self._dequantize(self.interpreter.get_tensor(self.output["index"]))[0]
-
-    def predict(self, windows, reset: bool = True) -> np.ndarray:
-        """Outputs for windows ``(n, *input_shape[1:])`` stacked to ``(n, *output_shape[1:])``."""
-        x = np.asarray(windows, dtype=np.float32)
-        if tuple(x.shape[1:]) != self.input_shape[1:]:
-            raise DataError(f"windows have shape {x.shape}; the model takes (n, *{self.input_shape[1:]})")
-        return np.stack([self.invoke(w, reset=reset) for w in x]) if len(x) else np.zeros(
-            (0, *self.output["shape"][1:]), np.float32
-        )
-
-    def tensor_specs(self) -> tuple[list[dict], list[dict]]:
-        """Input and output tensors as :func:`ppg_edge.manifest.tensor_spec` dicts."""
-        from ppg_edge.manifest import tensor_spec
-
-        def spec(d):
-            scale, zp = d["quantization"]
-            q = scale != 0.0
-            return tensor_spec(d["name"], d["shape"], np.dtype(d["dtype"]).name,
-                               scale if q else None, zp if q else None)
-
-        return ([spec(d) for d in self.interpreter.get_input_details()],
-                [spec(d) for d in self.interpreter.get_output_details()])
-
-    def tensor_dtypes(self) -> set[str]:
-        """dtypes of every tensor in the graph (e.g. to see the int16 LSTM cell state)."""
-        return {np.dtype(d["dtype"]).name for d in self.interpreter.get_tensor_details()}
+# Host-side only: the device package never imports TensorFlow, so its wrapper
+# (ppg_edge.edge_runtime.interpreter) learns of this backend here, after its own two.
+register_backend("tf.lite", _tf_lite_interpreter)
 
 
 # ----------------------------------------------------------------------------- self-check
@@ -456,7 +389,7 @@ def self_check(
     if tol is None:
         raise ModelError(f"no self-check tolerance for mode {mode!r}")
     ref = np.asarray(keras_model.predict(x, batch_size=min(len(x), 64), verbose=0), dtype=np.float64)
-    lite = LiteRunner(tflite_bytes).predict(x).astype(np.float64)
+    lite = TFLiteModel(tflite_bytes).predict(x).astype(np.float64)
     if lite.shape != ref.shape:
         raise ModelError(f"self-check: TFLite output shape {lite.shape} differs from Keras {ref.shape}")
     diff = np.abs(lite - ref)
@@ -490,6 +423,6 @@ def self_check(
 def predict_fn(model: bytes | str | os.PathLike | Any) -> Callable[[np.ndarray], np.ndarray]:
     """``f(windows) -> outputs`` for a TFLite model (bytes/path) or a Keras model."""
     if isinstance(model, (bytes, bytearray, str, os.PathLike)):
-        runner = LiteRunner(model)
+        runner = TFLiteModel(model)
         return runner.predict
     return lambda x: np.asarray(model.predict(np.asarray(x, np.float32), verbose=0))

@@ -1,22 +1,25 @@
-"""TFLite interpreter backends and :class:`EdgeModel`, a verified model with ``predict_window``.
+"""The one TFLite interpreter wrapper: backends chosen like gpiozero pin factories.
 
-Backends are tried like gpiozero pin factories: ``ai-edge-litert``, then
-``tflite-runtime``, then ``tf.lite`` (full TensorFlow, only when it happens to be
-installed: a host, never the Pi). Each fallback logs a warning and issues an
-:class:`InterpreterFallback` warning. A name (argument, or the
-``PPG_EDGE_INTERPRETER`` environment variable) picks one backend and never
-falls back: a named backend that cannot be imported is a ``ModelError``.
+**Backends.** The device's two are built in and tried in order: ``ai-edge-litert``,
+then ``tflite-runtime``. A host may register more with :func:`register_backend`
+(``ppg_edge.convert.tflite`` registers ``tf.lite``, full TensorFlow, for the
+conversion self-checks on a host without either package); registered ones are
+tried after the built-in ones. This package never imports TensorFlow itself.
+Each fallback logs a warning and issues an :class:`InterpreterFallback` warning.
+A name (argument, or the ``PPG_EDGE_INTERPRETER`` environment variable) picks one
+backend and never falls back: a named backend that cannot be imported is a
+``ModelError``.
 
-:class:`EdgeModel` refuses a model before loading it unless the manifest beside
-it is valid and sealed and the file's size and sha256 match
-(:func:`ppg_edge.manifest.verify_model`); it also checks that the manifest fits
-the pipeline (sample rate, window, input shape, kind) and the interpreter's own
-tensors. The fused LSTM op keeps state between ``invoke()`` calls
-(``/work/shared/TOOLCHAIN.md``), so ``reset_all_variables()`` runs before every
-window. int8 models are fed and read through the manifest's quantization
-parameters.
-
-This module never imports TensorFlow unless the ``tf.lite`` backend is chosen.
+**Models.** :class:`TFLiteModel` is one flatbuffer (file or bytes) on the chosen
+backend, fed one float window at a time: ``reset_all_variables()`` runs before
+every window (the fused LSTM op keeps state between ``invoke()`` calls: docs/facts.md), int8 tensors are quantized and dequantized with their affine parameters.
+The converter, the smoke check and the runtime all use it.
+:class:`EdgeModel` adds what the runtime needs before it trusts a model: it refuses
+a model before loading it unless the manifest beside it is valid and sealed and the
+file's size and sha256 match (:func:`ppg_edge.manifest.verify_model`); it also
+checks that the manifest fits the pipeline (sample rate, window, input shape,
+kind) and the interpreter's own tensors, and then quantizes through the
+manifest's parameters.
 """
 from __future__ import annotations
 
@@ -31,12 +34,13 @@ import numpy as np
 
 from ppg_edge import manifest as _mf
 from ppg_edge.dsp.pipeline import Preprocessing
-from ppg_edge.errors import ConfigError, ModelError, PPGEdgeError
+from ppg_edge.errors import ConfigError, DataError, ModelError, PPGEdgeError
 
 log = logging.getLogger(__name__)
 
 INTERPRETER_ENV = "PPG_EDGE_INTERPRETER"
-BACKENDS = ("ai-edge-litert", "tflite-runtime", "tf.lite")
+#: The device's backends, built in, in order of preference.
+BACKENDS = ("ai-edge-litert", "tflite-runtime")
 
 
 class InterpreterFallback(RuntimeWarning):
@@ -51,13 +55,24 @@ def _tflite_runtime():
     return importlib.import_module("tflite_runtime.interpreter").Interpreter
 
 
-def _tf_lite():
-    return importlib.import_module("tensorflow").lite.Interpreter
+#: name -> loader returning the backend's ``Interpreter`` class; built-in ones first.
+_LOADERS: dict[str, Callable[[], type]] = {"ai-edge-litert": _litert, "tflite-runtime": _tflite_runtime}
 
 
-_LOADERS: dict[str, Callable[[], type]] = {
-    "ai-edge-litert": _litert, "tflite-runtime": _tflite_runtime, "tf.lite": _tf_lite,
-}
+def register_backend(name: str, loader: Callable[[], type]) -> None:
+    """Make ``loader`` (``() -> Interpreter class``, importing what it needs only when
+    called) the backend ``name``, tried after the built-in ones. Registering a name
+    again replaces its loader (idempotent for the same loader); a built-in one cannot
+    be replaced."""
+    key = name.strip().lower()
+    if key in BACKENDS:
+        raise ConfigError(f"interpreter backend {key!r} is built in and cannot be replaced")
+    _LOADERS[key] = loader
+
+
+def backends() -> tuple[str, ...]:
+    """Every backend name known here, in fallback order (built-in, then registered)."""
+    return tuple(_LOADERS)
 
 
 def interpreter_class(name: str | None = None, preference: Sequence[str] | None = None) -> tuple[str, type]:
@@ -65,7 +80,7 @@ def interpreter_class(name: str | None = None, preference: Sequence[str] | None 
 
     ``name`` (or ``$PPG_EDGE_INTERPRETER``) selects exactly one backend. Otherwise
     ``preference`` (e.g. a board's ``interpreters``) is tried in order, followed by
-    the remaining :data:`BACKENDS`, with a warning on each fallback.
+    the remaining :func:`backends`, with a warning on each fallback.
     """
     chosen = name or os.environ.get(INTERPRETER_ENV)
     if chosen:
@@ -73,13 +88,14 @@ def interpreter_class(name: str | None = None, preference: Sequence[str] | None 
         if key not in _LOADERS:
             origin = "" if name else f" (from {INTERPRETER_ENV})"
             raise ConfigError(f"unknown interpreter backend {chosen!r}{origin}; choose one of "
-                              f"{', '.join(BACKENDS)}")
+                              f"{', '.join(_LOADERS)} (host backends such as tf.lite are registered "
+                              "by ppg_edge.convert)")
         try:
             return key, _LOADERS[key]()
         except Exception as exc:  # ImportError, or a broken install raising something else
             raise ModelError(f"interpreter backend {key!r} is not usable here: {exc}") from exc
     order = [b for b in (preference or ()) if b in _LOADERS]
-    order += [b for b in BACKENDS if b not in order]
+    order += [b for b in _LOADERS if b not in order]
     failures = []
     for key in order:
         try:
@@ -102,7 +118,105 @@ def _quant(spec: dict) -> tuple[float, int] | None:
     return float(q["scale"]), int(q["zero_point"])
 
 
-class EdgeModel:
+def _tensor_quant(detail: dict) -> tuple[float, int] | None:
+    """A tensor's affine ``(scale, zero_point)``; None for a float tensor (scale 0)."""
+    scale, zp = detail.get("quantization", (0.0, 0))
+    return (float(scale), int(zp)) if scale else None
+
+
+class TFLiteModel:
+    """One TFLite flatbuffer (``model``: a path or the bytes) on the chosen backend.
+
+    ``backend``: a backend name (else ``$PPG_EDGE_INTERPRETER``, else ``preference``
+    then :func:`backends`). Attributes: ``interpreter``, ``backend``, ``input`` and
+    ``output`` (the first input/output tensor details), ``input_shape``, ``in_q`` /
+    ``out_q`` (``(scale, zero_point)`` or None), ``in_dtype`` / ``out_dtype``,
+    ``invocations``. Outputs come back as float64 without the batch axis.
+    A model the interpreter cannot load is a ``ModelError``.
+    """
+
+    def __init__(self, model: bytes | str | os.PathLike, *, backend: str | None = None,
+                 preference: Sequence[str] | None = None, num_threads: int = 1):
+        self.backend, cls = interpreter_class(backend, preference)
+        what = "the model" if isinstance(model, (bytes, bytearray)) else os.fspath(model)
+        try:
+            if isinstance(model, (bytes, bytearray)):
+                self.interpreter = cls(model_content=bytes(model), num_threads=num_threads)
+            else:
+                self.interpreter = cls(model_path=os.fspath(model), num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+        except Exception as exc:  # a corrupt flatbuffer raises ValueError/RuntimeError
+            raise ModelError(f"{what}: the {self.backend} interpreter cannot load it: {exc}") from exc
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.input_shape = tuple(int(d) for d in self.input["shape"])
+        self.in_dtype = np.dtype(self.input["dtype"])
+        self.out_dtype = np.dtype(self.output["dtype"])
+        self.in_q = _tensor_quant(self.input)
+        self.out_q = _tensor_quant(self.output)
+        self.invocations = 0
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        if self.in_q is None:
+            return np.asarray(x).astype(self.in_dtype)
+        scale, zp = self.in_q
+        info = np.iinfo(self.in_dtype)
+        return np.clip(np.rint(np.asarray(x) / scale) + zp, info.min, info.max).astype(self.in_dtype)
+
+    def dequantize(self, y: np.ndarray) -> np.ndarray:
+        if self.out_q is None:
+            return y.astype(np.float64)
+        scale, zp = self.out_q
+        return (y.astype(np.float64) - zp) * scale
+
+    def invoke_raw(self, inputs: Sequence[np.ndarray], reset: bool = True) -> list[np.ndarray]:
+        """Every input tensor set as given (already in its dtype and shape, batch axis
+        included), one ``invoke()``; every output tensor as the interpreter returns it."""
+        if reset:
+            self.interpreter.reset_all_variables()
+        for det, x in zip(self.interpreter.get_input_details(), inputs):
+            self.interpreter.set_tensor(det["index"], x)
+        self.interpreter.invoke()
+        self.invocations += 1
+        return [self.interpreter.get_tensor(d["index"]) for d in self.interpreter.get_output_details()]
+
+    def invoke(self, window, reset: bool = True) -> np.ndarray:
+        """Output for one float window of shape ``input_shape[1:]``, dequantized, without the
+        batch axis. ``reset=False`` keeps the LSTM state of the previous window (only to show
+        the drift that causes)."""
+        w = np.asarray(window, dtype=np.float32).reshape(self.input_shape)
+        if reset:
+            self.interpreter.reset_all_variables()  # fused LSTM state must not leak across windows
+        self.interpreter.set_tensor(self.input["index"], self.quantize(w))
+        self.interpreter.invoke()
+        self.invocations += 1
+        return self.dequantize(self.interpreter.get_tensor(self.output["index"])[0])
+
+    def predict(self, windows, reset: bool = True) -> np.ndarray:
+        """Outputs for windows ``(n, *input_shape[1:])`` stacked to ``(n, *output_shape[1:])``."""
+        x = np.asarray(windows, dtype=np.float32)
+        if tuple(x.shape[1:]) != self.input_shape[1:]:
+            raise DataError(f"windows have shape {x.shape}; the model takes (n, *{self.input_shape[1:]})")
+        if not len(x):
+            return np.zeros((0, *(int(d) for d in self.output["shape"][1:])), np.float64)
+        return np.stack([self.invoke(w, reset=reset) for w in x])
+
+    def tensor_specs(self) -> tuple[list[dict], list[dict]]:
+        """Input and output tensors as :func:`ppg_edge.manifest.tensor_spec` dicts."""
+        def spec(d):
+            q = _tensor_quant(d)
+            return _mf.tensor_spec(d["name"], d["shape"], np.dtype(d["dtype"]).name,
+                                   q[0] if q else None, q[1] if q else None)
+
+        return ([spec(d) for d in self.interpreter.get_input_details()],
+                [spec(d) for d in self.interpreter.get_output_details()])
+
+    def tensor_dtypes(self) -> set[str]:
+        """dtypes of every tensor in the graph (e.g. to see the int16 LSTM cell state)."""
+        return {np.dtype(d["dtype"]).name for d in self.interpreter.get_tensor_details()}
+
+
+class EdgeModel(TFLiteModel):
     """A verified TFLite model ready for one window at a time.
 
     ``expected_fs``: the rate the pipeline feeds (Hz); a manifest for another rate
@@ -154,25 +268,15 @@ class EdgeModel:
         if "raw_axis_shift_samples" not in self.decoder and shift is not None:
             self.decoder["raw_axis_shift_samples"] = int(shift)
         # 3. load, then check the interpreter's tensors against the manifest
-        self.backend, cls = interpreter_class(backend, preference)
-        try:
-            self.interpreter = cls(model_path=str(self.path), num_threads=num_threads)
-            self.interpreter.allocate_tensors()
-        except Exception as exc:  # a corrupt flatbuffer raises ValueError/RuntimeError
-            raise ModelError(f"{self.path}: the {self.backend} interpreter cannot load it: {exc}") from exc
-        self._in = self.interpreter.get_input_details()[0]
-        self._out = self.interpreter.get_output_details()[0]
-        self._check_tensor(self._in, self.in_spec, "input", src)
-        self._check_tensor(self._out, self.out_spec, "output", src)
+        super().__init__(self.path, backend=backend, preference=preference, num_threads=num_threads)
+        self._check_tensor(self.input, self.in_spec, "input", src)
+        self._check_tensor(self.output, self.out_spec, "output", src)
         self.in_q = _quant(self.in_spec)
         self.out_q = _quant(self.out_spec)
-        self.in_dtype = np.dtype(self._in["dtype"])
-        self.out_dtype = np.dtype(self._out["dtype"])
         if self.in_dtype.kind == "i" and self.in_q is None:
             raise ModelError(f"{src}: integer input without quantization parameters")
         if self.out_dtype.kind == "i" and self.out_q is None:
             raise ModelError(f"{src}: integer output without quantization parameters")
-        self.invocations = 0
         log.info("loaded %s (%s, %s) with %s", self.path.name, m["kind"], m["mode"], self.backend)
 
     def _check_tensor(self, detail: dict, spec: dict, what: str, src: str) -> None:
@@ -189,19 +293,6 @@ class EdgeModel:
             raise ModelError(f"{self.path}: {what} quantization ({scale:g}, {zp}) differs from the "
                              f"manifest's ({q[0]:g}, {q[1]})")
 
-    def quantize(self, x: np.ndarray) -> np.ndarray:
-        if self.in_q is None:
-            return x.astype(self.in_dtype)
-        scale, zp = self.in_q
-        info = np.iinfo(self.in_dtype)
-        return np.clip(np.rint(x / scale) + zp, info.min, info.max).astype(self.in_dtype)
-
-    def dequantize(self, y: np.ndarray) -> np.ndarray:
-        if self.out_q is None:
-            return y.astype(np.float64)
-        scale, zp = self.out_q
-        return (y.astype(np.float64) - zp) * scale
-
     def predict_window(self, x) -> np.ndarray:
         """One window ``(window, n_channels)`` -> output without the batch axis, float64.
 
@@ -215,9 +306,5 @@ class EdgeModel:
                              f"{(self.window, self.n_channels)}")
         if not np.all(np.isfinite(arr)):
             raise ModelError(f"{self.path.name}: window has NaN or infinite values")
-        self.interpreter.reset_all_variables()  # fused LSTM state must not leak across windows
-        self.interpreter.set_tensor(self._in["index"], self.quantize(arr)[None])
-        self.interpreter.invoke()
-        self.invocations += 1
-        y = self.dequantize(self.interpreter.get_tensor(self._out["index"])[0])
+        y = self.invoke(arr)
         return y[..., 0] if (y.ndim == 2 and y.shape[-1] == 1) else y

@@ -85,17 +85,10 @@ def _convert(model, mode: str, window: int, channels: int, seed: int) -> bytes:
 
 
 def _specs(tflite_path: Path):
-    from ai_edge_litert.interpreter import Interpreter
+    from ppg_edge.edge_runtime.interpreter import TFLiteModel
 
-    it = Interpreter(model_path=str(tflite_path))
-    it.allocate_tensors()
-
-    def one(d):
-        scale, zp = d["quantization"]
-        dtype = np.dtype(d["dtype"]).name
-        return mf.tensor_spec(d["name"], d["shape"], dtype, scale if dtype == "int8" else None, zp)
-
-    return [one(it.get_input_details()[0])], [one(it.get_output_details()[0])]
+    inputs, outputs = TFLiteModel(tflite_path).tensor_specs()
+    return inputs[:1], outputs[:1]
 
 
 def write_model_manifest(path: Path, kind: str, mode: str, spec, **extra) -> Path:

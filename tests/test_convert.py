@@ -62,7 +62,8 @@ def tiny():
 def test_each_mode_builtin_fused_within_tolerance(tiny, mode, tmp_path):
     from ppg_edge import manifest as mf
     from ppg_edge.convert.package import save_converted
-    from ppg_edge.convert.tflite import FUSED_LSTM, TOLERANCES, LiteRunner, check_ops, self_check
+    from ppg_edge.convert.tflite import FUSED_LSTM, TOLERANCES, check_ops, self_check
+    from ppg_edge.edge_runtime.interpreter import TFLiteModel
 
     model, cfg, cal, held, flats = tiny
     flat = flats[mode]
@@ -71,7 +72,7 @@ def test_each_mode_builtin_fused_within_tolerance(tiny, mode, tmp_path):
     assert not any(op.startswith("Flex") for op in ops)
     res = self_check(model, flat, held, mode)
     assert res.passed and res.max_abs <= TOLERANCES[mode].limits(res.span)[0]
-    runner = LiteRunner(flat)
+    runner = TFLiteModel(flat)
     dtypes = runner.tensor_dtypes()
     if mode == "int8":
         assert runner.input["dtype"] == np.int8 and runner.output["dtype"] == np.int8
@@ -110,10 +111,10 @@ def test_sizes_shrink_with_quantization(tiny):
 @pytest.mark.slow
 def test_state_reset_matters(tiny):
     """Without reset_all_variables() the fused LSTM carries state into the next window."""
-    from ppg_edge.convert.tflite import LiteRunner
+    from ppg_edge.edge_runtime.interpreter import TFLiteModel
 
     model, _, _, held, flats = tiny
-    runner = LiteRunner(flats["float32"])
+    runner = TFLiteModel(flats["float32"])
     ref = model.predict(held, verbose=0)
     with_reset = runner.predict(held, reset=True)
     without = runner.predict(held, reset=False)
@@ -215,7 +216,7 @@ def test_not_a_flatbuffer_refused():
 def test_tampered_manifest_and_corrupt_model_refused(tiny, tmp_path):
     from ppg_edge import manifest as mf
     from ppg_edge.convert.package import save_converted
-    from ppg_edge.convert.tflite import LiteRunner
+    from ppg_edge.edge_runtime.interpreter import TFLiteModel
 
     flat = tiny[4]["float32"]
     path = save_converted(flat, tmp_path, "m", kind="peaks", mode="float32", sample_rate_hz=125,
@@ -234,7 +235,7 @@ def test_tampered_manifest_and_corrupt_model_refused(tiny, tmp_path):
     with pytest.raises(ModelError, match="sha256"):
         mf.verify_model(path)
     with pytest.raises(ModelError, match="TFL3|interpreter"):
-        LiteRunner(b"TFL" + b"\0" * 40)
+        TFLiteModel(b"TFL" + b"\0" * 40)
 
 
 @pytest.mark.tf
@@ -412,7 +413,7 @@ def test_pruned_model_is_sparse_and_converts_fused(tiny):
 @pytest.mark.slow
 def test_qat_wrapped_lstm_becomes_while_and_is_refused(tiny):
     """Calibrated (int8) conversion of the WHILE-loop model segfaulted in the converter here
-    (as TOOLCHAIN.md saw for Keras 3 LSTMs), so the loop is shown on a float32 conversion."""
+    (as docs/facts.md saw for Keras 3 LSTMs), so the loop is shown on a float32 conversion."""
     from ppg_edge.convert.optimize import qat_model
     from ppg_edge.convert.tflite import FUSED_LSTM, convert_model, list_ops
     from ppg_edge.train.peaks.models import custom_objects

@@ -320,25 +320,21 @@ def test_clone_for_inference_has_batch_one_and_same_outputs(keras, rng):
 def test_type30_converts_to_builtin_tflite_ops_with_fused_lstm(keras, rng):
     import tensorflow as tf
 
-    litert = pytest.importorskip("ai_edge_litert.interpreter")
+    pytest.importorskip("ai_edge_litert.interpreter")
+    from ppg_edge.edge_runtime.interpreter import TFLiteModel
     from ppg_edge.train.peaks.models import build_peak_model, clone_for_inference
 
     model = build_peak_model(VARIANTS["Type30"])
     flat = tf.lite.TFLiteConverter.from_keras_model(clone_for_inference(model)).convert()
-    interp = litert.Interpreter(model_content=flat)
-    ops = {d["op_name"] for d in interp._get_ops_details()}
+    lite_model = TFLiteModel(flat, backend="ai-edge-litert")
+    ops = {d["op_name"] for d in lite_model.interpreter._get_ops_details()}
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in ops
     assert "WHILE" not in ops
     assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), ops
-    interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    assert tuple(inp["shape"]) == (1, WINDOW, 2) and tuple(out["shape"]) == (1, WINDOW)
+    assert lite_model.input_shape == (1, WINDOW, 2) and tuple(lite_model.output["shape"]) == (1, WINDOW)
     results = []
     for _ in range(2):
         x = rng.normal(size=(1, WINDOW, 2)).astype(np.float32)
-        interp.reset_all_variables()  # the fused LSTM keeps state between invokes
-        interp.set_tensor(inp["index"], x)
-        interp.invoke()
-        results.append((interp.get_tensor(out["index"]), model(x).numpy()))
+        results.append((lite_model.invoke(x[0]), model(x).numpy()[0]))  # state reset before each window
     for lite, ref in results:
         np.testing.assert_allclose(lite, ref, atol=1e-5)

@@ -167,7 +167,7 @@ def test_backend_selection_and_fallback(monkeypatch):
         interpreter_class()
     monkeypatch.setenv(itp.INTERPRETER_ENV, "ai-edge-litert")
     assert interpreter_class()[0] == "ai-edge-litert"
-    for key in itp.BACKENDS:
+    for key in list(itp._LOADERS):  # built-in and host-registered (tf.lite) alike
         monkeypatch.setitem(itp._LOADERS, key, broken)
     monkeypatch.delenv(itp.INTERPRETER_ENV)
     with warnings.catch_warnings():
@@ -190,3 +190,48 @@ def test_raw_axis_shift_taken_from_the_training_block(peaks_f32, tmp_path):
     assert m.decoder["raw_axis_shift_samples"] == 2 and m.decoder["threshold"] == 0.45
     assert StreamDecoder(125.0, 250, 125, m.decoder).raw_shift == 2
     assert json.loads(mf.manifest_path_for(path).read_text())["training"]["raw_axis_shift_samples"] == 2
+
+
+def test_host_backend_is_registered_from_outside_the_device_package(monkeypatch):
+    """tf.lite is no backend of edge_runtime itself: ppg_edge.convert registers it, after the
+    device's two; a built-in backend cannot be replaced."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ppg_edge.edge_runtime import interpreter as i; a = i.backends(); "
+            "import ppg_edge.convert; print(a, i.backends(), 'tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["('ai-edge-litert',", "'tflite-runtime')", "('ai-edge-litert',",
+                                  "'tflite-runtime',", "'tf.lite')", "False"]
+    with pytest.raises(ConfigError, match="built in"):
+        itp.register_backend("ai-edge-litert", lambda: None)
+    real = itp._LOADERS["ai-edge-litert"]
+
+    def broken():
+        raise ImportError("gone")
+
+    monkeypatch.setitem(itp._LOADERS, "ai-edge-litert", broken)
+    monkeypatch.setitem(itp._LOADERS, "tflite-runtime", broken)
+    monkeypatch.setitem(itp._LOADERS, "host-test", real)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert interpreter_class()[0] == "host-test"  # registered backends come last
+    monkeypatch.delitem(itp._LOADERS, "host-test")
+    monkeypatch.setattr(itp, "_LOADERS", {k: v for k, v in itp._LOADERS.items() if k != "tf.lite"})
+    with pytest.raises(ConfigError, match="registered by ppg_edge.convert"):
+        interpreter_class("tf.lite")
+
+
+def test_tflite_model_from_bytes_and_garbage(peaks_f32, rng):
+    """The one wrapper takes bytes too (the converter's self-check); garbage is a ModelError."""
+    from ppg_edge.edge_runtime.interpreter import TFLiteModel
+
+    m = TFLiteModel(peaks_f32.read_bytes())
+    e = EdgeModel(peaks_f32)
+    x = rng.standard_normal((3, 250, 1)).astype(np.float32)
+    y = m.predict(x)
+    assert y.shape == (3, 250, 1) and y.dtype == np.float64
+    np.testing.assert_array_equal(y[:, :, 0], np.stack([e.predict_window(w) for w in x]))
+    with pytest.raises(ModelError, match="cannot load"):
+        TFLiteModel(b"TFL3" + b"\0" * 40)

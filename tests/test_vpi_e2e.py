@@ -116,7 +116,7 @@ def _deploy_and_compare(runner, board, tmp_path, ctx, stim_dir: str, fresh: bool
     assert rep.ok and (rep.previous is None or not fresh)
     assert dep.current_release() == b1.release
     dev = next(m for m in rep.smoke["models"] if m["model"] == "tiny.tflite")
-    assert dev["backend"] == "ai_edge_litert"
+    assert dev["backend"] == "ai-edge-litert"
     # int8 on the pinned Cortex-A72 must equal x86 bit for bit.
     assert dev["outputs"][0]["sha256"] == host["outputs"][0]["sha256"], (dev["outputs"], host["outputs"])
     assert dev["outputs"][0]["values"] == host["outputs"][0]["values"]

@@ -3,7 +3,8 @@ the sensor backend answers.
 
 Run on the device as ``<release>/venv/bin/python -m ppg_edge.boards.deploy.smoke <release> --json``;
 prints one JSON object and exits 0 when every check passed, 1 otherwise.
-Needs numpy and an interpreter package (ai-edge-litert, else tflite-runtime);
+Needs numpy and an interpreter package (ai-edge-litert, else tflite-runtime), through the
+runtime's one interpreter wrapper (:class:`ppg_edge.edge_runtime.interpreter.TFLiteModel`);
 never TensorFlow or scipy.
 
 **The runtime's sensor check.** ``ppg_edge.edge_runtime.smoke.smoke_check(release_dir,
@@ -12,8 +13,8 @@ board's sensor backend, reads one window's worth of samples and streams them thr
 pipeline with the release's peak model. Where that module is absent (an older runtime),
 the check is reported as ``"skipped"`` with the reason, never as passed.
 
-Note (TOOLCHAIN.md): fused LSTM ops keep state between ``invoke()`` calls, so
-``reset_all_variables()`` is called before the window.
+Fused LSTM ops keep state between ``invoke()`` calls, so the wrapper calls
+``reset_all_variables()`` before the window.
 """
 from __future__ import annotations
 
@@ -51,35 +52,21 @@ def smoke_input(shape: Sequence[int], dtype) -> "Any":
     return x.reshape(tuple(shape))
 
 
-def _interpreter_class():
-    errors = []
-    for mod in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"):
-        try:
-            return importlib.import_module(mod).Interpreter, mod.split(".")[0]
-        except ImportError as exc:
-            errors.append(f"{mod}: {exc}")
-    raise ImportError("no TFLite interpreter: " + "; ".join(errors))
-
-
 def run_model(path: Path) -> dict:
     """Load one .tflite, infer :func:`smoke_input` once; outputs with their raw-byte sha256."""
     import numpy as np
 
-    Interpreter, backend = _interpreter_class()
-    interp = Interpreter(model_path=str(path), num_threads=1)
-    interp.allocate_tensors()
-    interp.reset_all_variables()
-    for det in interp.get_input_details():
-        interp.set_tensor(det["index"], smoke_input(det["shape"], det["dtype"]))
-    interp.invoke()
+    from ppg_edge.edge_runtime.interpreter import TFLiteModel
+
+    m = TFLiteModel(path)  # reset_all_variables() runs before the window
+    ys = m.invoke_raw([smoke_input(d["shape"], d["dtype"]) for d in m.interpreter.get_input_details()])
     outputs = []
-    for det in interp.get_output_details():
-        y = interp.get_tensor(det["index"])
+    for det, y in zip(m.interpreter.get_output_details(), ys):
         finite = bool(np.all(np.isfinite(y))) if y.dtype.kind == "f" else True
         outputs.append({"name": det["name"], "dtype": str(y.dtype), "shape": list(y.shape),
                         "sha256": hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest(),
                         "values": y.reshape(-1)[:64].tolist(), "finite": finite})
-    return {"backend": backend, "outputs": outputs}
+    return {"backend": m.backend, "outputs": outputs}
 
 
 def _sha256(path: Path) -> str:

@@ -70,6 +70,7 @@ def _settings(board):
 def _handle(args: argparse.Namespace) -> int:
     import numpy as np
 
+    import ppg_edge.convert  # noqa: F401  (registers the host-only tf.lite interpreter backend)
     from ppg_edge.boards import load_board
     from ppg_edge.edge_runtime.pipeline import ArrayReplay, Pipeline, StatusLine
     from ppg_edge.edge_runtime.quality import QualityConfig
