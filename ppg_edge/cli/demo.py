@@ -115,17 +115,26 @@ def _device_models() -> tuple[dict, str]:
     models = _model_args([], defaults=True)
     if models:
         return models, "models/device (committed device models)"
+    from ..cache import build_stage
+    from ..config import REPO_ROOT
+    from ..errors import PPGEdgeError
+
     out = config.cache_dir() / "demo-device-models"
     f32 = out / "Type30-float32.tflite"
-    if not f32.is_file():
+
+    def convert(tmp: Path) -> None:
         print("models/device has no device models yet: converting models/peaks/Type30 to float32 "
               f"into {out} (synthetic self-check; a minute or two)")
-        from ..config import REPO_ROOT
+        proc = subprocess.run([sys.executable, "-m", "ppg_edge", "-q", "convert",
+                               str(REPO_ROOT / "models/peaks/Type30"), "--mode", "float32", "--out", str(tmp)],
+                              check=False, timeout=900)
+        if proc.returncode != 0 or not (tmp / f32.name).is_file():
+            raise PPGEdgeError(f"ppg-edge convert exited {proc.returncode}")
 
-        subprocess.run([sys.executable, "-m", "ppg_edge", "-q", "convert", str(REPO_ROOT / "models/peaks/Type30"),
-                        "--mode", "float32", "--out", str(out)], check=False, timeout=900)
-    if not f32.is_file():
-        return {}, "no device model (conversion failed)"
+    try:
+        build_stage(out, convert, what="demo device models", rebuild=out.is_dir() and not f32.is_file())
+    except (PPGEdgeError, OSError, subprocess.TimeoutExpired) as exc:
+        return {}, f"no device model (conversion failed: {exc})"
     return {"float32": f32}, f"{f32} (converted for the demo; models/device has none; no int8)"
 
 

@@ -97,13 +97,12 @@ class BPDataset:
                "pulses", "pulse_dur", "pulse_row")
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from ppg_edge.cache import atomic_path
+
         meta = json.dumps({"fs": self.fs, "channels": list(self.channels),
                            "preprocessing": self.preprocessing, "events": self.events})
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, meta=np.array(meta), **{k: getattr(self, k) for k in self._ARRAYS})
-        tmp.replace(path)
+        with atomic_path(Path(path)) as tmp:   # a private file, renamed: concurrent builders never mix
+            np.savez_compressed(tmp, meta=np.array(meta), **{k: getattr(self, k) for k in self._ARRAYS})
 
     @classmethod
     def load(cls, path: Path) -> "BPDataset":

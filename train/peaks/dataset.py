@@ -434,10 +434,10 @@ def assemble(settings: DatasetSettings, root=None, use_cache: bool = True,
     ds = PeakDataset(x_train, y_train.astype(np.float32), x_val.astype(np.float32),
                      y_val.astype(np.float32), info)
     if use_cache:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, x_train=ds.x_train, y_train=ds.y_train, x_val=ds.x_val,
-                            y_val=ds.y_val, info=np.array(json.dumps(info)))
-        tmp.replace(cache)
+        from ppg_edge.cache import atomic_path
+
+        with atomic_path(cache) as tmp:   # a private file, renamed: concurrent builders never mix
+            np.savez_compressed(tmp, x_train=ds.x_train, y_train=ds.y_train, x_val=ds.x_val,
+                                y_val=ds.y_val, info=np.array(json.dumps(info)))
         log.info("cached dataset at %s", cache)
     return ds
