@@ -1,37 +1,22 @@
-"""``ppg-edge bench runtime``: what the streaming runtime costs, on one core, beside the peers.
+"""Device-side timing for ``ppg-edge bench runtime``: what each stage of the streaming runtime costs.
 
-On the CapnoBase TEST subjects of the committed ``peaks`` split (never trained or
-tuned on), each record (clean, and with white Gaussian noise at ``snr_db``, seeded
-per record) is played once through the emulated MAX30102 and the real driver at
-the board's settings; the captured FIFO blocks are then processed again and again,
-so every stage is timed on the same samples:
+The parts the benchmark (:mod:`ppg_edge.evaluate.runtime_bench`, host side: the data
+sets, the NeuroKit2 peers, Keras in TensorFlow, the report) times on the device's code:
 
-- **DSP front end** per sensor sample: resampler to the model rate, causal
-  band-pass (float64 ``SOSFilter`` and Q31 biquads), framer, z-score and DWT, as
-  the pipeline runs them (:class:`~.resample.StreamResampler` +
-  :class:`~.stream.StreamPreprocessor`);
-- **inference** per window: :meth:`~.interpreter.EdgeModel.predict_window` (one
-  interpreter thread, state reset, int8 quantize/dequantize) for the int8 and the
-  float32 model;
-- **whole pipeline** (:class:`~.pipeline.Pipeline`: quality gate, DSP, model,
-  decoder, HR/HRV, events into a memory sink): real-time factor = signal seconds /
-  wall seconds, with the network always on (int8 and float32), quality-gated
-  (``auto``), and classic only; plus the F1 (+-50 ms, one-to-one) of its beats
-  against the expert peaks;
-- **peers** on the same samples (batch-resampled to the model rate): NeuroKit2's
-  ``elgendi`` and ``msptdfastv2`` detectors (``ppg_edge.evaluate.detectors``,
-  after ``ppg_clean``), cost and F1;
-- **Keras in TensorFlow**: the same peak model (``models/peaks/<variant>``) per
-  window at batch 1 (a direct call, and a ``tf.function``), on a sample of the
-  windows.
+- :func:`capture`: a record played once through the emulated MAX30102 and the real driver
+  at the board's settings, its FIFO blocks kept so every stage is timed on the same samples;
+- :func:`time_frontend`: the DSP front end (:class:`~.resample.StreamResampler` +
+  :class:`~.stream.StreamPreprocessor`) fed as the pipeline feeds it;
+- :func:`time_windows`: :meth:`~.interpreter.EdgeModel.predict_window` per window;
+- :func:`run_pipeline`: the whole :class:`~.pipeline.Pipeline` into a memory sink;
+- :func:`f1` (+-50 ms, one-to-one) of its beats against reference peaks.
 
-Costs are CPU time of this process (``time.process_time``) around the work only
-(model loading, emulation and record loading excluded): on a shared machine wall
-time would also count other jobs' turns on the core. The process pins itself to one core
-(``os.sched_setaffinity``) and TensorFlow gets one intra/inter-op thread. The
-numpy parts of this module import no TensorFlow; NeuroKit2 and TensorFlow are
-imported only inside the functions that use them.
+Costs are CPU time of this process (:data:`cpu_time`, ``time.process_time``) around the
+work only: on a shared machine wall time would also count other jobs' turns on the core.
+:func:`pin_to_one_core` pins the process to one CPU. numpy and the runtime only: nothing
+here imports TensorFlow, NeuroKit2 or scipy.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,11 +32,10 @@ import numpy as np
 from ppg_edge.errors import ConfigError, DataError
 from ppg_edge.metrics.peaks import match_peaks
 
-from .batch import to_model_rate
 from .interpreter import EdgeModel
 from .peaks_decode import f1_from_counts
 from .pipeline import Pipeline
-from .playback import light_from_ppg, settings_from_board
+from .playback import light_from_ppg
 from .quality import QualityConfig
 from .resample import StreamResampler
 from .sensors import SensorEvent, VirtualClock, open_sensor
@@ -62,14 +46,8 @@ log = logging.getLogger(__name__)
 
 #: The cost clock: CPU seconds of this process (``time.process_time``). On a shared machine
 #: wall time also counts the other jobs' turns on the core; CPU time counts only ours.
-_cpu = time.process_time
+cpu_time = time.process_time
 
-TARGETS = {
-    "pipeline_int8_network_x_realtime_min": 500.0,
-    "keras_over_int8_per_window_min": 10.0,
-    "gated_over_elgendi_cost_clean_max": 5.0,
-}
-PEERS = ("nk-elgendi", "nk-msptdfastv2")
 TOL_S = 0.05
 
 
@@ -123,6 +101,8 @@ def machine(core: int | None) -> dict:
 
 # ----------------------------------------------------------------------------- helpers
 @dataclass
+
+
 class Capture:
     """A record played through the emulated chip + driver: the driver's blocks, kept."""
 
@@ -139,14 +119,14 @@ class Capture:
 
 def capture(ppg, fs: float, settings) -> Capture:
     events: list[SensorEvent] = []
-    t0 = _cpu()
+    t0 = cpu_time()
     sensor = open_sensor("emulated", source=light_from_ppg(ppg), source_fs=float(fs), clock=VirtualClock(),
                          settings=settings, on_event=events.append)
     try:
         blocks = list(sensor.blocks())
     finally:
         sensor.close()
-    dt = _cpu() - t0
+    dt = cpu_time() - t0
     n = sum(len(b.ir) for b in blocks)
     lost = sum(1 for e in events if e.kind == "overflow")
     if lost:
@@ -172,10 +152,10 @@ def f1(ref, det, fs: float) -> dict:
     return {"tp": tp, "fp": fp, "fn": fn, "f1": f1_from_counts(tp, fp, fn)}
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    t0 = _cpu()
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = cpu_time()
     out = fn()
-    return out, _cpu() - t0
+    return out, cpu_time() - t0
 
 
 def time_frontend(cap: Capture, spec) -> tuple[float, list]:
@@ -189,7 +169,7 @@ def time_frontend(cap: Capture, spec) -> tuple[float, list]:
     pending: list = []
     n_pending = n_fed = 0
     need = r.inputs_needed(sp.window)
-    t0 = _cpu()
+    t0 = cpu_time()
     for x in blocks:
         pending.append(x)
         n_pending += x.size
@@ -202,7 +182,7 @@ def time_frontend(cap: Capture, spec) -> tuple[float, list]:
             w.x  # the features, as the network path computes them
             wins.append(w)
         need = r.inputs_needed(sp.next_window * sp.hop + sp.window)
-    return _cpu() - t0, wins
+    return cpu_time() - t0, wins
 
 
 def time_windows(model: EdgeModel, windows: Sequence[np.ndarray]) -> np.ndarray:
@@ -211,9 +191,9 @@ def time_windows(model: EdgeModel, windows: Sequence[np.ndarray]) -> np.ndarray:
         model.predict_window(w)
     out = np.zeros(len(windows))
     for k, w in enumerate(windows):
-        t0 = _cpu()
+        t0 = cpu_time()
         model.predict_window(w)
-        out[k] = _cpu() - t0
+        out[k] = cpu_time() - t0
     return out
 
 
@@ -222,393 +202,6 @@ def run_pipeline(cap: Capture, model_path, gate: str, sqi_classic: float | None 
     sink = MemorySink()
     q = QualityConfig(gate=gate) if sqi_classic is None else QualityConfig(gate=gate, sqi_classic=sqi_classic)
     pipe = Pipeline(cap.fs, sink, model_path=model_path, full_scale=cap.full_scale, quality=q)
-    summary, dt = _timed(lambda: pipe.run(cap.blocks))
+    summary, dt = timed(lambda: pipe.run(cap.blocks))
     beats = np.array([e["index"] for e in sink.of("beat")], dtype=np.int64)
     return summary, beats, dt
-
-
-def keras_timing(keras_dir, windows: np.ndarray, n: int) -> dict:
-    """Per-window seconds of the Keras model in TensorFlow at batch 1 (direct call and
-    ``tf.function``), on ``n`` windows after 3 warm-up calls each."""
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # already initialised in this process
-        log.warning("TensorFlow threads were already set up; its timing may use more than one thread")
-    from ppg_edge.train.peaks.fit import load_peak_model
-
-    keras_dir = Path(keras_dir)
-    model, _ = load_peak_model(keras_dir / keras_dir.name if keras_dir.is_dir() else keras_dir)
-    xs = [tf.constant(w[None].astype(np.float32)) for w in windows[:n]]
-    fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    out = {"tensorflow": tf.__version__, "windows": len(xs)}
-    for name, call in (("eager_call", lambda x: model(x, training=False)), ("tf_function", fn)):
-        for x in xs[:3]:
-            call(x).numpy()
-        t = np.zeros(len(xs))
-        for k, x in enumerate(xs):
-            t0 = _cpu()
-            call(x).numpy()
-            t[k] = _cpu() - t0
-        out[name] = {"mean_ms": float(t.mean() * 1e3), "median_ms": float(np.median(t) * 1e3)}
-    out["best_mean_ms"] = min(out["eager_call"]["mean_ms"], out["tf_function"]["mean_ms"])
-    return out
-
-
-def peer_run(name: str, x: np.ndarray, fs: float) -> tuple[np.ndarray, float]:
-    from ppg_edge.evaluate.detectors import get_detector
-
-    det = get_detector(name)
-    det.detect(x[: int(10 * fs)], fs)  # warm-up (imports, caches)
-    return _timed(lambda: np.asarray(det.detect(x, fs), dtype=np.int64))
-
-
-# ----------------------------------------------------------------------------- main
-def run_benchmark(*, int8_model, float_model, keras_dir=None, records: Sequence[str] | None = None,
-                  seconds: float | None = None, snr_db: float = 5.0, board: str = "virtual-rpi4",
-                  data_root=None, keras_windows: int = 200, core: int | None = None, seed: int = 0,
-                  progress: bool = True) -> dict:
-    """Run everything (see the module docstring); returns the result dict (JSON-ready)."""
-    from tqdm import tqdm
-
-    from ppg_edge.boards import load_board
-    from ppg_edge.data import load_record
-    from ppg_edge.data.splits import load_split
-    from ppg_edge.synth import add_noise
-
-    pinned = pin_to_one_core(core)
-    settings = settings_from_board(load_board(board))
-    test = [s.split("/", 1)[1] for s in load_split("peaks")["test"] if s.startswith("capnobase/")]
-    names = list(records) if records else test
-    for r in names:
-        if f"capnobase/{r}" not in load_split("peaks")["test"]:
-            raise ConfigError(f"capnobase/{r} is not a TEST subject of the 'peaks' split ({', '.join(test)})")
-    m8 = EdgeModel(int8_model, kind="peaks")
-    m32 = EdgeModel(float_model, kind="peaks")
-    spec = m8.spec
-    # Q31 needs headroom for 18-bit codes (minus the first sample): 31 - 18 - 1 fraction bits
-    q31 = type(spec).from_dict({**spec.to_dict(), "arithmetic": "q31", "q31_frac_bits": 12})
-    f32spec = type(spec).from_dict({**spec.to_dict(), "arithmetic": "float"})
-    configs = {"network_int8": (int8_model, "network"), "network_float32": (float_model, "network"),
-               "gated_int8": (int8_model, "auto"), "classic": (int8_model, "classic")}
-    per_record = []
-    tot: dict[str, float] = {}
-    counts: dict[str, dict] = {}
-    keras_pool: list[np.ndarray] = []
-    win8: list[float] = []
-    win32: list[float] = []
-
-    def add(key, v):
-        tot[key] = tot.get(key, 0.0) + float(v)
-
-    def addc(key, c):
-        d = counts.setdefault(key, {"tp": 0, "fp": 0, "fn": 0})
-        for k in ("tp", "fp", "fn"):
-            d[k] += c[k]
-
-    rng_root = np.random.SeedSequence(seed)
-    steps = tqdm(total=len(names) * 2, desc="bench runtime", unit="run", disable=not progress)
-    for ri, name in enumerate(names):
-        rec = load_record("capnobase", name, data_root)
-        n_src = rec.ppg.size if seconds is None else min(rec.ppg.size, int(seconds * rec.fs))
-        clean = np.asarray(rec.ppg[:n_src], dtype=np.float64)
-        rng = np.random.default_rng(rng_root.spawn(len(names))[ri])
-        noisy = add_noise(clean, rec.fs, "gaussian", snr_db, rng)
-        row: dict[str, Any] = {"record": f"capnobase/{name}"}
-        for cond, sig in (("clean", clean), (f"gaussian_{snr_db:g}dB", noisy)):
-            cap = capture(sig, rec.fs, settings)
-            ref = reference_on_model_axis(rec.peaks, rec.fs, n_src, settings, spec.fs)
-            c: dict[str, Any] = {"seconds": cap.seconds, "emulate_s": cap.emulate_s}
-            add(f"{cond}:seconds", cap.seconds)
-            if cond == "clean":
-                dt_f, wins = time_frontend(cap, f32spec)
-                dt_q, _ = time_frontend(cap, q31)
-                c["frontend_float_s"], c["frontend_q31_s"] = dt_f, dt_q
-                add("frontend_float_s", dt_f)
-                add("frontend_q31_s", dt_q)
-                add("sensor_samples", sum(len(b.ir) for b in cap.blocks))
-                xs = [w.x for w in wins]
-                t8, t32 = time_windows(m8, xs), time_windows(m32, xs)
-                win8 += t8.tolist()
-                win32 += t32.tolist()
-                c["windows"] = len(xs)
-                keras_pool += xs[:: max(1, len(xs) // max(1, keras_windows // len(names)))]
-            x125 = to_model_rate(cap.ir, cap.fs, spec.fs)
-            ref = ref[ref < x125.size]
-            c["reference_peaks"] = int(ref.size)
-            for key, (path, gate) in configs.items():
-                summary, beats, dt = run_pipeline(cap, path, gate)
-                covered = ref[ref < summary["windows"] * spec.hop + spec.window - spec.hop]
-                sc = f1(covered, beats, spec.fs)
-                c[key] = {"cpu_s": dt, "x_realtime": cap.seconds / dt, "paths": summary["paths"],
-                          "suppressed": summary["suppressed"], "beats": int(beats.size), **sc}
-                add(f"{cond}:{key}_s", dt)
-                addc(f"{cond}:{key}", sc)
-            for peer in PEERS:
-                det, dt = peer_run(peer, x125, spec.fs)
-                sc = f1(ref, det, spec.fs)
-                c[peer] = {"cpu_s": dt, "x_realtime": cap.seconds / dt, **sc}
-                add(f"{cond}:{peer}_s", dt)
-                addc(f"{cond}:{peer}", sc)
-            row[cond] = c
-            steps.update(1)
-        per_record.append(row)
-        log.info("%s: %s", row["record"], {k: round(v["network_int8"]["x_realtime"])
-                                           for k, v in row.items() if isinstance(v, dict)})
-    steps.close()
-
-    keras = None
-    if keras_dir is not None and keras_windows > 0:
-        keras = keras_timing(keras_dir, np.asarray(keras_pool[:keras_windows]), keras_windows)
-
-    samples = tot["sensor_samples"]
-    conds = ["clean", f"gaussian_{snr_db:g}dB"]
-    summary: dict[str, Any] = {
-        "signal_seconds": {c: tot[f"{c}:seconds"] for c in conds},
-        "frontend": {
-            "float_us_per_sample": tot["frontend_float_s"] / samples * 1e6,
-            "q31_us_per_sample": tot["frontend_q31_s"] / samples * 1e6,
-            "float_x_realtime": tot["clean:seconds"] / tot["frontend_float_s"],
-            "q31_x_realtime": tot["clean:seconds"] / tot["frontend_q31_s"],
-            "sensor_samples": int(samples),
-        },
-        "inference_per_window": {
-            "int8": {"mean_ms": float(np.mean(win8) * 1e3), "median_ms": float(np.median(win8) * 1e3),
-                     "windows": len(win8)},
-            "float32": {"mean_ms": float(np.mean(win32) * 1e3), "median_ms": float(np.median(win32) * 1e3),
-                        "windows": len(win32)},
-        },
-        "pipeline": {}, "peers": {}, "keras": keras,
-    }
-    for cond in conds:
-        secs = tot[f"{cond}:seconds"]
-        summary["pipeline"][cond] = {
-            key: {"x_realtime": secs / tot[f"{cond}:{key}_s"], "us_per_signal_second": tot[f"{cond}:{key}_s"] / secs * 1e6,
-                  **counts[f"{cond}:{key}"], "f1": f1_from_counts(**counts[f"{cond}:{key}"])}
-            for key in configs}
-        summary["peers"][cond] = {
-            peer: {"x_realtime": secs / tot[f"{cond}:{peer}_s"], "us_per_signal_second": tot[f"{cond}:{peer}_s"] / secs * 1e6,
-                   **counts[f"{cond}:{peer}"], "f1": f1_from_counts(**counts[f"{cond}:{peer}"])}
-            for peer in PEERS}
-    pc = summary["pipeline"]["clean"]
-    ratios = {
-        "pipeline_int8_network_x_realtime": pc["network_int8"]["x_realtime"],
-        "pipeline_float32_network_x_realtime": pc["network_float32"]["x_realtime"],
-        "pipeline_gated_x_realtime_clean": pc["gated_int8"]["x_realtime"],
-        "gated_over_elgendi_cost_clean": pc["gated_int8"]["us_per_signal_second"]
-        / summary["peers"]["clean"]["nk-elgendi"]["us_per_signal_second"],
-        "gated_over_network_cost_clean": pc["gated_int8"]["us_per_signal_second"]
-        / pc["network_int8"]["us_per_signal_second"],
-        "int8_over_float32_per_window": summary["inference_per_window"]["int8"]["mean_ms"]
-        / summary["inference_per_window"]["float32"]["mean_ms"],
-    }
-    if keras is not None:
-        ratios["keras_over_int8_per_window"] = keras["best_mean_ms"] / summary["inference_per_window"]["int8"]["mean_ms"]
-        ratios["keras_over_float32_per_window"] = (keras["best_mean_ms"]
-                                                   / summary["inference_per_window"]["float32"]["mean_ms"])
-    targets = {
-        "pipeline_int8_network_x_realtime_min": {
-            "target": TARGETS["pipeline_int8_network_x_realtime_min"],
-            "measured": ratios["pipeline_int8_network_x_realtime"],
-            "met": ratios["pipeline_int8_network_x_realtime"] >= TARGETS["pipeline_int8_network_x_realtime_min"]},
-        "gated_over_elgendi_cost_clean_max": {
-            "target": TARGETS["gated_over_elgendi_cost_clean_max"],
-            "measured": ratios["gated_over_elgendi_cost_clean"],
-            "met": ratios["gated_over_elgendi_cost_clean"] <= TARGETS["gated_over_elgendi_cost_clean_max"]},
-    }
-    if "keras_over_int8_per_window" in ratios:
-        targets["keras_over_int8_per_window_min"] = {
-            "target": TARGETS["keras_over_int8_per_window_min"], "measured": ratios["keras_over_int8_per_window"],
-            "met": ratios["keras_over_int8_per_window"] >= TARGETS["keras_over_int8_per_window_min"]}
-    return {"benchmark": "runtime", "records": [r["record"] for r in per_record], "snr_db": snr_db,
-            "board": board, "sensor": {"sample_rate": settings.sample_rate, "averaging": settings.averaging,
-                                       "output_rate_hz": settings.output_rate},
-            "models": {"int8": str(int8_model), "float32": str(float_model),
-                       "int8_sha256": _sha(int8_model), "float32_sha256": _sha(float_model),
-                       "keras": None if keras_dir is None else str(keras_dir)},
-            "clock": "time.process_time (CPU seconds of this process)",
-            "model_fs": spec.fs, "window": spec.window, "hop": spec.hop, "tolerance_ms": TOL_S * 1000,
-            "machine": machine(pinned), "summary": summary, "ratios": ratios, "targets": targets,
-            "per_record": per_record}
-
-
-def gate_sweep(*, int8_model, part: str = "val", thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9),
-               seconds: float | None = None, snr_db: float = 5.0, board: str = "virtual-rpi4", data_root=None,
-               core: int | None = None, seed: int = 0, progress: bool = True) -> dict:
-    """The quality gate's SQI threshold against accuracy and cost, on the CapnoBase subjects of
-    one part of split ``peaks`` (``val`` to choose it; never ``test``): per threshold, the gated
-    pipeline's F1 (clean and noisy) and network share beside the network always on."""
-    from tqdm import tqdm
-
-    from ppg_edge.boards import load_board
-    from ppg_edge.data import load_record
-    from ppg_edge.data.splits import load_split
-    from ppg_edge.synth import add_noise
-
-    if part not in ("train", "val"):
-        raise ConfigError(f"choose the gate threshold on 'train' or 'val' subjects, not {part!r}")
-    pinned = pin_to_one_core(core)
-    settings = settings_from_board(load_board(board))
-    names = [s.split("/", 1)[1] for s in load_split("peaks")[part] if s.startswith("capnobase/")]
-    spec = EdgeModel(int8_model, kind="peaks").spec
-    configs = [("network", None)] + [("auto", float(t)) for t in thresholds]
-    acc: dict[str, dict] = {}
-    root = np.random.SeedSequence(seed)
-    bar = tqdm(total=len(names) * 2, desc=f"gate sweep ({part})", unit="run", disable=not progress)
-    for ri, name in enumerate(names):
-        rec = load_record("capnobase", name, data_root)
-        n_src = rec.ppg.size if seconds is None else min(rec.ppg.size, int(seconds * rec.fs))
-        clean = np.asarray(rec.ppg[:n_src], dtype=np.float64)
-        noisy = add_noise(clean, rec.fs, "gaussian", snr_db, np.random.default_rng(root.spawn(len(names))[ri]))
-        for cond, sig in (("clean", clean), (f"gaussian_{snr_db:g}dB", noisy)):
-            cap = capture(sig, rec.fs, settings)
-            ref = reference_on_model_axis(rec.peaks, rec.fs, n_src, settings, spec.fs)
-            for gate, t in configs:
-                summary, beats, dt = run_pipeline(cap, int8_model, gate, t)
-                covered = ref[ref < summary["windows"] * spec.hop + spec.window - spec.hop]
-                sc = f1(covered, beats, spec.fs)
-                key = "network" if t is None else f"sqi>={t:g}"
-                d = acc.setdefault(cond, {}).setdefault(key, {"tp": 0, "fp": 0, "fn": 0, "cpu_s": 0.0,
-                                                              "seconds": 0.0, "network": 0, "classic": 0})
-                for k in ("tp", "fp", "fn"):
-                    d[k] += sc[k]
-                d["cpu_s"] += dt
-                d["seconds"] += cap.seconds
-                d["network"] += summary["paths"].get("network", 0)
-                d["classic"] += summary["paths"].get("classic", 0)
-            bar.update(1)
-    bar.close()
-    for cond in acc.values():
-        for d in cond.values():
-            d["f1"] = f1_from_counts(d["tp"], d["fp"], d["fn"])
-            d["network_share"] = d["network"] / max(1, d["network"] + d["classic"])
-            d["x_realtime"] = d["seconds"] / d["cpu_s"]
-    return {"benchmark": "gate-sweep", "part": part, "records": [f"capnobase/{n}" for n in names],
-            "snr_db": snr_db, "thresholds": list(thresholds), "model": str(int8_model),
-            "model_sha256": _sha(int8_model), "tolerance_ms": TOL_S * 1000, "machine": machine(pinned),
-            "results": acc}
-
-
-def gate_markdown(res: dict) -> str:
-    conds = list(res["results"])
-    lines = ["# Quality gate: SQI threshold on the " + res["part"] + " subjects", "",
-             f"Command: `{res.get('command', '')}`  ",
-             f"Records: {', '.join(res['records'])}; noisy = white Gaussian noise at {res['snr_db']:g} dB; "
-             f"F1 within +-{res['tolerance_ms']:g} ms; machine: {res['machine']['cpu_model']}, one core, "
-             "CPU time.  ",
-             f"Model: `{res['model']}` (sha256 {res['model_sha256'][:12]}); the threshold the runtime uses is "
-             "QualityConfig.sqi_classic.", "",
-             "| gate | " + " | ".join(f"{c}: F1 | {c}: network share | {c}: x real time" for c in conds) + " |",
-             "|---|" + "---|---|---|" * len(conds)]
-    for key in res["results"][conds[0]]:
-        cells = []
-        for c in conds:
-            d = res["results"][c][key]
-            cells += [f"{d['f1']:.4f}", f"{d['network_share']:.2f}", f"{d['x_realtime']:,.0f}"]
-        lines.append(f"| {key} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _sha(path) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def to_markdown(res: dict) -> str:
-    s = res["summary"]
-    m = res["machine"]
-    noisy = [c for c in s["pipeline"] if c != "clean"][0]
-    hop_ms = res["hop"] / res["model_fs"] * 1000  # signal per window hop
-    lines = [
-        "# Runtime benchmark",
-        "",
-        f"Command: `{res.get('command', '')}`  ",
-        f"Machine: {m['cpu_model']} ({m['machine']}), pinned to core {m['pinned_core']} of {m['cpus']}, "
-        f"Python {m['python']}, numpy {m['numpy']}, ai-edge-litert {m.get('ai_edge_litert', '?')}; "
-        f"load average at start {m.get('loadavg_at_start')} (a shared machine: other jobs ran beside it).  ",
-        f"Records: {', '.join(res['records'])} (CapnoBase TEST subjects of split `peaks`), "
-        f"{s['signal_seconds']['clean']:.0f} s of signal each condition, through the emulated MAX30102 "
-        f"({res['sensor']['sample_rate']} sps / {res['sensor']['averaging']} = {res['sensor']['output_rate_hz']:g} Hz) "
-        f"and the driver, resampled to {res['model_fs']:g} Hz; noisy = white Gaussian noise at {res['snr_db']:g} dB.",
-        f"Models: int8 `{res['models']['int8']}` (sha256 {res['models'].get('int8_sha256', '?')[:12]}), float32 "
-        f"`{res['models']['float32']}` (sha256 {res['models'].get('float32_sha256', '?')[:12]}), Keras "
-        f"`{res['models']['keras']}`. Costs are CPU time of the benchmark process on one pinned core "
-        "(x real time = signal seconds / CPU seconds).",
-        "",
-        "| stage | cost | x real time |",
-        "|---|---|---|",
-        f"| DSP front end, float64 | {s['frontend']['float_us_per_sample']:.2f} us / sensor sample | "
-        f"{s['frontend']['float_x_realtime']:,.0f} |",
-        f"| DSP front end, Q31 | {s['frontend']['q31_us_per_sample']:.2f} us / sensor sample | "
-        f"{s['frontend']['q31_x_realtime']:,.0f} |",
-        f"| inference int8 | {s['inference_per_window']['int8']['mean_ms']:.3f} ms / window (median "
-        f"{s['inference_per_window']['int8']['median_ms']:.3f}) | {hop_ms / s['inference_per_window']['int8']['mean_ms']:,.0f} |",
-        f"| inference float32 | {s['inference_per_window']['float32']['mean_ms']:.3f} ms / window (median "
-        f"{s['inference_per_window']['float32']['median_ms']:.3f}) | {hop_ms / s['inference_per_window']['float32']['mean_ms']:,.0f} |",
-    ]
-    k = s.get("keras")
-    if k:
-        lines.append(f"| Keras in TensorFlow {k['tensorflow']}, batch 1 | {k['best_mean_ms']:.3f} ms / window "
-                     f"(tf.function {k['tf_function']['mean_ms']:.3f}, eager {k['eager_call']['mean_ms']:.3f}; "
-                     f"{k['windows']} windows) | {hop_ms / k['best_mean_ms']:,.0f} |")
-    lines += ["", "Inference x real time: one window per hop "
-              f"({res['hop']} samples = {res['hop'] / res['model_fs']:g} s of signal).", "",
-              "| path | clean: x real time | clean F1 @50ms | "
-              f"{noisy}: x real time | {noisy} F1 @50ms | windows classic/network (clean) |",
-              "|---|---|---|---|---|---|"]
-    pcl, pno = s["pipeline"]["clean"], s["pipeline"][noisy]
-    for key, label in (("network_int8", "pipeline, network always on (int8)"),
-                       ("network_float32", "pipeline, network always on (float32)"),
-                       ("gated_int8", "pipeline, quality-gated (int8 where quality drops)"),
-                       ("classic", "pipeline, classic detector only")):
-        paths = _paths_total(res, "clean", key)
-        lines.append(f"| {label} | {pcl[key]['x_realtime']:,.0f} | {pcl[key]['f1']:.4f} | "
-                     f"{pno[key]['x_realtime']:,.0f} | {pno[key]['f1']:.4f} | "
-                     f"{paths.get('classic', 0)}/{paths.get('network', 0)} |")
-    for peer in PEERS:
-        a, b = s["peers"]["clean"][peer], s["peers"][noisy][peer]
-        lines.append(f"| NeuroKit2 {peer[3:]} (batch, zero-phase clean) | {a['x_realtime']:,.0f} | {a['f1']:.4f} | "
-                     f"{b['x_realtime']:,.0f} | {b['f1']:.4f} | |")
-    lines += ["", "| ratio | measured | target | met |", "|---|---|---|---|"]
-    names = {"pipeline_int8_network_x_realtime_min": "pipeline int8, network always on: x real time",
-             "keras_over_int8_per_window_min": "Keras (TF) / int8 TFLite per window",
-             "gated_over_elgendi_cost_clean_max": "gated pipeline / NeuroKit2 elgendi cost, clean"}
-    for key, t in res["targets"].items():
-        op = ">=" if key.endswith("_min") else "<="
-        lines.append(f"| {names[key]} | {t['measured']:.2f} | {op} {t['target']:g} | {'yes' if t['met'] else 'no'} |")
-    r = res["ratios"]
-    lines += ["", f"Other ratios: int8 / float32 per window {r['int8_over_float32_per_window']:.2f}; "
-              + (f"Keras / float32 per window {r['keras_over_float32_per_window']:.1f}; "
-                 if "keras_over_float32_per_window" in r else "")
-              + f"gated / network-always-on cost (clean) {r['gated_over_network_cost_clean']:.3f}.", ""]
-    inf = s["inference_per_window"]
-    hop_cost_ms = 1000.0 / pcl["network_int8"]["x_realtime"]  # CPU ms per second of signal
-    lines += ["Reading:", "",
-              f"- Network always on, int8: {hop_cost_ms:.2f} ms of CPU per second of signal, of which "
-              f"{inf['int8']['mean_ms']:.2f} ms is the int8 model ({inf['int8']['mean_ms'] / hop_cost_ms:.0%}). "
-              f"The int8 model is {r['int8_over_float32_per_window']:.1f}x slower than float32 here: on x86 "
-              "XNNPACK takes the float fused LSTM but not the int8 one (TOOLCHAIN.md measured 5-7x).",
-              f"- The quality gate sent {_paths_total(res, 'clean', 'gated_int8').get('network', 0)} of "
-              f"{sum(_paths_total(res, 'clean', 'gated_int8').values())} clean windows to the network; its cost "
-              "is then the per-window Python work of the streaming stages (resampler, filter, framing, "
-              "quality checks, classic detector, decoder, events), which a batch detector over a whole "
-              "record (NeuroKit2, vectorised once per record, zero-phase) does not have.",
-              "- NeuroKit2's detectors are batch and zero-phase (they see the future); the runtime's paths "
-              "are causal and emit each beat about a window after it happens."]
-    if res["models"].get("note"):
-        lines += [f"- Models: {res['models']['note']}"]
-    lines.append("")
-    return "\n".join(lines)
-
-
-def _paths_total(res: dict, cond: str, key: str) -> dict:
-    out: dict[str, int] = {}
-    for row in res["per_record"]:
-        for k, v in row[cond][key]["paths"].items():
-            out[k] = out.get(k, 0) + int(v)
-    return out

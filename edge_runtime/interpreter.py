@@ -12,7 +12,8 @@ backend and never falls back: a named backend that cannot be imported is a
 
 **Models.** :class:`TFLiteModel` is one flatbuffer (file or bytes) on the chosen
 backend, fed one float window at a time: ``reset_all_variables()`` runs before
-every window (the fused LSTM op keeps state between ``invoke()`` calls: docs/facts.md), int8 tensors are quantized and dequantized with their affine parameters.
+every window (the fused LSTM op keeps state between ``invoke()`` calls: docs/facts.md),
+int8 tensors are quantized and dequantized with their affine parameters.
 The converter, the smoke check and the runtime all use it.
 :class:`EdgeModel` adds what the runtime needs before it trusts a model: it refuses
 a model before loading it unless the manifest beside it is valid and sealed and the

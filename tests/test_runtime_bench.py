@@ -103,7 +103,7 @@ def test_bench_runtime_command_on_a_short_record(data_root, tmp_path, capsys):
 
 
 def test_gate_threshold_is_never_chosen_on_test_subjects():
-    from ppg_edge.edge_runtime.bench import gate_sweep
+    from ppg_edge.evaluate.runtime_bench import gate_sweep
     from ppg_edge.errors import ConfigError
 
     with pytest.raises(ConfigError, match="not 'test'"):

@@ -71,7 +71,7 @@ def _command_line(args: argparse.Namespace) -> str:
 def _handle(args: argparse.Namespace) -> int:
     import platform
 
-    from ppg_edge.edge_runtime.bench import run_benchmark, to_markdown
+    from ppg_edge.evaluate.runtime_bench import run_benchmark, to_markdown
 
     t0 = time.perf_counter()
     res = run_benchmark(int8_model=args.model, float_model=args.float_model, keras_dir=args.keras,
@@ -86,7 +86,7 @@ def _handle(args: argparse.Namespace) -> int:
 
 def _handle_gate(args: argparse.Namespace) -> int:
 
-    from ppg_edge.edge_runtime.bench import gate_markdown, gate_sweep
+    from ppg_edge.evaluate.runtime_bench import gate_markdown, gate_sweep
 
     t0 = time.perf_counter()
     res = gate_sweep(int8_model=args.model, part=args.part, thresholds=args.sqi, seconds=args.seconds,
