@@ -1,6 +1,6 @@
 """Pruning and quantization-aware training (tfmot) for the Conv1D + LSTM (+ attention) models.
 
-Recipes measured in ``/work/shared/TOOLCHAIN.md``:
+Recipes measured in ``docs/facts.md``:
 
 * **Pruning** -- ``prune_low_magnitude`` on Conv1D, LSTM and Dense layers only (the custom
   attention layer cannot be wrapped), a polynomial or constant sparsity schedule, a few

@@ -2,7 +2,7 @@
 
 Pulse model: each beat is the sum of two Gaussians, a systolic wave and a
 smaller, later diastolic (reflected) wave, the base of the Deep-SimPPG generator
-described by Ivanova et al. (/work/shared/papers/003, "two Gaussian functions
+described by Georgieva-Tsaneva 2025 (docs/facts.md; "two Gaussian functions
 that describe the basic morphology of the PPG pulse wave"). Beat-to-beat
 intervals carry respiratory sinus arrhythmia (a sinusoid at the breathing rate)
 plus random variability; amplitudes follow breathing (respiratory-induced

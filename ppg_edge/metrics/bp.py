@@ -17,7 +17,7 @@ Errors are ``y_pred - y_true`` in mmHg.
   ``y_train_mean`` we report its MAE/RMSE on the same targets and
   MASE = MAE_model / MAE_naive (< 1 means better than the naive predictor).
 
-The BP papers in ``shared/papers`` (000, 001, 002) report MAE/ME/SD and the BHS
+The BP papers (``docs/facts.md``, "Publications") report MAE/ME/SD and the BHS
 and AAMI criteria; we report every number beside the naive baseline.
 """
 from __future__ import annotations
