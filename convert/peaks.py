@@ -136,30 +136,15 @@ def _meta(meta_path: Path) -> dict:
 
 
 def decoder_settings(meta_path: str | os.PathLike, threshold: float | None = None) -> dict:
-    """The stream decoder settings of a saved peak model: the decision ``threshold``
-    chosen on the validation subjects (``<name>.json`` -> ``threshold``; 0.5 when the
-    json has none) and its decode parameters (snap radius, merge, refractory; snapping
-    to the filtered PPG when the json's ``decode.signal`` names one, as the training
-    evaluation does), and its ``raw_axis`` mapping as ``raw_snap_radius_s`` /
-    ``raw_smooth_s`` / ``raw_refine_s``. ``threshold`` overrides the json's."""
+    """The manifest's ``decoder`` for a saved peak model: its
+    :class:`~ppg_edge.edge_runtime.peaks_decode.DecoderSpec` (``DecoderSpec.from_model_meta``:
+    the decision ``threshold`` chosen on the validation subjects, its decode parameters, its
+    raw-axis shift and ``raw_axis`` mapping) as a dict, plus ``threshold_source`` when the
+    threshold is the json's. ``threshold`` overrides the json's."""
+    from ppg_edge.edge_runtime.peaks_decode import DecoderSpec
+
     d = _meta(Path(meta_path))
-    dec = dict(d.get("decode") or {})
-    out: dict[str, Any] = {"threshold": float(d.get("threshold", 0.5) if threshold is None else threshold)}
-    for key in ("snap_radius_s", "merge_s", "refractory_s"):
-        if key in dec:
-            out[key] = float(dec[key])
-    if dec.get("signal"):
-        out["snap"] = True
-        out["snap_signal"] = str(dec["signal"])
-    # the model's own mapping onto the raw PPG (chosen on the validation subjects): the runtime
-    # applies it with the same function as the offline evaluation (peaks_decode.snap_to_raw)
-    raw_axis = d.get("raw_axis") or {}
-    if raw_axis.get("mapping") == "shift":
-        out["raw_snap_radius_s"] = 0.0
-    elif raw_axis.get("mapping") == "snap":
-        out["raw_snap_radius_s"] = float(raw_axis.get("radius_s", 0.065))
-        out["raw_smooth_s"] = float(raw_axis.get("smooth_s", 0.0))
-        out["raw_refine_s"] = float(raw_axis.get("refine_s", 0.0))
+    out: dict[str, Any] = DecoderSpec.from_model_meta(d, threshold).to_dict()
     if threshold is None and "threshold" in d:
         out["threshold_source"] = "model json (chosen on the validation subjects)"
     return out

@@ -29,7 +29,7 @@ from ppg_edge.dsp.pipeline import Preprocessing
 from ppg_edge.errors import DataError
 
 from . import peaks_decode
-from .decoder import decoder_settings
+from .peaks_decode import DecoderSpec
 from .resample import StreamResampler
 
 log = logging.getLogger(__name__)
@@ -63,21 +63,17 @@ def windows_probs(model, windows: np.ndarray) -> np.ndarray:
     return out
 
 
-def decode_stream(probs: np.ndarray, filtered: np.ndarray | None, fs: float, decoder: dict | None,
-                  raw: np.ndarray | None = None) -> np.ndarray:
+def decode_stream(probs: np.ndarray, filtered: np.ndarray | None, fs: float,
+                  decoder: DecoderSpec | dict | None, raw: np.ndarray | None = None) -> np.ndarray:
     """``decode_peaks`` with a manifest's decoder settings (snap to ``filtered`` when they say so,
     then onto the ``raw`` PPG's axis when they give ``raw_axis_shift_samples``)."""
-    d = decoder_settings(decoder)
-    det = peaks_decode.decode_peaks(probs, fs, threshold=d["threshold"],
-                                    signal=filtered if d["snap"] else None,
-                                    snap_radius_s=d["snap_radius_s"], merge_s=d["merge_s"],
-                                    refractory_s=d["refractory_s"])
-    if d["raw_axis_shift_samples"] is None or raw is None or det.size == 0:
+    d = decoder if isinstance(decoder, DecoderSpec) else DecoderSpec.from_dict(decoder)
+    det = peaks_decode.decode_peaks(probs, fs, signal=filtered if d.snap else None, **d.decode_kwargs())
+    if d.raw_axis_shift_samples is None or raw is None or det.size == 0:
         return det
     x = np.asarray(raw, dtype=np.float64)
-    pos = np.clip(det - d["raw_axis_shift_samples"], 0, x.size - 1)
-    return peaks_decode.snap_to_raw(pos, x, fs, d["raw_snap_radius_s"], d["raw_smooth_s"],
-                                    d["raw_refine_s"])
+    pos = np.clip(det - d.raw_axis_shift_samples, 0, x.size - 1)
+    return peaks_decode.snap_to_raw(pos, x, fs, *d.raw_snap())
 
 
 def offline_peaks(model, x, fs_in: float | None = None, spec: Preprocessing | None = None) -> BatchResult:

@@ -12,7 +12,7 @@ window owning it has arrived. The decoder's ``stitch`` setting (manifest
 ``decoder``) chooses. The final
 part of the stream is decoded with :func:`~.peaks_decode.decode_peaks`
 (threshold, optional snap to the filtered PPG, 200 ms merge, 0.3 s refractory;
-settings from the manifest's ``decoder``) over a slice that reaches back
+settings: the manifest's ``decoder``, a :class:`~.peaks_decode.DecoderSpec`) over a slice that reaches back
 ``context_s`` before the first undecided sample; only beats at or after that
 sample and before a guard band at the end of the final part are emitted, and a
 beat within the refractory period of the last emitted one is dropped. So every
@@ -22,7 +22,7 @@ When the decoder settings give ``raw_axis_shift_samples`` (the training's
 measured lag of the filtered PPG maximum behind the reference peak), each beat
 found on the filtered axis is moved back by it and snapped onto the raw (model-rate,
 unfiltered) PPG with :func:`~.peaks_decode.snap_to_raw` -- within ``raw_snap_radius_s``
-(default 65 ms) of the maximum of the raw PPG smoothed over ``raw_smooth_s``, then within
+(the spec's default: 65 ms) of the maximum of the raw PPG smoothed over ``raw_smooth_s``, then within
 ``raw_refine_s`` of the raw maximum -- the same function and settings as the offline
 evaluation (the model's ``raw_axis``), so beat times lie on the raw PPG's time axis; without
 it beats stay on the filtered axis. Beats wait for the snap's look-ahead.
@@ -46,12 +46,10 @@ import numpy as np
 from ppg_edge.errors import ConfigError, DataError
 
 from . import peaks_decode
+from .peaks_decode import DecoderSpec
 
 log = logging.getLogger(__name__)
 
-DECODER_KEYS = ("threshold", "snap_radius_s", "merge_s", "refractory_s", "snap", "stitch",
-                "raw_axis_shift_samples", "raw_snap_radius_s", "raw_smooth_s", "raw_refine_s")
-STITCH_MODES = ("mean", "center")
 
 
 @dataclass(frozen=True)
@@ -76,59 +74,27 @@ def hrv_metrics(rr_s) -> dict:
     return out
 
 
-def decoder_settings(decoder: dict | None) -> dict:
-    """A manifest's ``decoder`` dict with defaults filled in and checked.
-
-    ``snap`` (snap candidates to the band-passed PPG's local maximum) is on when
-    the dict says ``"snap": true`` or names the signal to snap to (``"signal":
-    "filtered ppg"``, as the peak models' training metadata does).
-    """
-    d = dict(decoder or {})
-    unknown = sorted(set(d) - set(DECODER_KEYS) - {"signal"})
-    if unknown:
-        log.debug("decoder settings %s are not used by the stream decoder", unknown)
-    out = {
-        "threshold": float(d.get("threshold", 0.5)),
-        "snap": bool(d.get("snap", str(d.get("signal", "")).startswith("filtered"))),
-        "snap_radius_s": float(d.get("snap_radius_s", 0.05)),
-        "merge_s": float(d.get("merge_s", 0.2)),
-        "refractory_s": float(d.get("refractory_s", 0.3)),
-        "stitch": str(d.get("stitch", "mean")),
-        "raw_axis_shift_samples": (None if d.get("raw_axis_shift_samples") is None
-                                   else int(d["raw_axis_shift_samples"])),
-        "raw_snap_radius_s": float(d.get("raw_snap_radius_s", 0.065)),
-        "raw_smooth_s": float(d.get("raw_smooth_s", 0.0)),
-        "raw_refine_s": float(d.get("raw_refine_s", 0.0)),
-    }
-    if min(out["raw_snap_radius_s"], out["raw_smooth_s"], out["raw_refine_s"]) < 0:
-        raise ConfigError("decoder raw_snap_radius_s, raw_smooth_s and raw_refine_s must be >= 0")
-    if out["stitch"] not in STITCH_MODES:
-        raise ConfigError(f"decoder stitch {out['stitch']!r}; choose one of {', '.join(STITCH_MODES)}")
-    if not 0 <= out["threshold"] <= 1:
-        raise ConfigError(f"decoder threshold must be in [0, 1], got {out['threshold']}")
-    return out
-
-
 class StreamDecoder:
     """Decode per-window peak probabilities into beats (see the module docstring)."""
 
-    def __init__(self, fs: float, window: int, hop: int, decoder: dict | None = None,
+    def __init__(self, fs: float, window: int, hop: int, decoder: DecoderSpec | dict | None = None,
                  context_s: float = 1.0, hrv_window_s: float = 60.0, max_rr_s: float = 2.5):
         if not fs > 0:
             raise ConfigError(f"decoder sampling rate must be positive, got {fs!r}")
         if not (0 < hop <= window):
             raise ConfigError(f"decoder needs 0 < hop <= window, got hop={hop}, window={window}")
-        d = decoder_settings(decoder)
+        d = decoder if isinstance(decoder, DecoderSpec) else DecoderSpec.from_dict(decoder)
+        self.spec = d
         self.fs = float(fs)
         self.window, self.hop = int(window), int(hop)
-        self.threshold = d["threshold"]
-        self.snap = d["snap"]
-        self.snap_radius_s = d["snap_radius_s"]
-        self.merge_s = d["merge_s"]
-        self.refractory_s = d["refractory_s"]
-        self.stitch = d["stitch"]
-        self.raw_shift = d["raw_axis_shift_samples"]
-        self.raw_snap = (d["raw_snap_radius_s"], d["raw_smooth_s"], d["raw_refine_s"])
+        self.threshold = d.threshold
+        self.snap = d.snap
+        self.snap_radius_s = d.snap_radius_s
+        self.merge_s = d.merge_s
+        self.refractory_s = d.refractory_s
+        self.stitch = d.stitch
+        self.raw_shift = d.raw_axis_shift_samples
+        self.raw_snap = d.raw_snap()
         self.raw_lookahead = peaks_decode.raw_snap_lookahead(self.fs, *self.raw_snap)
         self.context = int(round(context_s * fs))
         self.guard = int(round(max(self.merge_s, self.refractory_s, self.snap_radius_s) * fs)) + 1

@@ -67,8 +67,8 @@ class DecoderSpec:
             raise ConfigError(f"decoder threshold must be in [0, 1], got {self.threshold}")
         if self.stitch not in STITCH_MODES:
             raise ConfigError(f"decoder stitch {self.stitch!r}; choose one of {', '.join(STITCH_MODES)}")
-        if min(self.snap_radius_s, self.merge_s, self.refractory_s) <= 0:
-            raise ConfigError("decoder snap_radius_s, merge_s and refractory_s must be > 0")
+        if min(self.snap_radius_s, self.merge_s, self.refractory_s) < 0:
+            raise ConfigError("decoder snap_radius_s, merge_s and refractory_s must be >= 0")
         if min(self.raw_snap_radius_s, self.raw_smooth_s, self.raw_refine_s) < 0:
             raise ConfigError("decoder raw_snap_radius_s, raw_smooth_s and raw_refine_s must be >= 0")
 

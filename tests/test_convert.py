@@ -339,7 +339,10 @@ def test_cli_convert_writes_checked_models(tmp_path, capsys):
     assert [r["mode"] for r in report] == ["int8"] and report[0]["self_check"]["passed"]
     man = mf.verify_model(tmp_path / "out" / "tiny30-int8.tflite")
     assert man["mode"] == "int8" and man["window"] == WINDOW and man["hop"] == WINDOW // 2
-    assert man["preprocessing"]["dwt_levels"] == [3] and man["decoder"] == {"threshold": 0.5}
+    from ppg_edge.edge_runtime.peaks_decode import DecoderSpec
+
+    # no threshold, decode block or raw-axis shift in the json: the spec's defaults, all written
+    assert man["preprocessing"]["dwt_levels"] == [3] and man["decoder"] == DecoderSpec().to_dict()
     assert man["calibration"]["n_windows"] == 32 and man["training"]["model_config"]["name"] == "tiny30"
 
     # int8 without calibration, 16x8, and a missing model: one clear error line each

@@ -259,3 +259,23 @@ def test_smoothing_for_the_raw_snap_keeps_peaks_in_place():
     noisy = x + np.random.default_rng(1).normal(0, 0.2, x.size)
     assert np.std(smooth(noisy, fs, 0.04) - x) < 0.5 * np.std(noisy - x)
     assert smooth(x, fs, 0.0) is x
+
+
+def test_evaluation_reaches_training_only_to_load_a_saved_model():
+    """The detectors, the harness and the model detector import ppg_edge.train in one place:
+    detectors.load_keras_peak_model, the Keras loader (no evaluate <-> train cycle)."""
+    import ast
+    from pathlib import Path
+
+    import ppg_edge.evaluate
+
+    uses = []
+    here = Path(ppg_edge.evaluate.__file__).parent
+    for name in ("detectors", "dwt_baseline", "harness", "peak_model", "plot", "selection"):
+        path = here / f"{name}.py"
+        tree = ast.parse(path.read_text())
+        for fn in [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.Module))]:
+            for node in ast.walk(fn) if isinstance(fn, ast.FunctionDef) else ast.iter_child_nodes(fn):
+                if isinstance(node, ast.ImportFrom) and "train" in (node.module or "").split("."):
+                    uses.append((path.name, getattr(fn, "name", "<module>"), node.module))
+    assert uses == [("detectors.py", "load_keras_peak_model", "ppg_edge.train.peaks.fit")]

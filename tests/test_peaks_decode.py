@@ -174,3 +174,66 @@ def test_to_raw_axis_shifts_snaps_and_rejects_bad_input():
         pd.to_raw_axis([1], 100, 0, np.zeros(50))
     with pytest.raises(DataError):
         pd.to_raw_axis([1], 0, 0)
+
+
+# ----------------------------------------------------------------------------- DecoderSpec
+def _committed_manifests():
+    import json
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "models" / "device"
+    return [(p, json.loads(p.read_text())) for p in sorted(root.glob("peaks-*.json"))]
+
+
+def test_decoder_spec_defaults_are_the_decoders():
+    import inspect
+
+    spec = pd.DecoderSpec()
+    sig = inspect.signature(pd.decode_peaks).parameters
+    for name, value in spec.decode_kwargs().items():
+        assert sig[name].default == value, name
+    assert (spec.snap, spec.stitch, spec.raw_axis_shift_samples) == (False, "mean", None)
+    assert spec.raw_snap_radius_s == pytest.approx(0.065)
+    assert inspect.signature(pd.to_raw_axis).parameters["radius_s"].default == spec.raw_snap_radius_s
+
+
+def test_committed_manifests_load_as_decoder_specs():
+    """Manifests sealed before the spec kept the raw-axis shift in ``training``."""
+    found = _committed_manifests()
+    assert found
+    for path, man in found:
+        assert "raw_axis_shift_samples" not in man["decoder"], path  # the old layout
+        spec = pd.DecoderSpec.from_dict(man["decoder"], man.get("training"))
+        assert spec.snap and spec.snap_signal == "filtered ppg"
+        assert spec.raw_axis_shift_samples == man["training"]["raw_axis_shift_samples"] == 2
+        assert spec.threshold == man["decoder"]["threshold"]
+        assert spec.raw_snap() == (0.03, 0.04, 0.008)
+        assert pd.DecoderSpec.from_dict(spec.to_dict()) == spec  # the new layout round-trips
+        assert pd.DecoderSpec.from_dict(man["decoder"]).raw_axis_shift_samples is None
+
+
+def test_model_json_and_its_manifest_give_one_spec():
+    """What the converter writes from a model JSON is what the evaluation reads from it."""
+    import json
+
+    models = pathlib.Path(__file__).resolve().parents[1] / "models" / "peaks"
+    for path, man in _committed_manifests():
+        name = man["training"]["keras_model"].removesuffix(".json")
+        meta = json.loads((models / name / f"{name}.json").read_text())
+        from_meta = pd.DecoderSpec.from_model_meta(meta)
+        assert from_meta == pd.DecoderSpec.from_dict(man["decoder"], man["training"]), path
+
+
+def test_decoder_spec_reads_the_raw_axis_mapping_and_refuses_bad_values():
+    meta = {"threshold": 0.4, "raw_axis_shift_samples": 3, "decode": {"signal": "filtered ppg"}}
+    spec = pd.DecoderSpec.from_model_meta(meta)
+    assert (spec.threshold, spec.snap, spec.raw_axis_shift_samples) == (0.4, True, 3)
+    assert spec.raw_snap_radius_s == pd.DecoderSpec.raw_snap_radius_s  # no choice: the default
+    shift = pd.DecoderSpec.from_model_meta({**meta, "raw_axis": {"mapping": "shift"}})
+    assert shift.raw_snap_radius_s == 0.0
+    assert pd.DecoderSpec.from_model_meta(meta, threshold=0.7).threshold == 0.7
+    for bad in ({"threshold": 1.5}, {"threshold": "high"}, {"stitch": "max"}, {"raw_smooth_s": -1},
+                {"merge_s": "x"}):
+        with pytest.raises(ConfigError):
+            pd.DecoderSpec.from_dict(bad)
+    with pytest.raises(ConfigError, match="raw_axis.mapping"):
+        pd.DecoderSpec.from_model_meta({**meta, "raw_axis": {"mapping": "nearest"}})

@@ -80,6 +80,7 @@ __all__ = [
     "get_detector",
     "available_detectors",
     "chunked",
+    "load_keras_peak_model",
     "load_peak_model_detector",
     "MSPTD_MAX_FS",
     "MSPTD_WINDOW_S",
@@ -357,15 +358,21 @@ def _model_factory(path: Path, committed: str | None = None) -> Factory:
     return factory
 
 
-def load_peak_model_detector(path, batch_size: int = 256):
-    """:class:`~ppg_edge.evaluate.peak_model.PeakModelDetector` of a saved model folder
-    (``model:PATH`` and the committed models), its Keras network rebuilt by the training
-    code's loader (the only import of ``ppg_edge.train`` on the evaluation side)."""
+def load_keras_peak_model(path):
+    """``(keras_model, config)`` of a saved peak model (``<stem>`` path, ``.json`` or
+    ``.weights.h5``), rebuilt by the training code's loader: the one import of
+    ``ppg_edge.train`` on the evaluation side."""
     from ppg_edge.train.peaks.fit import load_peak_model
 
+    return load_peak_model(path)
+
+
+def load_peak_model_detector(path, batch_size: int = 256):
+    """:class:`~ppg_edge.evaluate.peak_model.PeakModelDetector` of a saved model folder
+    (``model:PATH`` and the committed models), its network from :func:`load_keras_peak_model`."""
     from .peak_model import PeakModelDetector
 
-    return PeakModelDetector(path, load_peak_model, batch_size=batch_size)
+    return PeakModelDetector(path, load_keras_peak_model, batch_size=batch_size)
 
 
 for _name in COMMITTED_PEAK_MODELS:

@@ -19,8 +19,10 @@ training validated it (``ppg_edge.train.peaks.train.val_streams`` and ``evaluate
    record's own rate (``round(i * fs / model_fs)``), then, for ``raw_axis.mapping == "snap"``,
    to the raw PPG maximum within ``raw_axis.radius_s`` at the record's own rate.
 
-``raw_axis`` in the model JSON decides step 5 (``{"mapping": "snap", "radius_s": 0.065}``
-when absent: what training validated and the model card reports). ``"shift"`` skips
+The model JSON's decoder settings are read as one
+:class:`~ppg_edge.edge_runtime.peaks_decode.DecoderSpec` (``DecoderSpec.from_model_meta``, as
+the converter writes them into the device manifest). Its ``raw_axis`` decides step 5 (when
+absent: the spec's default snap, what training validated and the model card reports). ``"shift"`` skips
 the raw snap; ``smooth_s`` > 0 snaps to the maximum of the raw PPG smoothed by a centred
 moving average of that width (white noise moves the raw maximum less then). The choice
 is made on validation subjects only (``python -m ppg_edge.train.peaks.detector
@@ -28,8 +30,8 @@ is made on validation subjects only (``python -m ppg_edge.train.peaks.detector
 
 Rebuilding the Keras network from its saved config is the training code's
 (``ppg_edge.train.peaks.fit.load_peak_model``): this module does not import it but takes
-it as ``load_model``; :func:`ppg_edge.evaluate.detectors.load_peak_model_detector` is the
-one place that hands it over.
+it as ``load_model``; :func:`ppg_edge.evaluate.detectors.load_peak_model_detector` hands over
+:func:`~ppg_edge.evaluate.detectors.load_keras_peak_model`.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from ppg_edge.edge_runtime.peaks_decode import DEFAULT_DECODER, RAW_AXIS_MAPPINGS, DecoderSpec
 from ppg_edge.errors import ConfigError, DataError, ModelError
 
 log = logging.getLogger(__name__)
@@ -50,8 +53,7 @@ log = logging.getLogger(__name__)
 #: ``load_model(path_stem) -> (keras_model, config)``
 ModelLoader = Callable[[Path], "tuple[Any, Any]"]
 
-MAPPINGS = ("snap", "shift")
-DEFAULT_RAW_AXIS = {"mapping": "snap", "radius_s": 0.065}
+MAPPINGS = RAW_AXIS_MAPPINGS
 
 
 def model_files(path) -> tuple[Path, str]:
@@ -114,17 +116,16 @@ class PeakModelDetector:
         self.path = folder / stem
         self.meta = meta
         self.fs = float(self.prep.fs)
-        self.threshold = float(meta["threshold"])
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ModelError(f"{meta_path}: threshold {self.threshold} outside [0, 1]")
+        try:
+            self.decoder = DecoderSpec.from_model_meta(meta)
+        except ConfigError as exc:
+            raise ModelError(f"{meta_path}: {exc}") from exc
+        self.threshold = self.decoder.threshold
         self.shift = int(meta["raw_axis_shift_samples"])
-        dec = dict(meta.get("decode") or {})
-        self.decode_kwargs = {k: float(dec[k]) for k in ("snap_radius_s", "merge_s", "refractory_s")
-                              if k in dec}
-        raw_axis = {**DEFAULT_RAW_AXIS, **(meta.get("raw_axis") or {})}
-        if raw_axis["mapping"] not in MAPPINGS:
-            raise ModelError(f"{meta_path}: raw_axis.mapping {raw_axis['mapping']!r}; valid: {list(MAPPINGS)}")
-        self.raw_axis = raw_axis
+        # as the model JSON says it (with its provenance), the default snap when it says nothing;
+        # the same keys the spec's raw_snap_* fields were read from
+        self.raw_axis = {"mapping": "snap", "radius_s": DEFAULT_DECODER.raw_snap_radius_s,
+                         **(meta.get("raw_axis") or {})}
         self.batch_size = int(batch_size)
         self._last: tuple[tuple, dict] | None = None  # streams of the last signal (mapping studies)
         self._resampled: tuple[tuple, np.ndarray] | None = None
@@ -165,8 +166,8 @@ class PeakModelDetector:
         from ppg_edge.edge_runtime.peaks_decode import decode_peaks, to_raw_axis
 
         s = self.streams(x)
-        det = decode_peaks(s["probs"], self.fs, threshold=self.threshold, signal=s["filtered"],
-                           **self.decode_kwargs)
+        det = decode_peaks(s["probs"], self.fs, signal=s["filtered"] if self.decoder.snap else None,
+                           **self.decoder.decode_kwargs())
         det = det[det - self.shift < s["n"]]
         pos = to_raw_axis(det, s["n"], self.shift) if det.size else det
         if (mapping or self.raw_axis["mapping"]) == "snap" and pos.size:

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ppg_edge.edge_runtime.peaks_decode import DEFAULT_DECODER
 from ppg_edge.errors import ConfigError, DataError, ModelError
 
 from . import dataset as _ds
@@ -112,7 +113,7 @@ def evaluate_val(records, prep, model, threshold: float, shift: int,
     the model's detections with :func:`~ppg_edge.edge_runtime.peaks_decode.snap_to_raw` as the
     deployed model does, instead of the decoder spec's default snap.
     """
-    from ppg_edge.edge_runtime.peaks_decode import DEFAULT_DECODER, decode_peaks, snap_to_raw, to_raw_axis
+    from ppg_edge.edge_runtime.peaks_decode import decode_peaks, snap_to_raw, to_raw_axis
     from ppg_edge.evaluate import dwt_baseline
     from ppg_edge.synth import add_noise
 
@@ -131,7 +132,8 @@ def evaluate_val(records, prep, model, threshold: float, shift: int,
             det = decode_peaks(s["probs"], prep.fs, threshold=threshold, signal=s["filtered"])
             if raw_axis and raw_axis.get("mapping") == "snap":
                 pos = to_raw_axis(det, s["n"], shift)
-                dets.append(snap_to_raw(pos, s["raw"], prep.fs, float(raw_axis.get("radius_s", DEFAULT_DECODER.raw_snap_radius_s)),
+                radius = float(raw_axis.get("radius_s", DEFAULT_DECODER.raw_snap_radius_s))
+                dets.append(snap_to_raw(pos, s["raw"], prep.fs, radius,
                                         float(raw_axis.get("smooth_s", 0.0)),
                                         float(raw_axis.get("refine_s", 0.0))) if pos.size else pos)
             elif raw_axis and raw_axis.get("mapping") == "shift":
@@ -224,8 +226,8 @@ def train_peaks(variant: str = "Type30", epochs: int = 20, max_windows: int = 80
         "threshold": float(threshold),
         "threshold_val_f1_50ms": float(val_f1),
         "raw_axis_shift_samples": shift,
-        "decode": {"snap_radius_s": 0.05, "merge_s": 0.2, "refractory_s": 0.3,
-                   "signal": "filtered ppg"},
+        "decode": {"snap_radius_s": DEFAULT_DECODER.snap_radius_s, "merge_s": DEFAULT_DECODER.merge_s,
+                   "refractory_s": DEFAULT_DECODER.refractory_s, "signal": "filtered ppg"},
         "split": settings.split,
         "split_sha256": data.info["split_sha256"],
         "seed": int(seed),
