@@ -40,7 +40,7 @@ from ppg_edge.errors import ConfigError, DataError
 from .bp import BPStage
 from .decoder import StreamDecoder
 from .interpreter import EdgeModel
-from .quality import QualityConfig, QualityGate, classic_probs
+from .quality import QualityConfig, QualityGate, classic_probs, settle_time
 from .resample import StreamResampler, check_rate_for
 from .stream import FLAG_LOST, FLAG_NONFINITE, FLAG_SATURATED, StreamPreprocessor
 
@@ -157,6 +157,8 @@ class Pipeline:
             qcfg.gate = "classic"
         self.fs = spec.fs
         self.spec = spec
+        if qcfg.settle_s is None:  # the band-pass rings this long after a step (quality: transient)
+            qcfg.settle_s = settle_time(spec.sos, spec.fs)
         check_rate_for(self.sensor_fs, spec, "peak model" if self.model is not None else "classic detector")
         self.resampler = StreamResampler(self.sensor_fs, self.fs)
         self.stream = StreamPreprocessor(spec, hop=hop)

@@ -14,11 +14,30 @@ Checks, in order (the first that fails names the reason):
     full scale it holds for every pulse width (15-18 bits).
 ``saturation``
     more than ``max_saturated_frac`` of the samples sit at the ADC full scale.
+``transient`` (counts only)
+    the raw window moves by more than ``transient_frac`` of its DC level: a step
+    no pulse makes (a finger's reflected pulse is 0.1-5% of the DC): the sensor
+    settling after start-up (the Raspberry Pi logs start with a step from about
+    83,000 to 145,000 counts), an LED current change, a finger put down. The
+    band-pass rings after a step, so the windows starting less than
+    ``settle_s`` after the step's largest jump are suppressed with the same
+    reason (``Pipeline`` sets ``settle_s`` from its filter's step response:
+    the time it takes to fall below ``SETTLE_TOL`` of the step). A transient
+    also clears the motion reference: the pulse after it has a new amplitude.
 ``motion``
     the band-passed window's spread is more than ``motion_ratio`` times (or less
     than ``1 / motion_ratio`` of) the running median spread of recent accepted
     windows, or its energy above ``hf_hz`` (in the raw window, by FFT) is more
-    than ``hf_ratio`` of the in-band pulse energy.
+    than ``hf_ratio`` of the in-band pulse energy. The reference cannot latch:
+    when the spread check has rejected every window for ``motion_relearn_s``
+    (measured from the first rejected window's start), the reference is
+    relearned from the spreads of those rejected windows, so a reference poisoned
+    by a transient it missed, or left from before a lasting change of amplitude,
+    recovers within a few seconds. A finger taken off clears it too.
+
+``counts_sign``: the sign that turns the window's ``raw`` samples into ADC counts
+(``-1`` where the pipeline has inverted the sensor's reflected light into a
+blood-volume waveform), for the DC, finger-off, saturation and transient checks.
 
 A cheap signal quality index (SQI) in [0, 1] drives the quality-gated path: the
 highest normalised autocorrelation of the band-passed window at lags of
@@ -55,6 +74,10 @@ class QualityConfig:
     hf_ratio: float = 0.5
     sqi_classic: float = 0.8
     gate: str = "auto"
+    transient_frac: float = 0.2
+    settle_s: float | None = None  # None: the pipeline's filter settling time (else DEFAULT_SETTLE_S)
+    motion_relearn_s: float = 4.0
+    counts_sign: float = 1.0
 
     def __post_init__(self) -> None:
         if self.gate not in GATES:
@@ -63,6 +86,28 @@ class QualityConfig:
             raise ConfigError(f"ADC full scale must be a positive code, got {self.full_scale}")
         if not 0 <= self.finger_off_frac < 1:
             raise ConfigError(f"finger_off_frac must be in [0, 1), got {self.finger_off_frac}")
+        if not self.transient_frac > 0:
+            raise ConfigError(f"transient_frac must be positive, got {self.transient_frac}")
+        if (self.settle_s is not None and self.settle_s < 0) or self.motion_relearn_s < 0:
+            raise ConfigError(f"settle_s and motion_relearn_s must be >= 0, got {self.settle_s}, "
+                              f"{self.motion_relearn_s}")
+        if self.counts_sign not in (1.0, -1.0):
+            raise ConfigError(f"counts_sign must be 1 or -1, got {self.counts_sign}")
+
+
+#: Settling time used when no filter is known (a 0.5-8 Hz band-pass: about 4.8 s to 0.3%).
+DEFAULT_SETTLE_S = 4.8
+#: Residual (fraction of a step) below which the band-pass counts as settled after the step.
+SETTLE_TOL = 3e-3
+
+
+def settle_time(sos, fs: float, tol: float = SETTLE_TOL, max_s: float = 30.0) -> float:
+    """Seconds after a unit step until the band-pass output stays below ``tol`` (numpy only)."""
+    from ppg_edge.dsp.filters import SOSFilter
+
+    y = SOSFilter(np.asarray(sos, dtype=np.float64)).process(np.ones(int(round(max_s * fs))))
+    above = np.flatnonzero(np.abs(y) > tol)
+    return float((above[-1] + 1) / fs) if above.size else 0.0
 
 
 @dataclass
@@ -108,6 +153,10 @@ class QualityGate:
         self.fs = float(fs)
         self.cfg = config or QualityConfig()
         self._spreads: collections.deque[float] = collections.deque(maxlen=self.cfg.motion_history)
+        self._rejected: list[float] = []  # spreads of the current run of motion-rejected windows
+        self._rejected_since: int | None = None  # start of the run's first window
+        self._settled_at: int | None = None  # sample index before which the band-pass still rings
+        self.relearned = 0
         self.counts: collections.Counter[str] = collections.Counter()
 
     def assess(self, w: Window) -> Quality:
@@ -124,22 +173,23 @@ class QualityGate:
                 return Quality(False, reason, 0.0, None, {"samples": w.flags[reason]})
         detail: dict = {}
         if cfg.full_scale is not None:
-            dc = float(np.median(w.raw))
+            counts = w.raw * cfg.counts_sign
+            dc = float(np.median(counts))
             detail["dc_frac"] = round(dc / cfg.full_scale, 5)
             if dc < cfg.finger_off_frac * cfg.full_scale:
+                self._reset_reference()
                 return Quality(False, "finger_off", 0.0, None, detail)
-            sat = max(w.flags.get("saturated", 0), int(np.count_nonzero(w.raw >= cfg.full_scale)))
+            sat = max(w.flags.get("saturated", 0), int(np.count_nonzero(counts >= cfg.full_scale)))
             if sat > cfg.max_saturated_frac * w.raw.size:
                 detail["saturated"] = sat
                 return Quality(False, "saturation", 0.0, None, detail)
+            if self._transient(w, counts, dc, detail):
+                return Quality(False, "transient", 0.0, None, detail)
         elif w.flags.get("saturated", 0) > cfg.max_saturated_frac * w.raw.size:
             return Quality(False, "saturation", 0.0, None, {"saturated": w.flags["saturated"]})
         spread = float(np.std(w.filtered))
-        if self._spreads:
-            ref = float(np.median(self._spreads))
-            if ref > 0 and not (ref / cfg.motion_ratio <= spread <= ref * cfg.motion_ratio):
-                detail["spread_ratio"] = round(spread / ref, 3)
-                return Quality(False, "motion", 0.0, None, detail)
+        if not self._spread_ok(w, spread, detail):
+            return Quality(False, "motion", 0.0, None, detail)
         hf = self._hf_ratio(w.raw)
         detail["hf_ratio"] = round(hf, 4)
         if hf > cfg.hf_ratio:
@@ -151,6 +201,56 @@ class QualityGate:
         else:
             path = cfg.gate
         return Quality(True, None, sqi, path, detail)
+
+    def _reset_reference(self) -> None:
+        self._spreads.clear()
+        self._rejected.clear()
+        self._rejected_since = None
+
+    def _transient(self, w: Window, counts: np.ndarray, dc: float, detail: dict) -> bool:
+        """A step in this window (which starts a settling period), or the band-pass still ringing."""
+        cfg = self.cfg
+        swing = float(counts.max() - counts.min())
+        if swing > cfg.transient_frac * dc:
+            jump = int(np.argmax(np.abs(np.diff(counts)))) + 1 if counts.size > 1 else 0
+            settle_s = DEFAULT_SETTLE_S if cfg.settle_s is None else cfg.settle_s
+            settled = w.start + jump + int(round(settle_s * self.fs))
+            self._settled_at = settled if self._settled_at is None else max(self._settled_at, settled)
+            self._reset_reference()
+            detail["swing_frac"] = round(swing / dc, 4)
+            return True
+        if self._settled_at is not None and w.start < self._settled_at:
+            detail["settling_s"] = round((self._settled_at - w.start) / self.fs, 3)
+            return True
+        return False
+
+    def _spread_ok(self, w: Window, spread: float, detail: dict) -> bool:
+        """The spread check against the reference of accepted windows, relearned when it latches."""
+        cfg = self.cfg
+        if not self._spreads:
+            return True
+        ref = float(np.median(self._spreads))
+        if ref <= 0 or ref / cfg.motion_ratio <= spread <= ref * cfg.motion_ratio:
+            self._rejected.clear()
+            self._rejected_since = None
+            return True
+        if self._rejected_since is None:
+            self._rejected_since = w.start
+        self._rejected.append(spread)
+        if (w.start - self._rejected_since) / self.fs >= cfg.motion_relearn_s:
+            # every window for motion_relearn_s disagreed with the reference: it is the stale one
+            log.info("motion reference relearned at window %d: median spread %.4g -> %.4g over %d windows",
+                     w.index, ref, float(np.median(self._rejected)), len(self._rejected))
+            self.relearned += 1
+            self._spreads.clear()
+            self._spreads.extend(self._rejected[-cfg.motion_history:])
+            self._rejected.clear()
+            self._rejected_since = None
+            ref = float(np.median(self._spreads))
+            if ref <= 0 or ref / cfg.motion_ratio <= spread <= ref * cfg.motion_ratio:
+                return True
+        detail["spread_ratio"] = round(spread / ref, 3)
+        return False
 
     def _hf_ratio(self, raw: np.ndarray) -> float:
         v = raw - np.linspace(raw[0], raw[-1], raw.size)  # remove DC and the linear trend
