@@ -8,10 +8,6 @@ log = logging.getLogger(__name__)
 
 SOURCES = ("emulated", "replay", "max30102")
 
-# Emulated light level (nA per mA): see ppg_edge.edge_runtime.playback.
-EMU_DC = 250.0
-EMU_AC = 3.0
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -100,13 +96,12 @@ def _handle(args: argparse.Namespace) -> int:
                 sensor = ArrayReplay(rec.ppg, fs, clock=clock)
                 full_scale = None  # a float record has no ADC scale
         elif args.source == "emulated":
+            from ppg_edge.edge_runtime.playback import EMU_AC, EMU_DC, light_from_ppg
             from ppg_edge.synth import synth_ppg
 
             if args.record:
-                from ppg_edge.edge_runtime.playback import light_from_ppg
-
                 rec = _load_record(args.record, args.data_root)
-                light, src_fs = light_from_ppg(rec.ppg, EMU_DC, EMU_AC), rec.fs
+                light, src_fs = light_from_ppg(rec.ppg), rec.fs
             else:
                 dur = (args.duration or 60.0) + 5.0
                 s = synth_ppg(dur, 250.0, np.random.default_rng(args.seed), hr_bpm=args.hr)
