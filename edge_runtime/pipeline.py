@@ -11,6 +11,10 @@ and turns them into events on a sink:
 - NaN/inf samples (a replayed record) become a ``nonfinite`` event, are held and
   flagged, and the windows covering them are suppressed: never a crash;
 - samples at ADC full scale are flagged ``saturated``;
+- reflected light (a sensor block with ``reflected`` true: the MAX30102's counts
+  under a finger, which fall as the blood volume rises) is negated into the
+  blood-volume waveform the models were trained on (pulse maxima = beats); float
+  records and sources that already rise with the blood volume pass unchanged;
 - the samples are resampled to the model rate (numpy polyphase), band-passed and
   framed by :class:`~.stream.StreamPreprocessor`; each window is assessed by
   :class:`~.quality.QualityGate` (suppressed with a reason, or sent to the
@@ -29,8 +33,9 @@ import collections
 import logging
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Iterable, Iterator
+from typing import IO
 
 import numpy as np
 
@@ -131,18 +136,25 @@ class Pipeline:
     ``model_path``: peak model (.tflite with manifest); without one the classic
     detector runs on a 0.5-8 Hz band-pass designed at ``sensor_fs`` (needs scipy
     to design it, i.e. a host). ``full_scale``: ADC full-scale code for the
-    finger-off and saturation checks (None for float records).
+    finger-off and saturation checks (None for float records). ``reflected``: the
+    samples are reflected light and are negated into the blood-volume waveform;
+    default (None): as the first block's ``reflected`` says (sensor blocks carry it;
+    a :class:`FloatBlock` is blood-volume PPG), and every later block must agree.
     """
 
     def __init__(self, sensor_fs: float, sink, *, model_path=None, bp_model_path=None,
                  full_scale: int | None = None, quality: QualityConfig | None = None,
                  backend: str | None = None, preference=None, hop: int | None = None,
-                 status: StatusLine | None = None):
+                 status: StatusLine | None = None, reflected: bool | None = None):
         self.sensor_fs = float(sensor_fs)
+        self.reflected: bool | None = None if reflected is None else bool(reflected)
+        self._auto_polarity = reflected is None
         self.sink = sink
         self.status = status
         qcfg = quality or QualityConfig()
         qcfg.full_scale = full_scale
+        if reflected is not None:
+            qcfg.counts_sign = -1.0 if reflected else 1.0
         self.model = None
         if model_path is not None:
             self.model = EdgeModel(model_path, kind="peaks", backend=backend, preference=preference)
@@ -189,8 +201,26 @@ class Pipeline:
                                                      if isinstance(v, (int, float, str, bool, type(None)))})
 
     # ------------------------------------------------------------ blocks
+    def _polarity(self, block) -> bool:
+        """Whether ``block`` holds reflected light (negated here); the first block decides."""
+        r = bool(getattr(block, "reflected", False))
+        if self.reflected is None:
+            self.reflected = r
+            sign = -1.0 if r else 1.0
+            # the quality checks read ADC counts back from the (negated) samples
+            self.gate.cfg.counts_sign = sign
+            if self.bp is not None:
+                self.bp.gate.cfg.counts_sign = sign
+            log.debug("sensor samples are %s", "reflected light: negated" if r else "blood-volume PPG")
+        elif self._auto_polarity and r != self.reflected:
+            raise DataError(f"sensor block at sample {block.first_index} is "
+                            f"{'reflected light' if r else 'blood-volume PPG'}, the stream before it was not")
+        return self.reflected
+
     def process_block(self, block) -> None:
         ir = np.asarray(block.ir, dtype=np.float64)
+        if self._polarity(block):
+            ir = -ir  # reflected light -> blood volume
         first = int(block.first_index)
         if first < self.n_sensor:
             raise DataError(f"sensor block starts at sample {first}, before {self.n_sensor} already seen")
@@ -327,6 +357,7 @@ class Pipeline:
                    "paths": {k[5:]: v for k, v in self.counts.items() if k.startswith("path_")},
                    "suppressed_by": {k[11:]: v for k, v in self.counts.items() if k.startswith("suppressed_")},
                    "sensor_events": {k[7:]: v for k, v in self.counts.items() if k.startswith("sensor_")},
+                   "ir_inverted": bool(self.reflected),
                    "model": None if self.model is None else self.model.path.name,
                    "backend": None if self.model is None else self.model.backend}
         self.sink.emit(summary)

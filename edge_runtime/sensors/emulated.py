@@ -107,6 +107,15 @@ class EmulatedMax30102:
     (red, IR columns) in nA of photodiode current per mA of LED current, sampled at
     ``source_fs`` Hz. Without ``loop`` the chip stops producing samples when the source
     ends and :attr:`exhausted` becomes true.
+
+    Polarity: the chip is monotone (more light, more counts), like the real one. Under a
+    real finger the reflected light falls as the blood volume rises, so the real chip's
+    counts dip at each pulse. ``reflected`` says which kind of source this is: true for
+    reflected light (e.g. a real log's codes through ``playback.light_from_codes``);
+    false (the default) for a source whose pulses rise with the blood volume, as
+    ``playback.light_from_ppg`` and the synthetic stimuli build it today. The driver
+    labels its blocks with it (:attr:`~.max30102.Block.reflected`), so the pipeline
+    negates exactly the reflected counts into the blood-volume waveform.
     """
 
     def __init__(
@@ -120,6 +129,7 @@ class EmulatedMax30102:
         rev_id: int = 0x03,
         faults: FaultPlan | None = None,
         loop: bool = False,
+        reflected: bool = False,
     ) -> None:
         arr = np.asarray(source, dtype=float)
         if arr.ndim == 1:
@@ -144,6 +154,7 @@ class EmulatedMax30102:
         self.rev_id = int(rev_id) & 0xFF
         self.faults = faults or FaultPlan()
         self.loop = bool(loop)
+        self.reflected = bool(reflected)
         # Statistics a test can check the driver against.
         self.transfers = 0
         self.failed_transfers = 0

@@ -44,10 +44,12 @@ class ReplaySensor:
     With a ``clock`` each block is released only when its last sample would have been
     measured (paced like a live sensor); without one, blocks come as fast as asked.
     After the end, :meth:`read` returns empty blocks and :attr:`exhausted` is true.
+    ``reflected``: the counts are a real chip's reflected light (the default: a log
+    from a MAX30102), labelled so on every block (see :class:`~.max30102.Block`).
     """
 
     def __init__(self, red, ir=None, *, fs: float, block_size: int = 17,
-                 resolution_bits: int = 18, clock: Clock | None = None) -> None:
+                 resolution_bits: int = 18, clock: Clock | None = None, reflected: bool = True) -> None:
         self._red = _counts("red", red)
         self._ir = _counts("ir", ir) if ir is not None else self._red.copy()
         if self._ir.shape != self._red.shape:
@@ -62,6 +64,7 @@ class ReplaySensor:
         self.block_size = block_size
         self.resolution_bits = resolution_bits
         self.clock = clock
+        self.reflected = bool(reflected)
         self._t0 = clock.now() if clock is not None else 0.0
         self._pos = 0
         self.samples_read = 0
@@ -88,7 +91,8 @@ class ReplaySensor:
         saturated = (red >= full) | (ir >= full)
         block = Block(red=red.copy(), ir=ir.copy(), first_index=self._pos, lost=0,
                       t=self.clock.now() if self.clock is not None else end / self.fs,
-                      fs=self.fs, resolution_bits=self.resolution_bits, saturated=saturated)
+                      fs=self.fs, resolution_bits=self.resolution_bits, saturated=saturated,
+                      reflected=self.reflected)
         n_sat = int(saturated.sum())
         if n_sat:
             self.samples_saturated += n_sat
