@@ -33,7 +33,7 @@ from ppg_edge.errors import ConfigError, DataError
 from ppg_edge.metrics.peaks import match_peaks
 
 from .interpreter import EdgeModel
-from .peaks_decode import f1_from_counts
+from ppg_edge.metrics.peaks import f1_from_counts
 from .pipeline import Pipeline
 from .playback import light_from_ppg
 from .quality import QualityConfig

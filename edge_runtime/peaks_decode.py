@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ppg_edge.errors import ConfigError, DataError
-from ppg_edge.metrics.peaks import match_peaks
+from ppg_edge.metrics.peaks import f1_from_counts, match_peaks
 
 log = logging.getLogger(__name__)
 
@@ -376,12 +376,6 @@ def stitch_windows(window_probs, hop: int, length: int | None = None) -> np.ndar
         acc[k * hop : k * hop + win] += wp[k]
         cnt[k * hop : k * hop + win] += 1
     return np.divide(acc, cnt, out=np.zeros(length), where=cnt > 0)
-
-
-def f1_from_counts(tp: int, fp: int, fn: int) -> float:
-    """F1 = 2TP / (2TP + FP + FN); 1.0 when there is nothing to find and nothing found."""
-    denom = 2 * tp + fp + fn
-    return 1.0 if denom == 0 else 2.0 * tp / denom
 
 
 def choose_threshold(

@@ -29,7 +29,8 @@ from ppg_edge.data import load_record
 from ppg_edge.edge_runtime.batch import offline_peaks
 from ppg_edge.edge_runtime.decoder import StreamDecoder
 from ppg_edge.edge_runtime.interpreter import EdgeModel
-from ppg_edge.edge_runtime.peaks_decode import decode_peaks, f1_from_counts, stitch_windows
+from ppg_edge.edge_runtime.peaks_decode import decode_peaks, stitch_windows
+from ppg_edge.metrics.peaks import f1_from_counts
 from ppg_edge.edge_runtime.pipeline import Pipeline
 from ppg_edge.edge_runtime.playback import play_record, settings_from_board
 from ppg_edge.edge_runtime.quality import QualityConfig

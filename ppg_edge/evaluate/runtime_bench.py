@@ -58,7 +58,7 @@ from ppg_edge.edge_runtime.bench import (
     timed,
 )
 from ppg_edge.edge_runtime.interpreter import EdgeModel
-from ppg_edge.edge_runtime.peaks_decode import f1_from_counts
+from ppg_edge.metrics.peaks import f1_from_counts
 from ppg_edge.edge_runtime.playback import settings_from_board
 from ppg_edge.errors import ConfigError
 
@@ -84,10 +84,10 @@ def keras_timing(keras_dir, windows: np.ndarray, n: int) -> dict:
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:  # already initialised in this process
         log.warning("TensorFlow threads were already set up; its timing may use more than one thread")
-    from ppg_edge.train.peaks.fit import load_peak_model
+    from ppg_edge.evaluate.detectors import load_keras_peak_model
 
     keras_dir = Path(keras_dir)
-    model, _ = load_peak_model(keras_dir / keras_dir.name if keras_dir.is_dir() else keras_dir)
+    model, _ = load_keras_peak_model(keras_dir / keras_dir.name if keras_dir.is_dir() else keras_dir)
     xs = [tf.constant(w[None].astype(np.float32)) for w in windows[:n]]
     fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     out = {"tensorflow": tf.__version__, "windows": len(xs)}

@@ -154,12 +154,16 @@ def match_peaks(ref, det, fs: float, tol_s: float = 0.050) -> PeakMatch:
     )
 
 
+def f1_from_counts(tp: int, fp: int, fn: int) -> float:
+    """F1 = 2TP / (2TP + FP + FN); 1.0 when there is nothing to find and nothing found."""
+    denom = 2 * tp + fp + fn
+    return 2 * tp / denom if denom else 1.0
+
+
 def _ratios(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
     precision = tp / (tp + fp) if tp + fp else 1.0
     recall = tp / (tp + fn) if tp + fn else 1.0
-    denom = 2 * tp + fp + fn
-    f1 = 2 * tp / denom if denom else 1.0
-    return precision, recall, f1
+    return precision, recall, f1_from_counts(tp, fp, fn)
 
 
 def scores_from_match(m: PeakMatch) -> dict:
