@@ -8,8 +8,8 @@ so their numbers depend on every detail here.
 
 Systolic peaks (:func:`find_systolic_peaks`): a simple detector for clean or
 band-passed signals (the runtime's signal-quality check), not the project's
-learned detector. Its rules follow the DWT baseline of the peak paper (Ivanova
-et al.): peaks at least 0.3 s apart (200 bpm at most) and at least half as high
+learned detector. Its rules follow the DWT baseline of the peak paper (Georgieva-Tsaneva
+2025): peaks at least 0.3 s apart (200 bpm at most) and at least half as high
 as the typical peak.
 """
 from __future__ import annotations
