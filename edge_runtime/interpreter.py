@@ -37,6 +37,8 @@ from ppg_edge import manifest as _mf
 from ppg_edge.dsp.pipeline import Preprocessing
 from ppg_edge.errors import ConfigError, DataError, ModelError, PPGEdgeError
 
+from .peaks_decode import DecoderSpec
+
 log = logging.getLogger(__name__)
 
 INTERPRETER_ENV = "PPG_EDGE_INTERPRETER"
@@ -224,7 +226,7 @@ class EdgeModel(TFLiteModel):
     is refused. ``kind``: ``"peaks"`` or ``"bp"`` to require one. ``backend``:
     interpreter name (else env/preference order). Attributes: ``manifest``,
     ``spec`` (the :class:`Preprocessing` the model was trained on), ``backend``,
-    ``window``, ``n_channels``, ``fs``, ``decoder`` (decoder settings dict).
+    ``window``, ``n_channels``, ``fs``, ``decoder`` (:class:`~.peaks_decode.DecoderSpec`).
     """
 
     def __init__(self, model_path: str | os.PathLike, *, expected_fs: float | None = None,
@@ -263,11 +265,11 @@ class EdgeModel(TFLiteModel):
         if list(self.in_spec["shape"]) != want:
             raise ModelError(f"{src}: input shape {self.in_spec['shape']} does not fit the pipeline's "
                              f"{want} (window {self.window}, channels {list(self.spec.channels)})")
-        self.decoder = dict(m.get("decoder") or {})
-        # the converter records the training's filtered-to-raw peak lag under "training"
-        shift = (m.get("training") or {}).get("raw_axis_shift_samples")
-        if "raw_axis_shift_samples" not in self.decoder and shift is not None:
-            self.decoder["raw_axis_shift_samples"] = int(shift)
+        # the decoder's parameters, one DecoderSpec (older manifests keep the shift under "training")
+        try:
+            self.decoder = DecoderSpec.from_dict(m.get("decoder"), m.get("training"))
+        except ConfigError as exc:
+            raise ModelError(f"{src}: {exc}") from None
         # 3. load, then check the interpreter's tensors against the manifest
         super().__init__(self.path, backend=backend, preference=preference, num_threads=num_threads)
         self._check_tensor(self.input, self.in_spec, "input", src)

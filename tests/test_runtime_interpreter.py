@@ -31,7 +31,7 @@ def test_float_model_matches_keras(peaks_f32, rng):
     ref = rm.keras_reference("peaks").predict(x[None], verbose=0)[0, :, 0]
     assert y.shape == (250,) and m.backend == "ai-edge-litert"
     np.testing.assert_allclose(y, ref, atol=1e-5)
-    assert m.decoder["threshold"] == 0.5
+    assert m.decoder.threshold == 0.5
 
 
 def test_int8_model_uses_manifest_quantization(peaks_i8, rng):
@@ -187,7 +187,7 @@ def test_raw_axis_shift_taken_from_the_training_block(peaks_f32, tmp_path):
                             decoder={"threshold": 0.45, "snap": True, "snap_signal": "filtered ppg"},
                             training={"raw_axis_shift_samples": 2})
     m = EdgeModel(path)
-    assert m.decoder["raw_axis_shift_samples"] == 2 and m.decoder["threshold"] == 0.45
+    assert m.decoder.raw_axis_shift_samples == 2 and m.decoder.threshold == 0.45
     assert StreamDecoder(125.0, 250, 125, m.decoder).raw_shift == 2
     assert json.loads(mf.manifest_path_for(path).read_text())["training"]["raw_axis_shift_samples"] == 2
 
