@@ -10,7 +10,11 @@ and turns them into events on a sink:
   them are suppressed;
 - NaN/inf samples (a replayed record) become a ``nonfinite`` event, are held and
   flagged, and the windows covering them are suppressed: never a crash;
-- samples at ADC full scale are flagged ``saturated``;
+- samples at ADC full scale are flagged ``saturated``; ADC samples equal to the
+  one before are flagged ``held`` (a logger repeating stale reads; the quality
+  stage suppresses windows made mostly of them);
+- with ADC counts the finger's contact state is tracked: a ``finger`` event
+  (``on`` true/false, ``t`` at the threshold crossing) on every change;
 - reflected light (a sensor block with ``reflected`` true: the MAX30102's counts
   under a finger, which fall as the blood volume rises) is negated into the
   blood-volume waveform the models were trained on (pulse maxima = beats); float
@@ -47,7 +51,7 @@ from .decoder import StreamDecoder
 from .interpreter import EdgeModel
 from .quality import QualityConfig, QualityGate, classic_probs, settle_time
 from .resample import StreamResampler, check_rate_for
-from .stream import FLAG_LOST, FLAG_NONFINITE, FLAG_SATURATED, StreamPreprocessor
+from .stream import FLAG_HELD, FLAG_LOST, FLAG_NONFINITE, FLAG_SATURATED, StreamPreprocessor
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +151,9 @@ class Pipeline:
                  backend: str | None = None, preference=None, hop: int | None = None,
                  status: StatusLine | None = None, reflected: bool | None = None):
         self.sensor_fs = float(sensor_fs)
+        self.full_scale = full_scale
+        self._prev_count: float | None = None  # last ADC sample (held-sample flags across blocks)
+        self._finger: bool | None = None
         self.reflected: bool | None = None if reflected is None else bool(reflected)
         self._auto_polarity = reflected is None
         self.sink = sink
@@ -237,6 +244,10 @@ class Pipeline:
         flags = np.zeros(ir.size, dtype=np.uint8)
         sat = np.asarray(block.saturated, dtype=bool)
         flags[sat] |= FLAG_SATURATED
+        if self.full_scale is not None:  # ADC counts: a repeated code is a stale read
+            prev = np.concatenate(([np.nan if self._prev_count is None else self._prev_count], ir[:-1]))
+            flags[ir == prev] |= FLAG_HELD
+            self._prev_count = float(ir[-1])
         bad = ~np.isfinite(ir)
         if bad.any():
             flags[bad] |= FLAG_NONFINITE
@@ -300,6 +311,11 @@ class Pipeline:
 
     def _window(self, w) -> None:
         q = self.gate.assess(w)
+        if self.gate.finger_on is not None and self.gate.finger_on != self._finger:
+            k = w.start + self.gate.finger_crossing(w)
+            self._finger = self.gate.finger_on
+            self._emit("finger", t=round(k / self.fs, 4), on=self._finger, index=k,
+                       sensor_index=int(round(k * self.sensor_fs / self.fs)))
         self.counts["windows"] += 1
         t = w.end / self.fs
         if not q.ok:

@@ -14,6 +14,15 @@ Checks, in order (the first that fails names the reason):
     full scale it holds for every pulse width (15-18 bits).
 ``saturation``
     more than ``max_saturated_frac`` of the samples sit at the ADC full scale.
+``held`` (counts only)
+    more than ``max_held_frac`` of the window's samples are flagged ``held``: ADC
+    samples equal to the one before (the pipeline flags them). A live 18-bit
+    conversion with a finger on almost never repeats (2% of the steps of
+    ``vrano714_rpi``; at most 9% in any 2 s of a medical record through the
+    emulated chip), but a logger that re-reads stale FIFO data does, 60-70% of
+    the steps of ``szymanel_rpi`` with spikes between the repeats: no pulse
+    can be read from that. The flags spread by one input sample through the
+    resampler, so the default 0.5 of the window sits well above a live signal.
 ``transient`` (counts only)
     the raw window moves by more than ``transient_frac`` of its DC level: a step
     no pulse makes (a finger's reflected pulse is 0.1-5% of the DC): the sensor
@@ -75,6 +84,7 @@ class QualityConfig:
     sqi_classic: float = 0.8
     gate: str = "auto"
     transient_frac: float = 0.2
+    max_held_frac: float = 0.5
     settle_s: float | None = None  # None: the pipeline's filter settling time (else DEFAULT_SETTLE_S)
     motion_relearn_s: float = 4.0
     counts_sign: float = 1.0
@@ -157,6 +167,7 @@ class QualityGate:
         self._rejected_since: int | None = None  # start of the run's first window
         self._settled_at: int | None = None  # sample index before which the band-pass still rings
         self.relearned = 0
+        self.finger_on: bool | None = None  # the contact state after the last window with counts
         self.counts: collections.Counter[str] = collections.Counter()
 
     def assess(self, w: Window) -> Quality:
@@ -176,13 +187,19 @@ class QualityGate:
             counts = w.raw * cfg.counts_sign
             dc = float(np.median(counts))
             detail["dc_frac"] = round(dc / cfg.full_scale, 5)
-            if dc < cfg.finger_off_frac * cfg.full_scale:
+            self.finger_on = dc >= cfg.finger_off_frac * cfg.full_scale
+            if not self.finger_on:
                 self._reset_reference()
                 return Quality(False, "finger_off", 0.0, None, detail)
             sat = max(w.flags.get("saturated", 0), int(np.count_nonzero(counts >= cfg.full_scale)))
             if sat > cfg.max_saturated_frac * w.raw.size:
                 detail["saturated"] = sat
                 return Quality(False, "saturation", 0.0, None, detail)
+            held = w.flags.get("held", 0)
+            if held > cfg.max_held_frac * w.raw.size:
+                detail["held"] = held
+                self._reset_reference()
+                return Quality(False, "held", 0.0, None, detail)
             if self._transient(w, counts, dc, detail):
                 return Quality(False, "transient", 0.0, None, detail)
         elif w.flags.get("saturated", 0) > cfg.max_saturated_frac * w.raw.size:
@@ -201,6 +218,14 @@ class QualityGate:
         else:
             path = cfg.gate
         return Quality(True, None, sqi, path, detail)
+
+    def finger_crossing(self, w: Window) -> int:
+        """Index in ``w`` where the contact state that ``w`` ended in began: the sample after
+        the last one on the other side of the finger-off threshold (0 if none)."""
+        counts = w.raw * self.cfg.counts_sign
+        level = self.cfg.finger_off_frac * self.cfg.full_scale
+        other = np.flatnonzero(counts < level) if self.finger_on else np.flatnonzero(counts >= level)
+        return int(other[-1]) + 1 if other.size else 0
 
     def _reset_reference(self) -> None:
         self._spreads.clear()

@@ -42,7 +42,9 @@ log = logging.getLogger(__name__)
 FLAG_NONFINITE = 1
 FLAG_LOST = 2
 FLAG_SATURATED = 4
-FLAG_NAMES = {FLAG_NONFINITE: "nonfinite", FLAG_LOST: "lost", FLAG_SATURATED: "saturated"}
+FLAG_HELD = 8  # an ADC sample equal to the one before it (a logger repeating stale reads)
+FLAG_NAMES = {FLAG_NONFINITE: "nonfinite", FLAG_LOST: "lost", FLAG_SATURATED: "saturated",
+              FLAG_HELD: "held"}
 
 
 class Window:
@@ -52,7 +54,7 @@ class Window:
     classic path never needs the normalisation and DWT); ``filtered``: the band-passed
     PPG over the same samples (float64); ``raw``: the input samples (held values where a
     sample was non-finite or lost); ``flags``: counts of flagged samples by reason
-    (``nonfinite``, ``lost``, ``saturated``).
+    (``nonfinite``, ``lost``, ``saturated``, ``held``).
     """
 
     __slots__ = ("index", "start", "_x", "filtered", "raw", "flags", "_frame", "_features")
