@@ -234,17 +234,3 @@ def write_report(result: dict, out_dir: str | os.PathLike, metric: str | None = 
     return paths
 
 
-def machine() -> dict:
-    """Where a report was measured (no TensorFlow import)."""
-    import platform
-
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__}
-    for mod in ("ai_edge_litert", "tensorflow"):
-        try:
-            from importlib.metadata import version
-
-            info[mod] = version(mod.replace("_", "-"))
-        except Exception:  # noqa: BLE001 - not installed
-            pass
-    return info

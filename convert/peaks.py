@@ -297,7 +297,9 @@ def compare_saved_peak_model(
     from ppg_edge.train.peaks.models import custom_objects
 
     from . import heldout as ho
-    from .compare import Variant, compare_variants, count_params, machine, write_report
+    from ppg_edge.provenance import machine
+
+    from .compare import Variant, compare_variants, count_params, write_report
     from .optimize import prune_model
 
     t0 = time.time()

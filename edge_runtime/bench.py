@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -52,17 +50,6 @@ TOL_S = 0.05
 
 
 # ----------------------------------------------------------------------------- machine
-def cpu_model() -> str:
-    """The CPU model name (``/proc/cpuinfo``), else ``platform.processor()``."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "cpu model")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def pin_to_one_core(core: int | None = None) -> int | None:
     """Pin this process to one CPU (the last allowed one by default); returns it (None if the OS
     cannot pin). Also sets ``OMP_NUM_THREADS=1`` for libraries imported afterwards."""
@@ -79,24 +66,14 @@ def pin_to_one_core(core: int | None = None) -> int | None:
 
 
 def machine(core: int | None) -> dict:
-    import numpy
+    """:func:`ppg_edge.provenance.machine` with the pinned core and the load at the start."""
+    from ppg_edge.provenance import machine as _machine
 
-    from ppg_edge import __version__
-
-    info = {"cpu_model": cpu_model(), "platform": platform.platform(), "machine": platform.machine(),
-            "cpus": os.cpu_count(), "pinned_core": core, "python": platform.python_version(),
-            "numpy": numpy.__version__, "ppg_edge": __version__}
     try:
-        from importlib.metadata import version
-
-        info["ai_edge_litert"] = version("ai-edge-litert")
-    except Exception:  # not installed: the interpreter module says which backend ran
-        pass
-    try:
-        info["loadavg_at_start"] = [round(v, 2) for v in os.getloadavg()]
+        load = [round(v, 2) for v in os.getloadavg()]
     except OSError:
-        pass
-    return info
+        load = None
+    return _machine(pinned_core=core, loadavg_at_start=load)
 
 
 # ----------------------------------------------------------------------------- helpers

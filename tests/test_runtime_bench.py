@@ -10,7 +10,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from ppg_edge.edge_runtime.bench import cpu_model, reference_on_model_axis
+from ppg_edge.edge_runtime.bench import reference_on_model_axis
+from ppg_edge.provenance import cpu_model
 from ppg_edge.edge_runtime.quality import sqi_autocorr
 from ppg_edge.edge_runtime.sensors import Max30102Settings
 

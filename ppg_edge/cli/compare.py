@@ -52,7 +52,7 @@ def _handle_bp(args: argparse.Namespace, command: str) -> int:
 
     from ppg_edge.convert import bp_cv
     from ppg_edge.convert.bp import load_bp_keras
-    from ppg_edge.convert.compare import machine
+    from ppg_edge.provenance import machine
     from ppg_edge.errors import ConfigError
 
     for flag, value in (("--prune", args.prune), ("--qat", args.qat)):

@@ -12,7 +12,9 @@ import logging
 from pathlib import Path
 
 from ..errors import ConfigError
-from .outputs import machine, write_outputs
+from ppg_edge.provenance import machine
+
+from .outputs import write_outputs
 
 log = logging.getLogger(__name__)
 

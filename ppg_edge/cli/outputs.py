@@ -24,12 +24,4 @@ def write_outputs(args, doc: dict, table: str) -> None:
     print(json.dumps(doc, indent=1) if args.json else table)
 
 
-def machine() -> dict:
-    """Where a result was measured: reported beside every figure."""
-    import os
-    import platform
 
-    from .. import __version__
-
-    return {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
-            "python": platform.python_version(), "ppg_edge": __version__}

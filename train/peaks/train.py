@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -156,11 +155,12 @@ def evaluate_val(records, prep, model, threshold: float, shift: int,
 
 # ----------------------------------------------------------------------------- training
 def machine() -> dict:
+    """Where a model was trained: :func:`ppg_edge.provenance.machine` plus the GPUs TensorFlow sees."""
     import tensorflow as tf
 
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "gpus": len(tf.config.list_physical_devices("GPU")),
-            "python": platform.python_version(), "tensorflow": tf.__version__}
+    from ppg_edge.provenance import machine as _machine
+
+    return _machine(gpus=len(tf.config.list_physical_devices("GPU")))
 
 
 def train_peaks(variant: str = "Type30", epochs: int = 20, max_windows: int = 8000,
