@@ -278,3 +278,14 @@ def test_finger_coming_on_recording(data_root, model):
     assert fingers[1]["t"] == pytest.approx(on_at, abs=2.0)
     assert summary["beats"] == 0  # no pulse under the stale reads and spikes
     assert set(summary["suppressed_by"]) <= {"finger_off", "held", "transient"}
+
+
+def test_real_recordings_hil_suite_loads():
+    from ppg_edge.hil_tests.suites import load_suite, suite_names
+
+    assert "real-recordings" in suite_names()
+    steps = {s["name"]: s for s in load_suite("real-recordings")["steps"]}
+    assert steps["no-finger"]["expect"]["max_beats"] == 0
+    assert steps["finger-coming-on"]["expect"]["max_beats"] == 0
+    assert steps["resting-finger"]["record"] == "max30102-raw/vrano714_rpi"
+    assert all(s["record"].startswith("max30102-raw/") for s in steps.values())
