@@ -25,10 +25,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ppg_edge.errors import ConfigError
 
@@ -73,6 +74,8 @@ class CPU:
     clock_mhz: int
     ram_mb: int
     qemu_cpu: str | None = None
+    ipc: float | None = None  # modelled instructions per cycle (ppg-edge bench arm), with its source
+    ipc_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,8 @@ class Power:
     active_source: str
     idle_w_range: tuple[float, float] | None = None
     active_w_range: tuple[float, float] | None = None
+    core_active_w: float | None = None  # one core busy, above idle (modelled energy of bench arm)
+    core_active_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -208,7 +213,7 @@ class _Table:
                 raise self.fail(key, problem)
         return value
 
-    def table(self, key: str, *, required: bool = True) -> "_Table | None":
+    def table(self, key: str, *, required: bool = True) -> _Table | None:
         self.used.add(key)
         if key not in self.data:
             if required:
@@ -300,7 +305,14 @@ def parse_board(data: dict[str, Any], path: str = "<board>") -> Board:
         clock_mhz=t.get("clock_mhz", int, check=_in_range(100, 5000, " MHz")),
         ram_mb=t.get("ram_mb", int, check=_in_range(64, 65536, " MB")),
         qemu_cpu=t.get("qemu_cpu", str, required=False, check=_one_of(QEMU_CPUS)),
+        ipc=t.get("ipc", float, required=False, check=_in_range(0.1, 8.0)),
+        ipc_source=t.get("ipc_source", str, required=False, check=_nonempty),
     )
+    if (cpu.ipc is None) != (cpu.ipc_source is None):
+        raise t.fail("ipc", "ipc and ipc_source go together (a modelled figure names its source)")
+    if not virtual and cpu.model.lower() not in QEMU_CPUS:
+        raise t.fail("model", f"{cpu.model!r}: name the core as qemu does ({', '.join(QEMU_CPUS)}, any case); "
+                     "`ppg-edge bench arm` counts instructions on it")
     if virtual and cpu.qemu_cpu is None:
         raise t.fail("qemu_cpu", "missing: a virtual board must pin the qemu CPU model "
                      "(qemu's default `max` CPU gives wrong int8 results)")
@@ -393,9 +405,16 @@ def parse_board(data: dict[str, Any], path: str = "<board>") -> Board:
         active_source=t.get("active_source", str, check=_nonempty),
         idle_w_range=_range_pair(t, "idle_w_range"),
         active_w_range=_range_pair(t, "active_w_range"),
+        core_active_w=t.get("core_active_w", float, required=False, check=watts),
+        core_active_source=t.get("core_active_source", str, required=False, check=_nonempty),
     )
+    if (power.core_active_w is None) != (power.core_active_source is None):
+        raise t.fail("core_active_w", "core_active_w and core_active_source go together")
     if not power.idle_w < power.active_w:
         raise t.fail("active_w", f"{power.active_w} W must exceed idle_w {power.idle_w} W")
+    if power.core_active_w is not None and power.core_active_w > power.active_w - power.idle_w:
+        raise t.fail("core_active_w", f"{power.core_active_w} W for one core exceeds the whole board's "
+                     f"{power.active_w - power.idle_w:.2f} W above idle")
     for key, value, rng in (("idle_w", power.idle_w, power.idle_w_range),
                             ("active_w", power.active_w, power.active_w_range)):
         if rng is not None and not rng[0] <= value <= rng[1]:

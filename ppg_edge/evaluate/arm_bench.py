@@ -1,0 +1,396 @@
+"""``ppg-edge bench arm``: instructions of the device path on a board's CPU model (qemu TCG counts).
+
+Method (the report repeats it):
+
+* the device path runs as :mod:`ppg_edge.evaluate.arm_device` under the dynamic
+  ``qemu-aarch64 -cpu <core> -plugin <counter>`` (:mod:`ppg_edge.boards.virtual.insn`) with
+  the virtual Pi's base stage (aarch64 Python 3.11, numpy, ai-edge-litert) as ``-L`` root;
+  the project's code is the source tree mapped to its installed names on ``PYTHONPATH``;
+* the real MAX30102 driver reads FIFO bytes prepared on the host (the emulated chip fed by
+  the record, its FIFO reads captured) from a bus fake; the emulated chip is counted apart;
+* every figure is a difference of the same run at two signal lengths, so that interpreter
+  start-up, imports and model loading cancel; stage figures are differences of per-stage
+  counters (the stage marks itself with a no-op syscall the plugin sees);
+* CPU load and energy are MODELLED from the board file: ``load = insn/s / (ipc * clock)``
+  of one core, ``energy per sample = load * core_active_w / sample rate``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ppg_edge.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+RECORD = ("capnobase", "0009")
+PEAK_INT8 = "models/device/peaks-Type30-int8.tflite"
+PEAK_FLOAT = "models/device/peaks-Type30-float32.tflite"
+# path -> (peak model, gate)
+PATHS = {
+    "network": (PEAK_INT8, "network"),
+    "network-float32": (PEAK_FLOAT, "network"),
+    "gated": (PEAK_INT8, "auto"),
+    "classic": (PEAK_INT8, "classic"),
+}
+STAGE_ROWS = ("driver", "bus-fake", "resampler", "iir", "dwt", "framing", "quality", "invoke", "classic",
+              "decoder", "bp", "sink", "pipeline")
+GUEST_PYTHON = "/usr/bin/python3.11"
+SITE = "opt/ppg-edge/base-venv/lib/python3.11/site-packages"
+DEVICE_SCRIPT = Path(__file__).with_name("arm_device.py")
+
+
+# --------------------------------------------------------------------------- boards
+
+
+def qemu_core(board) -> str:
+    """The qemu CPU model of a board: its pinned ``qemu_cpu`` or its core (``cpu.model``)."""
+    from ppg_edge.boards.registry import QEMU_CPUS
+
+    core = board.cpu.qemu_cpu or board.cpu.model.lower()
+    if core not in QEMU_CPUS:
+        raise ConfigError(f"{board.identifier}: core {board.cpu.model!r} has no qemu model "
+                          f"(known: {', '.join(QEMU_CPUS)})")
+    return core
+
+
+def modelled(board, insn_per_s: float, sample_rate: float) -> dict:
+    """Modelled CPU load (fraction of one core) and energy per sensor sample from the board file."""
+    ipc, watts = board.cpu.ipc, board.power.core_active_w
+    if ipc is None or watts is None:
+        raise ConfigError(f"{board.identifier}: the board file has no cpu.ipc or power.core_active_w "
+                          "(needed for the modelled load and energy)")
+    load = insn_per_s / (ipc * board.cpu.clock_mhz * 1e6)
+    return {"modelled_cpu_load": load, "modelled_mj_per_sample": load * watts / sample_rate * 1e3}
+
+
+# --------------------------------------------------------------------------- guest
+
+
+def aarch64_root(board, work: Path) -> Path:
+    """An ``-L`` root for qemu-user: the virtual Pi's base stage, seen through symbolic links,
+    with the board's aarch64 ``/proc/cpuinfo`` (ai-edge-litert crashes on the host's x86 one;
+    qemu-user looks a path up under ``-L`` first, so no mount is needed)."""
+    from ppg_edge.boards.registry import list_boards, load_board
+    from ppg_edge.boards.virtual import chroot as ch
+    from ppg_edge.boards.virtual import machine
+    from ppg_edge.boards.virtual import userland as ul
+
+    vboard = board if board.virtual else None
+    if vboard is None:
+        for b in list_boards():
+            if b.virtual and b.emulates == board.identifier:
+                vboard = b
+        vboard = vboard or load_board("virtual-rpi4")  # the base stage does not depend on the core
+    base = machine.build_base(ul.build_userland(), vboard) / "root"
+    root = work / "root"
+    (root / "proc").mkdir(parents=True)
+    for entry in base.iterdir():
+        if entry.name != "proc":
+            (root / entry.name).symlink_to(entry)
+    core = qemu_core(board)
+    (root / "proc/cpuinfo").write_text(ch.cpuinfo_text(core, board.cpu.cores, board.name))
+    return root
+
+
+def installed_tree(work: Path) -> Path:
+    """The source tree under its installed package names (setup.py's ROLE_FOLDERS), as links."""
+    from ppg_edge.config import REPO_ROOT
+
+    top = work / "py"
+    pkg = top / "ppg_edge"
+    pkg.mkdir(parents=True)
+    for entry in (REPO_ROOT / "ppg_edge").iterdir():
+        if entry.name != "__pycache__":
+            (pkg / entry.name).symlink_to(entry)
+    for folder in ("edge_runtime", "boards"):
+        (pkg / folder).symlink_to(REPO_ROOT / folder)
+    return top
+
+
+class Runner:
+    """Runs :mod:`arm_device` specs under the counter (or on the host)."""
+
+    def __init__(self, board, work: Path):
+        self.board, self.work = board, work
+        self.root = aarch64_root(board, work)
+        self.py = installed_tree(work)
+        self.n = 0
+
+    def _spec(self, spec: dict) -> Path:
+        self.n += 1
+        path = self.work / f"spec-{self.n}.json"
+        path.write_text(json.dumps(spec))
+        return path
+
+    def count(self, spec: dict, core: str | None = None):
+        from ppg_edge.boards.virtual import insn
+
+        env = {"PYTHONPATH": f"{self.root / SITE}:{self.py}", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
+               "HOME": str(self.work), "PYTHONPYCACHEPREFIX": str(self.work / "pycache")}
+        c = insn.count([GUEST_PYTHON, str(DEVICE_SCRIPT), str(self._spec(spec))], root=self.root,
+                       qemu_cpu=core or qemu_core(self.board), env=env)
+        c.result = json.loads(c.stdout.strip().splitlines()[-1])
+        return c
+
+    def host(self, spec: dict) -> dict:
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        proc = subprocess.run([sys.executable, str(DEVICE_SCRIPT), str(self._spec(spec))], env=env,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ConfigError(f"host run of the device path failed: {proc.stderr.strip()[-600:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- input
+
+
+def prepare_input(board, seconds: float, work: Path, data_root=None) -> dict:
+    """The record as the emulated chip's light, and the FIFO bytes the chip gives the driver."""
+    from ppg_edge.data import load_record
+    from ppg_edge.edge_runtime.playback import light_from_ppg, settings_from_board
+    from ppg_edge.edge_runtime.sensors import EmulatedMax30102, Max30102, VirtualClock
+
+    rec = load_record(*RECORD, data_root)
+    settings = settings_from_board(board)
+    light = light_from_ppg(rec.ppg)
+    need = int(seconds * rec.fs) + int(5 * rec.fs)
+    if light.size < need:
+        raise ConfigError(f"{'/'.join(RECORD)} has {light.size / rec.fs:.0f} s; the bench needs {need / rec.fs:.0f} s")
+    light = light[:need]
+    clock = VirtualClock()
+    chip = EmulatedMax30102(light, rec.fs, clock=clock)
+    captured: list[bytes] = []
+    real = chip.i2c_rdwr
+
+    def capture(wr, rd):
+        real(wr, rd)
+        if bytes(wr)[0] == 0x07:  # FIFO_DATA
+            captured.append(bytes(rd))
+
+    chip.i2c_rdwr = capture
+    sensor = Max30102(chip, settings=settings, clock=clock, wait_for_interrupt=chip.wait_for_interrupt)
+    sensor.start()
+    n = int(seconds * settings.output_rate)
+    for _ in sensor.blocks(n_samples=n):
+        pass
+    fifo = np.frombuffer(b"".join(captured), dtype=np.uint8)
+    if fifo.size < 6 * n:
+        raise ConfigError(f"the emulated chip gave {fifo.size // 6} samples, {n} needed")
+    np.save(work / "fifo.npy", fifo)
+    np.save(work / "light.npy", light)
+    return {"fifo": str(work / "fifo.npy"), "light": str(work / "light.npy"), "light_fs": float(rec.fs),
+            "settings": {"sample_rate": settings.sample_rate, "averaging": settings.averaging},
+            "fs": settings.output_rate}
+
+
+# --------------------------------------------------------------------------- the bench
+
+
+def lengths(seconds: float) -> tuple[float, float]:
+    """The two signal lengths whose difference is measured: a lead-in and ``seconds`` more."""
+    if not seconds >= 5:
+        raise ConfigError(f"--seconds must be at least 5, got {seconds}")
+    lead = max(10.0, round(seconds / 3))
+    return lead, lead + float(seconds)
+
+
+def bench(board, seconds: float = 60.0, *, stages: bool = True, models: bool = True, chip: bool = True,
+          equivalence: bool = True, data_root=None, progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    from ppg_edge.boards.registry import list_boards
+    from ppg_edge.config import REPO_ROOT
+
+    short, long_ = lengths(seconds)
+    dt = long_ - short
+    with tempfile.TemporaryDirectory(prefix="ppg-arm-bench-") as tmp:
+        work = Path(tmp)
+        runner = Runner(board, work)
+        inp = prepare_input(board, long_, work, data_root)
+        fs = inp.pop("fs")
+        jobs = [(p, staged) for p in PATHS for staged in ((False, True) if stages else (False,))]
+        bar = tqdm(total=2 * len(jobs) + (2 if chip else 0) + (1 if equivalence else 0), desc="arm bench",
+                   disable=not progress, unit="run")
+        counts: dict = {}
+        # warm-up, discarded: compiles the byte code into the private pycache (else the first run pays it)
+        runner.count({**inp, "mode": "path", "model": str(REPO_ROOT / PEAK_INT8), "gate": "auto", "seconds": short,
+                      "stages": True})
+        for path, staged in jobs:
+            model, gate = PATHS[path]
+            for secs in (short, long_):
+                spec = {**inp, "mode": "path", "model": str(REPO_ROOT / model), "gate": gate, "seconds": secs,
+                        "stages": staged}
+                if path == "network" and not staged and secs == long_ and equivalence:
+                    spec["events"] = str(work / "guest-events.jsonl")
+                counts[(path, staged, secs)] = runner.count(spec)
+                bar.update()
+        paths, stage_table = {}, {}
+        from ppg_edge.evaluate.arm_device import STAGES
+
+        for path in PATHS:
+            a, b = counts[(path, False, short)], counts[(path, False, long_)]
+            per_s = (b.total - a.total) / dt
+            paths[path] = {"device_insn_per_signal_s": per_s, "insn_per_sample": per_s / fs,
+                           **modelled(board, per_s, fs), "windows": b.result["windows"] - a.result["windows"],
+                           "beats": b.result["beats"], "paths_taken": b.result["paths"]}
+            if stages:
+                a, b = counts[(path, True, short)], counts[(path, True, long_)]
+                stage_table[path] = {s: (b.stages.get(STAGES[s], 0) - a.stages.get(STAGES[s], 0)) / dt
+                                     for s in STAGE_ROWS}
+        doc = {"board": board.identifier, "cpu": {"model": board.cpu.model, "qemu_cpu": qemu_core(board),
+                                                   "clock_mhz": board.cpu.clock_mhz, "ipc": board.cpu.ipc,
+                                                   "ipc_source": board.cpu.ipc_source,
+                                                   "core_active_w": board.power.core_active_w,
+                                                   "core_active_source": board.power.core_active_source},
+               "record": "/".join(RECORD), "seconds": seconds, "lengths_s": [short, long_], "sample_rate_hz": fs,
+               "paths": paths, "stages": stage_table}
+        if chip:
+            got = []
+            for secs in (short, long_):
+                model, gate = PATHS["network"]
+                got.append(runner.count({**inp, "mode": "path", "model": str(REPO_ROOT / model), "gate": gate,
+                                         "seconds": secs, "stages": True, "bus": "emulated"}))
+                bar.update()
+            doc["emulated_chip_insn_per_signal_s"] = (got[1].stages.get(STAGES["chip"], 0)
+                                                      - got[0].stages.get(STAGES["chip"], 0)) / dt
+        if equivalence:
+            model, gate = PATHS["network"]
+            host_events = work / "host-events.jsonl"
+            runner.host({**inp, "mode": "path", "model": str(REPO_ROOT / model), "gate": gate, "seconds": long_,
+                         "events": str(host_events)})
+            bar.update()
+            guest = (work / "guest-events.jsonl").read_text().splitlines()
+            host = host_events.read_text().splitlines()
+            beats = [json.loads(x) for x in guest if '"type":"beat"' in x]
+            doc["equivalence"] = {"path": "network", "events_equal": guest == host, "events": len(guest),
+                                  "beats": len(beats),
+                                  "first_difference": next((i for i, (g, h) in enumerate(zip(guest, host))
+                                                            if g != h), None)}
+        bar.close()
+        if models:
+            doc["models"] = model_counts(runner, [b for b in list_boards() if not b.virtual], progress)
+    return doc
+
+
+def model_counts(runner: Runner, boards, progress: bool = True, invokes: int = 5) -> dict:
+    """Instructions per invoke of every models/device/*.tflite on each board's core."""
+    from tqdm import tqdm
+
+    from ppg_edge.config import REPO_ROOT
+    from ppg_edge.evaluate.arm_device import MODEL_STAGE0
+
+    files = sorted((REPO_ROOT / "models/device").glob("*.tflite"))
+    out: dict = {f.name: {} for f in files}
+    cores = sorted({qemu_core(b) for b in boards})
+    for core in tqdm(cores, desc="models per core", disable=not progress):
+        c = runner.count({"mode": "models", "models": [str(f) for f in files], "invokes": invokes}, core=core)
+        for i, f in enumerate(files):
+            out[f.name][core] = c.stages.get(MODEL_STAGE0 + i, 0) / invokes
+    return out
+
+
+# --------------------------------------------------------------------------- budget
+
+
+def check_budget(doc: dict, budget: dict, tolerance: float = 0.10) -> list[str]:
+    """The paths whose count grew more than ``tolerance`` over the budget (one line each)."""
+    over = []
+    for path, want in budget["paths"].items():
+        got = doc["paths"].get(path, {}).get("device_insn_per_signal_s")
+        if got is None:
+            over.append(f"{path}: not measured")
+        elif got > want * (1 + tolerance):
+            over.append(f"{path}: {got / 1e6:.2f}M instructions per second of signal, budget "
+                        f"{want / 1e6:.2f}M (+{tolerance:.0%} allowed)")
+    return over
+
+
+# --------------------------------------------------------------------------- report
+
+
+def write_report(doc: dict, out: Path, command: str) -> tuple[Path, Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"bench-arm-{doc['board']}"
+    jpath, mpath, ppath = out / f"{stem}.json", out / f"{stem}.md", out / f"{stem}.png"
+    jpath.write_text(json.dumps({**doc, "command": command}, indent=1) + "\n")
+    plot_stages(doc, ppath)
+    cpu = doc["cpu"]
+    m = lambda v: f"{v / 1e6:.2f}M"  # noqa: E731
+    lines = [f"# Instructions of the device path on {cpu['model']} ({doc['board']})", "",
+             f"Command: `{command}`", "",
+             f"Counted under `qemu-aarch64 -cpu {cpu['qemu_cpu']}` with a TCG instruction-count plugin "
+             f"(deterministic for the same input), record {doc['record']} read by the real MAX30102 driver "
+             f"from a bus fake serving the emulated chip's FIFO bytes; every figure is the difference of the "
+             f"same run at {doc['lengths_s'][0]:g} s and {doc['lengths_s'][1]:g} s of signal, divided by "
+             f"{doc['lengths_s'][1] - doc['lengths_s'][0]:g} s (start-up cancels).", "",
+             "## Per path", "",
+             "| path | instructions / s of signal | per sample | modelled CPU load (one core) "
+             "| modelled mJ / sample |", "|---|---:|---:|---:|---:|"]
+    for p, v in doc["paths"].items():
+        lines.append(f"| {p} | {m(v['device_insn_per_signal_s'])} | {v['insn_per_sample']:,.0f} | "
+                     f"{v['modelled_cpu_load']:.2%} | {v['modelled_mj_per_sample']:.4f} |")
+    lines += ["", f"Modelled (not measured): load = instructions/s / (IPC {cpu['ipc']} x {cpu['clock_mhz']} MHz); "
+              f"energy per sample = load x {cpu['core_active_w']} W (one core above idle) / "
+              f"{doc['sample_rate_hz']:g} Hz. IPC: {cpu['ipc_source']}. Power: {cpu['core_active_source']}.", ""]
+    if "emulated_chip_insn_per_signal_s" in doc:
+        lines += [f"The emulated chip (tests and HIL on the virtual Pi only) costs "
+                  f"{m(doc['emulated_chip_insn_per_signal_s'])} instructions per second of signal on top; "
+                  "it is not in the figures above.", ""]
+    if doc.get("stages"):
+        lines += ["## Per stage (instructions per second of signal)", "",
+                  "| stage | " + " | ".join(doc["stages"]) + " |", "|---|" + "---:|" * len(doc["stages"])]
+        for s in STAGE_ROWS:
+            lines.append(f"| {s} | " + " | ".join(m(doc["stages"][p][s]) for p in doc["stages"]) + " |")
+        lines += ["", "`pipeline`: the pipeline's own glue (block handling, events); `bus-fake`: the "
+                  "prepared-FIFO bus (next to nothing, shown to prove it). Stage counters add a marker "
+                  "syscall per call, so their sum is a little above the path total.", ""]
+    if doc.get("models"):
+        cores = sorted({c for v in doc["models"].values() for c in v})
+        lines += ["## Per model file (instructions per invoke)", "", "| model | " + " | ".join(cores) + " |",
+                  "|---|" + "---:|" * len(cores)]
+        for f, v in doc["models"].items():
+            lines.append(f"| {f} | " + " | ".join(m(v[c]) for c in cores) + " |")
+        lines.append("")
+    if "equivalence" in doc:
+        e = doc["equivalence"]
+        lines += ["## Equivalence", "", f"int8 network path under qemu against the same run on the host: "
+                  f"{'identical' if e['events_equal'] else 'DIFFERENT'} ({e['events']} events, {e['beats']} beats"
+                  + ("" if e["events_equal"] else f", first difference at event {e['first_difference']}") + ").",
+                  ""]
+    lines += [f"![stages]({ppath.name})", ""]
+    mpath.write_text("\n".join(lines))
+    return jpath, mpath, ppath
+
+
+def plot_stages(doc: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    names = list(doc["paths"])
+    if doc.get("stages"):
+        bottom = np.zeros(len(names))
+        for s in STAGE_ROWS:
+            vals = np.array([doc["stages"][p][s] / 1e6 for p in names])
+            if vals.max() <= 0.01:
+                continue
+            ax.bar(names, vals, bottom=bottom, label=s)
+            bottom += vals
+        ax.legend(fontsize=8, ncol=2)
+    ax.plot(names, [doc["paths"][p]["device_insn_per_signal_s"] / 1e6 for p in names], "k_", markersize=30,
+            label="path total")
+    ax.set_ylabel("million instructions per second of signal")
+    ax.set_title(f"Device path on {doc['cpu']['model']} ({doc['board']}), counted under qemu TCG")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
