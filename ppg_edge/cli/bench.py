@@ -1,4 +1,5 @@
-"""``ppg-edge bench runtime``: the streaming runtime's cost on one core, beside NeuroKit2 and Keras."""
+"""``ppg-edge bench runtime``: the streaming runtime's cost on one core, beside NeuroKit2 and Keras;
+``ppg-edge bench arm``: its instructions on the board's ARM core (:mod:`ppg_edge.evaluate.arm_bench`)."""
 from __future__ import annotations
 
 import argparse
@@ -50,6 +51,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--data-root")
     g.add_argument("--out", default="docs/results/gate-sweep-val.json")
     g.set_defaults(func=_handle_gate)
+    a = sub.add_parser(
+        "arm", help="instructions per second of signal of the device path on the board's ARM core (qemu TCG)",
+        description="Count the device path's instructions (driver included, emulated chip apart) under "
+                    "qemu-aarch64 with the board's core, per path, per stage and per model file; modelled CPU "
+                    "load and energy from the board file. Needs root (the virtual Pi's base stage) and qemu-user.")
+    a.add_argument("--board", default="rpi-zero-2w", help="board identifier (its core: cpu.model / cpu.qemu_cpu)")
+    a.add_argument("--seconds", type=float, default=60.0, help="seconds of signal counted (beyond a lead-in)")
+    a.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
+    a.add_argument("--out", help="folder for the Markdown report, the JSON and the PNG")
+    a.add_argument("--no-models", action="store_true", help="skip the per-model-file counts")
+    a.add_argument("--no-stages", action="store_true", help="skip the per-stage counts")
+    a.add_argument("--data-root")
+    a.set_defaults(func=_handle_arm)
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -101,6 +115,31 @@ def _handle_gate(args: argparse.Namespace) -> int:
     res["command"] = " ".join(shlex.quote(p) for p in parts)
     res["elapsed_s"] = round(time.perf_counter() - t0, 1)
     return _write(res, args.out, gate_markdown(res) + f"\nThe sweep took {res['elapsed_s']:.0f} s.\n")
+
+
+def _handle_arm(args: argparse.Namespace) -> int:
+    import json
+    import sys
+    from pathlib import Path
+
+    from ppg_edge.boards import load_board
+    from ppg_edge.evaluate.arm_bench import bench, write_report
+
+    doc = bench(load_board(args.board), args.seconds, stages=not args.no_stages, models=not args.no_models,
+                data_root=args.data_root, progress=sys.stderr.isatty())
+    parts = ["ppg-edge", "bench", "arm", "--board", args.board, "--seconds", f"{args.seconds:g}"]
+    parts += [flag for flag, on in (("--no-models", args.no_models), ("--no-stages", args.no_stages)) if on]
+    if args.out:
+        parts += ["--out", args.out]
+        for path in write_report(doc, Path(args.out), " ".join(shlex.quote(p) for p in parts)):
+            log.info("wrote %s", path)
+    if args.json:
+        sys.stdout.write(json.dumps(doc) + "\n")
+    else:
+        for name, p in doc["paths"].items():
+            log.info("%-16s %6.2fM instructions / s of signal, modelled %.4f mJ / sample", name,
+                     p["device_insn_per_signal_s"] / 1e6, p["modelled_mj_per_sample"])
+    return 0
 
 
 def _write(res: dict, out, md: str) -> int:
