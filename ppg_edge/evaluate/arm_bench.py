@@ -141,7 +141,7 @@ class Runner:
         return c
 
     def host(self, spec: dict) -> dict:
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(self.py)}  # the same tree as the guest
         proc = subprocess.run([sys.executable, str(DEVICE_SCRIPT), str(self._spec(spec))], env=env,
                               capture_output=True, text=True)
         if proc.returncode != 0:
