@@ -68,6 +68,25 @@ def test_one_rational_factor_for_both_resamplers():
     assert rational_factor is shared and stream.rational_factor is shared
 
 
+@pytest.mark.parametrize("rate,msg", [(None, "is missing"), (" ", "is missing"), ("fast", "not a number"),
+                                      (0, "not a positive finite rate"), (-1.0, "not a positive finite rate"),
+                                      (float("nan"), "not a positive finite rate"),
+                                      (float("inf"), "not a positive finite rate")])
+def test_one_rate_check_for_files_and_signals(rate, msg):
+    """The loaders (DataError naming the file) and the signal code (ConfigError) share one check."""
+    from ppg_edge.data._io import check_rate as file_rate
+    from ppg_edge.dsp.pulses import find_pulse_feet
+    from ppg_edge.dsp.rates import check_rate
+
+    assert check_rate("125") == 125.0 and file_rate(np.float32(100), "f.txt") == 100.0
+    with pytest.raises(ConfigError, match=f"sampling rate .*{msg}"):
+        check_rate(rate)
+    with pytest.raises(DataError, match=f"^f.txt: PPG_fs .*{msg}"):
+        file_rate(rate, "f.txt", "PPG_fs")
+    with pytest.raises(ConfigError, match=msg):
+        find_pulse_feet(np.zeros(500), rate)
+
+
 def test_peak_mapping_clips_and_counts_duplicates():
     mapped, removed = map_indices(np.array([0, 1, 2, 3, 10, 11]), 1, 4, 3)
     assert mapped.tolist() == [0, 1, 2] and removed == 3

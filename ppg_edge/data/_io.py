@@ -6,12 +6,12 @@ that is there but wrong (format, unparsable numbers, NaN/inf, bad rate).
 """
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
 import numpy as np
 
+from ..dsp.rates import check_rate as _check_rate
 from ..errors import DataError, DataNotFoundError
 
 
@@ -77,16 +77,9 @@ def check_finite(x: np.ndarray, path: Path, what: str = "signal") -> np.ndarray:
 
 
 def check_rate(rate, path: Path, what: str = "sampling rate") -> float:
-    """A sampling rate must be a finite positive number."""
-    if rate is None or (isinstance(rate, str) and not rate.strip()):
-        raise DataError(f"{path}: {what} is missing")
-    try:
-        fs = float(rate)
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: {what} {rate!r} is not a number") from None
-    if not math.isfinite(fs) or fs <= 0:
-        raise DataError(f"{path}: {what} {rate!r} is not a positive finite rate")
-    return fs
+    """A sampling rate must be a finite positive number (:func:`ppg_edge.dsp.rates.check_rate`,
+    as a ``DataError`` naming ``path``)."""
+    return _check_rate(rate, what, where=path, error=DataError)
 
 
 _NUM = re.compile(r"(\d+)")

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
+from .rates import check_rate
 
 #: Pulses shorter/longer than this (seconds) are rejected as mis-segmented
 #: (240 and 24 beats per minute).
@@ -25,16 +26,6 @@ MAX_PULSE_S = 2.5
 #: Fewest samples a pulse (or a segment to search for feet) needs.
 MIN_PULSE_SAMPLES = 8
 SEGMENT_FS = 100.0  # pulse feet are searched at no more than this rate (see find_pulse_feet)
-
-
-def _check_fs(fs: float) -> float:
-    try:
-        fs = float(fs)
-    except (TypeError, ValueError):
-        raise ConfigError(f"sampling rate must be a number, got {fs!r}") from None
-    if not np.isfinite(fs) or fs <= 0:
-        raise ConfigError(f"sampling rate must be positive and finite, got {fs}")
-    return fs
 
 
 def _as_1d(x, what: str) -> np.ndarray:
@@ -81,7 +72,7 @@ def find_pulse_feet(segment, fs: float) -> np.ndarray:
     decimation 2.8 at both rates).
     Returns an empty array when the segment is too short or flat.
     """
-    fs = _check_fs(fs)
+    fs = check_rate(fs)
     x = _as_1d(segment, "segment")
     if x.size < MIN_PULSE_SAMPLES or not np.all(np.isfinite(x)):
         return np.zeros(0, dtype=np.int64)
@@ -141,7 +132,7 @@ def _signal(x, fs) -> np.ndarray:
         raise DataError(f"pulse segmentation takes a 1-D signal, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise DataError("pulse segmentation input has NaN or infinite values")
-    _check_fs(fs)
+    check_rate(fs)
     return arr
 
 

@@ -1,4 +1,10 @@
-"""Rational resampling factors: ``fs_in * up / down`` close to ``fs_out``. numpy-free, stdlib only.
+"""Sampling rates: the one rate check and rational resampling factors. numpy-free, stdlib only.
+
+:func:`check_rate` is the one check that a sampling rate is a finite positive number,
+for rates read from files (the loaders, ``DataError`` naming the file) and rates
+passed to the signal code (``ConfigError``).
+
+:func:`rational_factor`: ``fs_in * up / down`` close to ``fs_out``.
 
 One function for the two resamplers: the record resampler of the data side
 (:mod:`ppg_edge.data.resample`, best approximation with a large denominator, the
@@ -14,7 +20,27 @@ from numbers import Real
 
 from ..errors import ConfigError
 
-__all__ = ["rational_factor"]
+__all__ = ["check_rate", "rational_factor"]
+
+
+def check_rate(rate, what: str = "sampling rate", *, where: object = None,
+               error: type[Exception] = ConfigError) -> float:
+    """``rate`` as a float when it is a finite positive number, else ``error``.
+
+    The message names ``what`` and, when given, ``where`` (a file: ``"<where>: ..."``).
+    ``None`` or an empty string is "missing"; anything :func:`float` cannot read is
+    "not a number".
+    """
+    prefix = "" if where is None else f"{where}: "
+    if rate is None or (isinstance(rate, str) and not rate.strip()):
+        raise error(f"{prefix}{what} is missing")
+    try:
+        fs = float(rate)
+    except (TypeError, ValueError):
+        raise error(f"{prefix}{what} {rate!r} is not a number") from None
+    if not math.isfinite(fs) or fs <= 0:
+        raise error(f"{prefix}{what} {rate!r} is not a positive finite rate")
+    return fs
 
 
 def rational_factor(fs_in: float, fs_out: float, max_denominator: int = 1000, *,

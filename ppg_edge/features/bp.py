@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..dsp.pulses import (MAX_PULSE_S, MIN_PULSE_S, MIN_PULSE_SAMPLES, _as_1d, _check_fs, _local_maxima,
+from ..dsp.pulses import (MAX_PULSE_S, MIN_PULSE_S, MIN_PULSE_SAMPLES, _as_1d, _local_maxima,
                           segment_pulses)
+from ..dsp.rates import check_rate
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -323,7 +324,7 @@ def pulse_features(pulse, fs: float, *, height_m: float = 1.0) -> FeatureResult:
     stiffness index (default 1 m: SI per metre of height). Never raises on a bad
     pulse: see :class:`FeatureResult`.
     """
-    fs = _check_fs(fs)
+    fs = check_rate(fs)
     x = _as_1d(pulse, "pulse")
     b = _Builder(PULSE_FEATURE_NAMES)
     n = x.size
@@ -451,7 +452,7 @@ def segment_features(segment, fs: float, *, height_m: float = 1.0) -> FeatureRes
     foot-to-foot interval. A segment with non-finite samples gives no features
     (recorded in ``issues``). Never raises on bad data.
     """
-    fs = _check_fs(fs)
+    fs = check_rate(fs)
     x = _as_1d(segment, "segment")
     b = _Builder(FEATURE_NAMES)
     if x.size < MIN_PULSE_SAMPLES:
@@ -501,7 +502,7 @@ class PulseSequence:
 def pulse_feature_sequence(segment, fs: float, max_pulses: int, *,
                            height_m: float = 1.0) -> PulseSequence:
     """Per-pulse features of a segment as a fixed-size sequence (see :class:`PulseSequence`)."""
-    fs = _check_fs(fs)
+    fs = check_rate(fs)
     if int(max_pulses) < 1:
         raise ConfigError(f"max_pulses must be at least 1, got {max_pulses}")
     max_pulses = int(max_pulses)
@@ -533,7 +534,7 @@ def features_matrix(segments, fs: float, *, height_m=None) -> tuple[np.ndarray, 
 
     ``height_m`` is None (1 m for all), a number, or one height per segment.
     """
-    fs = _check_fs(fs)
+    fs = check_rate(fs)
     segs = list(segments)
     if height_m is None:
         heights = np.ones(len(segs))
