@@ -36,6 +36,8 @@ MANIFEST_SUFFIX = ".json"
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file: the one file hash of model manifests, deploy bundles and the
+    on-device smoke check (stdlib only)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while True:

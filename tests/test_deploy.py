@@ -1,6 +1,7 @@
 """Deploy logic with a fake ssh runner: steps, atomic switch, rollback, dry run, host keys, bundle."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shlex
@@ -94,13 +95,20 @@ def test_bundle_manifest_hashes_every_file(tmp_path, board, wheel):
     assert set(files) == {"wheels/ppg_edge-0.1.0-py3-none-any.whl", "models/m.tflite", "models/m.json",
                           "board/virtual-rpi4.toml", "service.json", "systemd/ppg-edge.service"}
     for rel, digest in files.items():
-        assert sha256_file(b.path / rel) == digest
+        assert hashlib.sha256((b.path / rel).read_bytes()).hexdigest() == digest
     sums = (b.path / "SHA256SUMS").read_text().splitlines()
     assert len(sums) == len(files) and all("  " in line for line in sums)
     assert b.release == "0.1.0-20231114T221320Z"
     unit = (b.path / "systemd/ppg-edge.service").read_text()
     assert "ExecStart=/opt/ppg-edge/current/venv/bin/ppg-edge run --board virtual-rpi4 --source max30102" in unit
     assert "User=pi" in unit and "SupplementaryGroups=i2c dialout" in unit and "Restart=on-failure" in unit
+
+
+def test_one_file_hash_for_bundle_smoke_check_and_manifests():
+    from ppg_edge import manifest
+    from ppg_edge.boards.deploy import smoke
+
+    assert sha256_file is manifest.sha256_file and smoke.sha256_file is manifest.sha256_file
 
 
 def test_bundle_refuses_bad_models(tmp_path, board, wheel):

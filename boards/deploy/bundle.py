@@ -14,7 +14,6 @@ Standard library only.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -27,19 +26,12 @@ from pathlib import Path
 from typing import Sequence
 
 from ppg_edge.errors import ConfigError, ModelError
+from ppg_edge.manifest import sha256_file
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
 RELEASE_RE = re.compile(r"^(?P<version>[A-Za-z0-9.+_]+)-(?P<stamp>\d{8}T\d{6}Z)$")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def release_name(version: str, now: float | None = None) -> str:

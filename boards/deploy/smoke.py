@@ -27,6 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from ppg_edge.manifest import sha256_file
+
 log = logging.getLogger(__name__)
 
 HOOK_MODULE = "ppg_edge.edge_runtime.smoke"
@@ -69,14 +71,6 @@ def run_model(path: Path) -> dict:
     return {"backend": m.backend, "outputs": outputs}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def check_release(release_dir: Path, *, hook: bool = True) -> dict:
     """Every check on one release folder; ``result["ok"]`` is True only when none failed."""
     release_dir = Path(release_dir)
@@ -93,7 +87,7 @@ def check_release(release_dir: Path, *, hook: bool = True) -> dict:
         files = manifest["files"]
         board = manifest.get("board")
         bad = [rel for rel, h in files.items()
-               if not (release_dir / rel).is_file() or _sha256(release_dir / rel) != h]
+               if not (release_dir / rel).is_file() or sha256_file(release_dir / rel) != h]
         add("files", "fail" if bad else "pass",
             f"{len(bad)} of {len(files)} files missing or changed: {', '.join(bad[:5])}" if bad
             else f"{len(files)} files match MANIFEST.json")
@@ -108,7 +102,7 @@ def check_release(release_dir: Path, *, hook: bool = True) -> dict:
         try:
             meta = json.loads(path.with_suffix(".json").read_text())
             want = meta.get("sha256") if isinstance(meta, dict) else None
-            if want is not None and want != _sha256(path):
+            if want is not None and want != sha256_file(path):
                 raise ValueError("sha256 differs from its manifest")
             entry.update(run_model(path))
             if not all(o["finite"] for o in entry["outputs"]):
