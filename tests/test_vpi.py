@@ -129,6 +129,27 @@ def test_mounts_unmount_in_reverse_and_report(monkeypatch):
     assert [c for c in calls if c[0] == "umount"] == [["umount", "/r/dev"], ["umount", "/r/proc"]]
 
 
+def test_one_tool_runner_for_host_tools_and_the_chroot(monkeypatch):
+    assert ul.run_tool is ch.run_tool
+    assert ch.run_tool(["sh", "-c", "echo out"], what="echo") == "out\n"
+    with pytest.raises(HardwareError, match=r"^probe: no-such-tool-x not found on this host$"):
+        ch.run_tool(["no-such-tool-x"], what="probe")
+    with pytest.raises(HardwareError, match=r"^fail failed \(sh exit 3\): l1\nl2$"):
+        ch.run_tool(["sh", "-c", "printf 'l0\\nl1\\nl2\\n' >&2; exit 3"], what="fail", tail_lines=2)
+    with pytest.raises(HardwareError, match=r"^slow: sh did not finish within 0 s$"):
+        ch.run_tool(["sh", "-c", "sleep 5"], what="slow", timeout=0.2)
+    seen = {}
+
+    def fake_run(argv, **kw):
+        seen["argv"] = argv
+        return subprocess.CompletedProcess(argv, 1, "", "\n".join(f"e{i}" for i in range(12)))
+
+    monkeypatch.setattr(ch.subprocess, "run", fake_run)
+    with pytest.raises(HardwareError, match=r"(?s)^pip failed \(chroot exit 1\): e2\ne3.*e11$"):
+        ch.run_in_chroot(Path("/r"), ["pip", "-V"], {"A": "1"}, what="pip")
+    assert seen["argv"][:3] == ["env", "-i", "A=1"] and seen["argv"][-3:] == ["/r", "pip", "-V"]
+
+
 def test_virtualpi_error_paths(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="not a virtual Pi folder"):
         machine.VirtualPi(tmp_path)

@@ -209,15 +209,29 @@ def chroot_argv(root: Path, argv: Sequence[str], env: dict[str, str], user: str 
     return [*cmd, str(root), *argv]
 
 
+def run_tool(argv: Sequence[str], *, what: str, env: dict[str, str] | None = None, timeout: float = 900,
+             label: str | None = None, tail_lines: int = 8) -> str:
+    """Run a host tool and return its stdout; :class:`HardwareError` naming ``what`` (and
+    ``label``, by default the tool) when it is missing, times out or exits non-zero, with
+    the last ``tail_lines`` lines of its output. Logs the command line unless ``label`` is
+    given (the chroot's carries its environment: the caller logs what it runs)."""
+    if label is None:
+        label = argv[0]
+        log.debug("run %s", " ".join(argv))
+    try:
+        proc = subprocess.run(list(argv), env=env, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise HardwareError(f"{what}: {label} not found on this host") from None
+    except subprocess.TimeoutExpired:
+        raise HardwareError(f"{what}: {label} did not finish within {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-tail_lines:])
+        raise HardwareError(f"{what} failed ({label} exit {proc.returncode}): {tail}")
+    return proc.stdout
+
+
 def run_in_chroot(root: Path, argv: Sequence[str], env: dict[str, str], *, what: str,
                   user: str | None = None, timeout: float = 900) -> str:
-    cmd = chroot_argv(root, argv, env, user)
     log.debug("chroot run %s", " ".join(argv))
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise HardwareError(f"{what}: did not finish within {timeout:.0f} s in the chroot") from None
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-10:])
-        raise HardwareError(f"{what} failed in the chroot (exit {proc.returncode}): {tail}")
-    return proc.stdout
+    return run_tool(chroot_argv(root, argv, env, user), what=what, timeout=timeout, label="chroot",
+                    tail_lines=10)

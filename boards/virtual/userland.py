@@ -27,7 +27,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -35,6 +34,8 @@ from typing import Iterable, Sequence
 from ppg_edge import config
 from ppg_edge.cache import build_stage, remove_tree
 from ppg_edge.errors import ConfigError, HardwareError
+
+from .chroot import run_tool
 
 log = logging.getLogger(__name__)
 
@@ -186,20 +187,6 @@ def pip_settings(files: Sequence[Path] | None = None, environ: dict[str, str] | 
 # --------------------------------------------------------------------------- helpers
 
 
-def _run(argv: Sequence[str], *, env: dict[str, str] | None = None, what: str, timeout: float = 900) -> str:
-    log.debug("run %s", " ".join(argv))
-    try:
-        proc = subprocess.run(list(argv), env=env, capture_output=True, text=True, timeout=timeout)
-    except FileNotFoundError:
-        raise HardwareError(f"{what}: {argv[0]} not found on this host") from None
-    except subprocess.TimeoutExpired:
-        raise HardwareError(f"{what}: {argv[0]} did not finish within {timeout:.0f} s") from None
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
-        raise HardwareError(f"{what} failed ({argv[0]} exit {proc.returncode}): {tail}")
-    return proc.stdout
-
-
 def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -245,10 +232,10 @@ def download_debs(work: Path, packages: Sequence[str], sources: Sequence[str]) -
     if shutil.which("apt-get") is None:
         raise HardwareError("apt-get not found: building the virtual Pi needs a Debian-family host")
     log.info("apt-get update (arm64, private state in %s)", work)
-    _run(["apt-get", "update", "-q"], env=env, what="apt-get update for arm64 "
+    run_tool(["apt-get", "update", "-q"], env=env, what="apt-get update for arm64 "
          "(is the Debian mirror of /etc/apt/sources.list reachable?)")
     log.info("downloading %d packages and their dependencies", len(packages))
-    _run(["apt-get", "install", "-y", "-q", "--download-only", *packages], env=env,
+    run_tool(["apt-get", "install", "-y", "-q", "--download-only", *packages], env=env,
          what="apt-get install --download-only (arm64)")
     debs = sorted((work / "cache" / "archives").glob("*.deb"))
     if not debs:
@@ -268,7 +255,7 @@ def unpack(debs: Sequence[Path], root: Path) -> None:
     except ImportError:  # pragma: no cover
         it = debs
     for deb in it:
-        _run(["dpkg-deb", "-x", str(deb), str(root)], what=f"dpkg -x {deb.name}")
+        run_tool(["dpkg-deb", "-x", str(deb), str(root)], what=f"dpkg -x {deb.name}")
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -343,4 +330,4 @@ def build_userland(packages: Sequence[str] = DEB_PACKAGES, *, sources: Sequence[
 def copy_tree(src: Path, dst: Path) -> None:
     """Copy a root keeping owners, modes and links (``cp -a``)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    _run(["cp", "-a", "--", str(src), str(dst)], what=f"copy {src} to {dst}")
+    run_tool(["cp", "-a", "--", str(src), str(dst)], what=f"copy {src} to {dst}")
