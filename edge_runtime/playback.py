@@ -26,8 +26,10 @@ EMU_AC = 3.0
 
 
 def light_from_ppg(ppg, dc: float = EMU_DC, ac: float = EMU_AC) -> np.ndarray:
-    """A PPG record (any units) as light for the emulated chip: ``dc + ac * z`` where ``z`` is the
-    record standardised by its median and standard deviation; NaN samples take the median."""
+    """A blood-volume PPG (any units) as the light a finger reflects into the emulated chip:
+    ``dc - ac * z``, ``z`` the record standardised by its median and standard deviation (the
+    reflected light falls as the blood volume rises, as on the real chip); NaN samples take
+    the median."""
     x = np.asarray(ppg, dtype=np.float64)
     if x.ndim != 1 or x.size < 2:
         raise DataError(f"PPG record must be 1-D with at least 2 samples, got shape {x.shape}")
@@ -37,7 +39,7 @@ def light_from_ppg(ppg, dc: float = EMU_DC, ac: float = EMU_AC) -> np.ndarray:
     med = float(np.median(x[finite]))
     x = np.where(finite, x, med)
     sd = float(np.std(x)) or 1.0
-    return dc + ac * (x - med) / sd
+    return dc - ac * (x - med) / sd
 
 
 def light_from_codes(codes, adc_range_na: float, led_ma: float, bits: int = 18) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 
 from ppg_edge.errors import PPGEdgeError
 
-from .playback import EMU_AC, EMU_DC, settings_from_board
+from .playback import light_from_ppg, settings_from_board
 from .sensors import SENSOR_ENV, VirtualClock, open_sensor
 from .sinks import MemorySink
 
@@ -64,7 +64,7 @@ def _sensor(name: str, board, settings, seconds: float, events: list):
         from ppg_edge.synth import synth_ppg
 
         s = synth_ppg(seconds + 2.0, 250.0, np.random.default_rng(0), hr_bpm=72.0)
-        return open_sensor("emulated", source=EMU_DC + EMU_AC * s.signal, source_fs=250.0,
+        return open_sensor("emulated", source=light_from_ppg(s.signal), source_fs=250.0,
                            clock=VirtualClock(), settings=settings, on_event=events.append)
     if name == "max30102":
         return open_sensor("max30102", bus=board.i2c.bus, address=board.max30102.address,

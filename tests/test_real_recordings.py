@@ -172,28 +172,27 @@ def test_replayed_counts_become_the_blood_volume_waveform(rng):
 
 
 def test_emulated_chip_polarity_matches_the_real_chip(rng):
+    """The emulated chip is fed reflected light (light_from_ppg: it falls as the blood volume
+    rises), its counts dip at each pulse as the real chip's do, the driver labels them reflected
+    without knowing the chip is a fake, and the beats sit on the blood-volume maxima."""
+    from ppg_edge.edge_runtime.playback import light_from_ppg
     from ppg_edge.edge_runtime.sensors import Max30102Settings, VirtualClock, open_sensor
 
     s = synth_ppg(30.0, 100.0, rng, hr_bpm=75)
-    z = (s.signal - np.median(s.signal)) / np.ptp(s.signal)
+    light = light_from_ppg(s.signal)
+    assert np.corrcoef(light, s.signal)[0, 1] < -0.99       # reflected light: the mirror image
     settings = Max30102Settings()
-    out = {}
-    for reflected, light in ((True, 250.0 - 3.0 * z), (False, 250.0 + 3.0 * z)):
-        sink = ListSink()
-        sensor = open_sensor("emulated", source=light, source_fs=100.0, clock=VirtualClock(),
-                             settings=settings, reflected=reflected)
-        block = sensor.read()
-        assert block.reflected is reflected
-        summary = Pipeline(settings.output_rate, sink, full_scale=block.full_scale).run(
-            [block, *sensor.blocks(duration_s=29.0)])
-        assert summary["ir_inverted"] is reflected
-        out[reflected] = np.array([b["sensor_index"] for b in sink.of("beat")])
+    sink = ListSink()
+    sensor = open_sensor("emulated", source=light, source_fs=100.0, clock=VirtualClock(), settings=settings)
+    block = sensor.read()
+    assert block.reflected is True
+    summary = Pipeline(settings.output_rate, sink, full_scale=block.full_scale).run(
+        [block, *sensor.blocks(duration_s=29.0)])
+    assert summary["ir_inverted"] is True
+    beats = np.array([b["sensor_index"] for b in sink.of("beat")])
     ratio = settings.output_rate / 100.0
     truth = [p * ratio for p in s.peaks if 3 * 100 < p < 27 * 100]
-    for reflected, beats in out.items():
-        assert _matched(beats, truth, 3) >= 0.95 * len(truth), reflected
-    assert out[True].size == out[False].size
-    np.testing.assert_allclose(out[True], out[False], atol=1)
+    assert _matched(beats, truth, 3) >= 0.95 * len(truth)
 
 
 def test_vrano714_rpi_beats_match_neurokit(data_root):

@@ -103,7 +103,7 @@ def _emulated_with(**kw):
     def opener(name, board, settings, seconds, events):
         import numpy as np
 
-        light = 250.0 + 3.0 * np.sin(2 * np.pi * 1.2 * np.arange(int((seconds + 2) * 250)) / 250.0)
+        light = 250.0 - 3.0 * np.sin(2 * np.pi * 1.2 * np.arange(int((seconds + 2) * 250)) / 250.0)
         return open_sensor("emulated", source=light, source_fs=250.0, clock=VirtualClock(), settings=settings,
                            on_event=events.append, **kw)
     return opener

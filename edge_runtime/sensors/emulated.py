@@ -108,14 +108,11 @@ class EmulatedMax30102:
     ``source_fs`` Hz. Without ``loop`` the chip stops producing samples when the source
     ends and :attr:`exhausted` becomes true.
 
-    Polarity: the chip is monotone (more light, more counts), like the real one. Under a
-    real finger the reflected light falls as the blood volume rises, so the real chip's
-    counts dip at each pulse. ``reflected`` says which kind of source this is: true for
-    reflected light (e.g. a real log's codes through ``playback.light_from_codes``);
-    false (the default) for a source whose pulses rise with the blood volume, as
-    ``playback.light_from_ppg`` and the synthetic stimuli build it today. The driver
-    labels its blocks with it (:attr:`~.max30102.Block.reflected`), so the pipeline
-    negates exactly the reflected counts into the blood-volume waveform.
+    Polarity: the chip is monotone (more light, more counts), like the real one, and its
+    source is the light reflected by a finger, which falls as the blood volume rises:
+    ``playback.light_from_ppg`` turns a blood-volume PPG into such light and
+    ``playback.light_from_codes`` a real log's codes. The driver cannot tell a fake from
+    the chip, and needs not: its counts are reflected light either way.
     """
 
     def __init__(
@@ -129,7 +126,6 @@ class EmulatedMax30102:
         rev_id: int = 0x03,
         faults: FaultPlan | None = None,
         loop: bool = False,
-        reflected: bool = False,
     ) -> None:
         arr = np.asarray(source, dtype=float)
         if arr.ndim == 1:
@@ -154,7 +150,6 @@ class EmulatedMax30102:
         self.rev_id = int(rev_id) & 0xFF
         self.faults = faults or FaultPlan()
         self.loop = bool(loop)
-        self.reflected = bool(reflected)
         # Statistics a test can check the driver against.
         self.transfers = 0
         self.failed_transfers = 0

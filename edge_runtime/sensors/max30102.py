@@ -156,10 +156,8 @@ class Block:
     right after it (the next block's ``first_index`` jumps). ``saturated`` marks samples
     where either channel is at full scale. ``t`` is the clock time of the read.
     ``reflected``: the counts are reflected light, which falls as the blood volume
-    rises (a real chip under a finger; the pipeline negates them into the
-    blood-volume waveform); false where the light source already rises with the
-    blood volume (the emulated chip fed by such a source, see
-    :class:`~.emulated.EmulatedMax30102`).
+    rises: always so for the MAX30102 under a finger (the pipeline negates them into
+    the blood-volume waveform); a replayed array of blood-volume PPG says false.
     """
 
     red: np.ndarray
@@ -547,7 +545,7 @@ class Max30102:
                         ir=int((ir >= full_scale).sum()), first_index=first)
         return Block(red=red, ir=ir, first_index=first, lost=lost, t=now,
                      fs=self.settings.output_rate, resolution_bits=self.settings.resolution_bits,
-                     saturated=saturated, reflected=bool(getattr(self.bus, "reflected", True)))
+                     saturated=saturated)
 
     def read(self, timeout: float | None = None) -> Block:
         """Wait for the FIFO to fill (interrupt or timed sleep) and read it in one burst.

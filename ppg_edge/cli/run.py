@@ -96,7 +96,7 @@ def _handle(args: argparse.Namespace) -> int:
                 sensor = ArrayReplay(rec.ppg, fs, clock=clock)
                 full_scale = None  # a float record has no ADC scale
         elif args.source == "emulated":
-            from ppg_edge.edge_runtime.playback import EMU_AC, EMU_DC, light_from_ppg
+            from ppg_edge.edge_runtime.playback import light_from_ppg
             from ppg_edge.synth import synth_ppg
 
             if args.record:
@@ -105,7 +105,7 @@ def _handle(args: argparse.Namespace) -> int:
             else:
                 dur = (args.duration or 60.0) + 5.0
                 s = synth_ppg(dur, 250.0, np.random.default_rng(args.seed), hr_bpm=args.hr)
-                light, src_fs = EMU_DC + EMU_AC * s.signal, 250.0
+                light, src_fs = light_from_ppg(s.signal), 250.0
             sensor = open_sensor("emulated", source=light, source_fs=src_fs, clock=_clock(args.speed),
                                  settings=settings, on_event=events.append)
         else:
