@@ -135,6 +135,33 @@ def test_fetch_github_archive_extracts(tmp_path, monkeypatch):
     assert welltory.load_record(dest, "subject_01").labels["hr"] == 75.0
 
 
+def test_extract_refuses_members_that_escape(tmp_path):
+    import zipfile
+
+    from ppg_edge.errors import DataError
+
+    tar = tmp_path / "a.tar"
+    with tarfile.open(tar, "w") as tf:
+        for name in ("repo-abc/ok.txt", "repo-abc/../../evil.txt"):
+            info = tarfile.TarInfo(name)
+            info.size = 2
+            tf.addfile(info, io.BytesIO(b"hi"))
+    with pytest.raises(DataError, match="evil.txt'? escapes the destination"):
+        fetch._extract_tar(tar, tmp_path / "t", "")
+    assert (tmp_path / "t" / "ok.txt").read_text() == "hi" and not (tmp_path / "evil.txt").exists()
+    zp = tmp_path / "a.zip"
+    with zipfile.ZipFile(zp, "w") as zf:
+        zf.writestr("d/ok.txt", "zz")
+        zf.writestr("../evil.txt", "no")
+    with pytest.raises(DataError, match="escapes the destination"):
+        fetch._extract_zip(zp, tmp_path / "z")
+    assert (tmp_path / "z" / "d" / "ok.txt").read_text() == "zz" and not (tmp_path / "evil.txt").exists()
+    with zipfile.ZipFile(zp, "w") as zf:
+        zf.writestr("d/a.txt", "1")
+        zf.writestr("d/b.txt", "2")
+    assert fetch._extract_zip(zp, tmp_path / "z2") == 2 and (tmp_path / "z2" / "d" / "b.txt").read_text() == "2"
+
+
 def test_capnobase_mat_conversion(tmp_path):
     import h5py
 

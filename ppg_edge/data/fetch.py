@@ -125,6 +125,17 @@ def download(url: str, target: Path, *, timeout: float = DEFAULT_TIMEOUT, progre
     return target
 
 
+def _write_member(archive: Path, name: str, rel: Path, src, dest: Path) -> None:
+    """Copy one archive member (open as ``src``) to ``dest / rel``, refusing a path that
+    leaves ``dest``."""
+    if rel.is_absolute() or ".." in rel.parts:
+        raise DataError(f"{archive}: member {name!r} escapes the destination")
+    out = dest / rel
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "wb") as fh:
+        shutil.copyfileobj(src, fh)
+
+
 def _extract_tar(archive: Path, dest: Path, subdir: str) -> int:
     n = 0
     prefix = subdir.strip("/")
@@ -139,12 +150,8 @@ def _extract_tar(archive: Path, dest: Path, subdir: str) -> int:
                     rel = rel.relative_to(prefix)
                 except ValueError:
                     continue
-            if ".." in rel.parts:
-                raise DataError(f"{archive}: member {m.name!r} escapes the destination")
-            out = dest / rel
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with tf.extractfile(m) as src, open(out, "wb") as fh:
-                shutil.copyfileobj(src, fh)
+            with tf.extractfile(m) as src:
+                _write_member(archive, m.name, rel, src, dest)
             n += 1
     return n
 
@@ -156,12 +163,8 @@ def _extract_zip(archive: Path, dest: Path) -> int:
             if info.is_dir():
                 continue
             rel = Path(info.filename)
-            if rel.is_absolute() or ".." in rel.parts:
-                raise DataError(f"{archive}: member {info.filename!r} escapes the destination")
-            out = dest / rel
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(out, "wb") as fh:
-                shutil.copyfileobj(src, fh)
+            with zf.open(info) as src:
+                _write_member(archive, info.filename, rel, src, dest)
             n += 1
     return n
 
