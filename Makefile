@@ -71,7 +71,7 @@ results: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/ppg-edge -q bench runtime --model $(DEVICE)/peaks-Type30-int8.tflite \
 	    --float-model $(DEVICE)/peaks-Type30-float32.tflite --keras models/peaks/Type30
-	for s in smoke accuracy faults performance; do \
+	for s in smoke accuracy faults performance real-recordings; do \
 	    $(BIN)/ppg-edge -q hil run --board virtual-rpi4 --local-dut --suite $$s --save-results $(RESULTS) || exit 1; \
 	done
 
