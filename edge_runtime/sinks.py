@@ -24,15 +24,18 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-def _clean(v):
+def json_safe(v):
+    """``v`` with non-finite floats as ``None`` and numpy scalars and arrays as Python values
+    (dicts, lists and tuples walked): what ``json.dumps(..., allow_nan=False)`` accepts. The
+    one such cleaner: runtime events here, the evaluation harness's results."""
     if isinstance(v, float) and not math.isfinite(v):
         return None
     if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
+        return {k: json_safe(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
+        return [json_safe(x) for x in v]
     if hasattr(v, "tolist"):  # numpy scalar or array
-        return _clean(v.tolist())
+        return json_safe(v.tolist())
     return v
 
 
@@ -59,7 +62,7 @@ class JsonLinesSink:
         self.count = 0
 
     def emit(self, event: dict) -> None:
-        self.fh.write(json.dumps(_clean(event), separators=(",", ":"), allow_nan=False) + "\n")
+        self.fh.write(json.dumps(json_safe(event), separators=(",", ":"), allow_nan=False) + "\n")
         self.fh.flush()
         self.count += 1
 
@@ -103,7 +106,7 @@ class MemorySink:
         self.events: list[dict] = []
 
     def emit(self, event: dict) -> None:
-        self.events.append(_clean(event))
+        self.events.append(json_safe(event))
 
     def close(self) -> None:
         pass

@@ -141,6 +141,17 @@ def test_json_and_markdown_outputs():
     assert "| none | gaussian:10 | 1.000 | 0.000 | 0.000 | - |" in md
 
 
+def test_one_json_cleaner_for_results_and_runtime_events():
+    from ppg_edge.edge_runtime import sinks
+    from ppg_edge.evaluate import harness
+
+    assert harness.json_safe is sinks.json_safe
+    doc = {"a": float("nan"), "b": [np.float32(1.5), (np.int64(2), float("-inf"))],
+           "c": {"d": np.array([1.0, np.nan])}, "e": "x"}
+    assert sinks.json_safe(doc) == {"a": None, "b": [1.5, [2, None]], "c": {"d": [1.0, None]}, "e": "x"}
+    assert json.dumps(sinks.json_safe(doc), allow_nan=False)
+
+
 def test_single_tolerance():
     res = evaluate_peaks(_records(), [LOCALMAX], ["clean"], tol_s=0.02, progress=False)
     assert res.tol_labels == ["20ms"]

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from ..data.record import Record
+from ppg_edge.edge_runtime.sinks import json_safe
 from ..errors import ConfigError, DataError
 from ..metrics.peaks import peak_scores, pool
 from .detectors import Detector, get_detector
@@ -144,7 +145,7 @@ class PeakEvaluation:
 
     def to_json(self, indent: int | None = 2) -> str:
         """JSON text; NaN (e.g. ADE without matches) becomes ``null``."""
-        return json.dumps(_nan_to_none(self.to_dict()), indent=indent)
+        return json.dumps(json_safe(self.to_dict()), indent=indent)
 
     def to_markdown(self, dataset: str | None = None) -> str:
         """One table per data set (only ``dataset`` when given, ``all`` last):
@@ -181,18 +182,6 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 def _tol_label(tol_s: float) -> str:
     return f"{tol_s * 1000:g}ms"
-
-
-def _nan_to_none(obj):
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_nan_to_none(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return _nan_to_none(obj.item())
-    return obj
 
 
 def _resolve_detectors(detectors) -> list[Detector]:
