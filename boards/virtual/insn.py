@@ -7,8 +7,8 @@ writes the total to the file named by ``$PPG_INSN_OUT`` at exit. Counts under TC
 deterministic for the same program and input on the same CPU model (docs/facts.md).
 
 Stage attribution: the guest marks a stage boundary with the syscall
-``lseek(MARK_FD, MARK_MAGIC | stage, 0)`` (an invalid descriptor: the kernel answers EBADF
-and nothing happens); the plugin's syscall callback charges the instructions since the last
+``lseek(MARK_FD, MARK_MAGIC | stage, 0)`` on ``/dev/null`` (it succeeds and does nothing, so
+a mark costs no exception in the guest); the plugin's syscall callback charges the instructions since the last
 mark to the stage that was current and makes ``stage`` current. Stage 0 is "not in a
 stage". The plugin counts every vCPU into one counter, so the guest must stay single
 threaded (the edge interpreter runs with ``num_threads=1``).
@@ -34,7 +34,7 @@ from ppg_edge.errors import ConfigError, HardwareError
 log = logging.getLogger(__name__)
 
 QEMU = "qemu-aarch64"
-MARK_FD = -1234
+MARK_FD = 1023  # /dev/null, dup-ed here by the guest's first mark: lseek on it always succeeds
 MARK_MAGIC = 0x5050_4700_0000_0000
 MAX_STAGES = 64
 OUT_ENV = "PPG_INSN_OUT"
@@ -178,9 +178,15 @@ def count(argv: list[str], *, root: Path, qemu_cpu: str, env: dict[str, str] | N
     return Count(total=total, stages=stages, stdout=proc.stdout)
 
 
+_marks_ready = False
+
+
 def mark(stage: int) -> None:
     """Guest side: make ``stage`` current (a no-op syscall outside the counter)."""
-    try:
-        os.lseek(MARK_FD, MARK_MAGIC | stage, 0)
-    except OSError:
-        pass
+    global _marks_ready
+    if not _marks_ready:
+        fd = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(fd, MARK_FD)
+        os.close(fd)
+        _marks_ready = True
+    os.lseek(MARK_FD, MARK_MAGIC | stage, 0)

@@ -101,17 +101,18 @@ def aarch64_root(board, work: Path) -> Path:
 
 
 def installed_tree(work: Path) -> Path:
-    """The source tree under its installed package names (setup.py's ROLE_FOLDERS), as links."""
+    """A snapshot of the source tree under its installed package names (setup.py's ROLE_FOLDERS
+    that the device path needs): guest and host runs see the same code for the whole bench,
+    even while the working tree changes."""
+    import shutil
+
     from ppg_edge.config import REPO_ROOT
 
     top = work / "py"
-    pkg = top / "ppg_edge"
-    pkg.mkdir(parents=True)
-    for entry in (REPO_ROOT / "ppg_edge").iterdir():
-        if entry.name != "__pycache__":
-            (pkg / entry.name).symlink_to(entry)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO_ROOT / "ppg_edge", top / "ppg_edge", ignore=skip)
     for folder in ("edge_runtime", "boards"):
-        (pkg / folder).symlink_to(REPO_ROOT / folder)
+        shutil.copytree(REPO_ROOT / folder, top / "ppg_edge" / folder, ignore=skip)
     return top
 
 
@@ -122,6 +123,7 @@ class Runner:
         self.board, self.work = board, work
         self.root = aarch64_root(board, work)
         self.py = installed_tree(work)
+        self.script = self.py / "ppg_edge" / "evaluate" / DEVICE_SCRIPT.name
         self.n = 0
 
     def _spec(self, spec: dict) -> Path:
@@ -135,14 +137,19 @@ class Runner:
 
         env = {"PYTHONPATH": f"{self.root / SITE}:{self.py}", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
                "HOME": str(self.work), "PYTHONPYCACHEPREFIX": str(self.work / "pycache")}
-        c = insn.count([GUEST_PYTHON, str(DEVICE_SCRIPT), str(self._spec(spec))], root=self.root,
+        c = insn.count([GUEST_PYTHON, str(self.script), str(self._spec(spec))], root=self.root,
                        qemu_cpu=core or qemu_core(self.board), env=env)
         c.result = json.loads(c.stdout.strip().splitlines()[-1])
         return c
 
     def host(self, spec: dict) -> dict:
-        env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(self.py)}  # the same tree as the guest
-        proc = subprocess.run([sys.executable, str(DEVICE_SCRIPT), str(self._spec(spec))], env=env,
+        # the snapshot the guest runs: -S keeps the editable install's path hook out, the
+        # environment's site-packages come back through PYTHONPATH
+        import sysconfig
+
+        env = {**os.environ, "PYTHONHASHSEED": "0",
+               "PYTHONPATH": f"{self.py}:{sysconfig.get_paths()['purelib']}:{sysconfig.get_paths()['platlib']}"}
+        proc = subprocess.run([sys.executable, "-S", str(self.script), str(self._spec(spec))], env=env, cwd=self.work,
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise ConfigError(f"host run of the device path failed: {proc.stderr.strip()[-600:]}")
@@ -217,12 +224,15 @@ def bench(board, seconds: float = 60.0, *, stages: bool = True, models: bool = T
         inp = prepare_input(board, long_, work, data_root)
         fs = inp.pop("fs")
         jobs = [(p, staged) for p in PATHS for staged in ((False, True) if stages else (False,))]
-        bar = tqdm(total=2 * len(jobs) + (2 if chip else 0) + (1 if equivalence else 0), desc="arm bench",
+        bar = tqdm(total=2 * len(jobs) + len(PATHS) + (2 if chip else 0) + (1 if equivalence else 0), desc="arm bench",
                    disable=not progress, unit="run")
         counts: dict = {}
-        # warm-up, discarded: compiles the byte code into the private pycache (else the first run pays it)
-        runner.count({**inp, "mode": "path", "model": str(REPO_ROOT / PEAK_INT8), "gate": "auto", "seconds": short,
-                      "stages": True})
+        # warm-up, discarded, once per path: compiles the byte code into the private pycache and
+        # fills what the stages cache on first use (else the first counted run pays it)
+        for model, gate in PATHS.values():
+            runner.count({**inp, "mode": "path", "model": str(REPO_ROOT / model), "gate": gate, "seconds": short,
+                          "stages": True})
+            bar.update()
         for path, staged in jobs:
             model, gate = PATHS[path]
             for secs in (short, long_):

@@ -66,12 +66,15 @@ class FifoBus:
         pass
 
 
+_STACK = [0]  # the stage stack of the markers; its bottom is the stage outside every wrapped call
+
+
 def _markers(enabled: bool):
     if not enabled:
         return lambda obj, name, stage: None
     from ppg_edge.boards.virtual.insn import mark
 
-    stack = [0]
+    stack = _STACK
 
     def wrap(obj, name: str, stage: str) -> None:
         sid = STAGES[stage]
@@ -137,8 +140,10 @@ def run_path(spec: dict) -> dict:
     wrap(sink, "emit", "sink")
     from ppg_edge.boards.virtual.insn import mark
 
+    _STACK[0] = STAGES["pipeline"]  # the pipeline's own glue: what no wrapped stage takes
     mark(STAGES["pipeline"])
     summary = pipe.run_sensor(sensor, [], None if spec.get("bus", "fake") != "emulated" else spec["seconds"])
+    _STACK[0] = 0
     mark(0)
     sink.close()
     return {k: summary[k] for k in ("samples", "windows", "suppressed", "beats", "hr_bpm", "paths")}
