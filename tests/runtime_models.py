@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import textwrap
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -20,6 +24,25 @@ from ppg_edge.dsp.pipeline import bp_preprocessing, peaks_preprocessing
 _CACHE: dict[tuple, Path] = {}
 _KERAS: dict[tuple, object] = {}
 _DIR: Path | None = None
+
+
+_BLOCK = """\
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ImportError(f"{{name}} is blocked")
+        return None
+sys.meta_path.insert(0, Block())
+"""
+
+
+def run_blocked(code: str, blocked: Iterable[str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run ``code`` (dedented) in a fresh Python where importing any of the top-level packages
+    ``blocked`` raises ImportError (as on the device); ``args`` become ``sys.argv[1:]``."""
+    script = _BLOCK.format(blocked=tuple(blocked)) + textwrap.dedent(code)
+    return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def _dir() -> Path:

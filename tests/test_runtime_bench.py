@@ -3,9 +3,6 @@ on a short record, and the benchmark/offline modules importing no TensorFlow or 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -55,21 +52,13 @@ def test_reference_axis_and_machine():
     assert cpu_model()
 
 
-BLOCKED = textwrap.dedent("""
-    import importlib.abc, sys
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("tensorflow", "scipy", "tf_keras", "neurokit2"):
-                raise ImportError(f"{name} is blocked")
-            return None
-    sys.meta_path.insert(0, Block())
-    from ppg_edge.edge_runtime import bench, batch, playback
-    print("ok")
-""")
-
-
 def test_bench_batch_playback_import_no_tensorflow_scipy_or_neurokit():
-    r = subprocess.run([sys.executable, "-c", BLOCKED], capture_output=True, text=True, timeout=60)
+    import runtime_models as rm
+
+    r = rm.run_blocked("""
+        from ppg_edge.edge_runtime import bench, batch, playback
+        print("ok")
+    """, ("tensorflow", "scipy", "tf_keras", "neurokit2"))
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
 
 

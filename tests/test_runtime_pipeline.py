@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -174,14 +171,8 @@ def test_classic_only_without_model():
     assert peaks_preprocessing(100.0).window == 200
 
 
-BLOCKED = textwrap.dedent("""
-    import importlib.abc, sys, json
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("tensorflow", "scipy", "tf_keras", "keras"):
-                raise ImportError(f"{name} is blocked on the device")
-            return None
-    sys.meta_path.insert(0, Block())
+ON_DEVICE = """
+    import json, sys
     import numpy as np
     import ppg_edge.edge_runtime as er
     from ppg_edge.edge_runtime import pipeline, stream, interpreter, decoder, quality, bp, sinks, resample, smoke
@@ -197,13 +188,12 @@ BLOCKED = textwrap.dedent("""
     bad = [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "scipy")]
     print(json.dumps({"summary": summary["windows"], "beats": summary["beats"], "bad": bad,
                       "bp": len(sink.of("bp")), "backend": summary["backend"]}))
-""")
+"""
 
 
 def test_runtime_runs_with_tensorflow_and_scipy_blocked(fixed_model):
     bp = rm.tiny_model("bp", "float32")
-    r = subprocess.run([sys.executable, "-c", BLOCKED, str(fixed_model), str(bp)],
-                       capture_output=True, text=True, timeout=120)
+    r = rm.run_blocked(ON_DEVICE, ("tensorflow", "scipy", "tf_keras", "keras"), fixed_model, bp, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["bad"] == [] and res["backend"] == "ai-edge-litert"
