@@ -108,8 +108,14 @@ def require_qemu() -> str:
     return path
 
 
+_plugin: Path | None = None
+
+
 def plugin_path(rebuild: bool = False) -> Path:
-    """The compiled counting plugin (built with gcc on first use, cached)."""
+    """The compiled counting plugin (built with gcc on first use, cached; looked up once a process)."""
+    global _plugin
+    if _plugin is not None and not rebuild and _plugin.is_file():
+        return _plugin
     key = hashlib.sha256(PLUGIN_C.encode()).hexdigest()[:16]
     final = config.cache_dir() / f"insn-plugin-{key}"
 
@@ -123,7 +129,8 @@ def plugin_path(rebuild: bool = False) -> Path:
         if proc.returncode != 0:
             raise HardwareError(f"compiling the instruction-count plugin failed: {proc.stderr.strip()[-400:]}")
 
-    return build_stage(final, fill, rebuild=rebuild, what="instruction-count plugin") / "libinsn.so"
+    _plugin = build_stage(final, fill, rebuild=rebuild, what="instruction-count plugin") / "libinsn.so"
+    return _plugin
 
 
 @dataclass
