@@ -360,8 +360,9 @@ def write_report(doc: dict, out: Path, command: str) -> tuple[Path, Path, Path]:
         for s in STAGE_ROWS:
             lines.append(f"| {s} | " + " | ".join(m(doc["stages"][p][s]) for p in doc["stages"]) + " |")
         lines += ["", "`pipeline`: the pipeline's own glue (block handling, events); `bus-fake`: the "
-                  "prepared-FIFO bus (next to nothing, shown to prove it). Stage counters add a marker "
-                  "syscall per call, so their sum is a little above the path total.", ""]
+                  "prepared-FIFO bus's Python methods, which stand in for smbus2's ioctl calls (included in "
+                  "the path totals above; the kernel's I2C work on a Pi is not counted). Stage counters add "
+                  "a marker syscall per call, so their sum is a little above the path total.", ""]
     if doc.get("models"):
         cores = sorted({c for v in doc["models"].values() for c in v})
         lines += ["## Per model file (instructions per invoke)", "", "| model | " + " | ".join(cores) + " |",
