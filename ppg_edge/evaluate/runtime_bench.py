@@ -182,7 +182,7 @@ def run_benchmark(*, int8_model, float_model, keras_dir=None, records: Sequence[
                 win32 += t32.tolist()
                 c["windows"] = len(xs)
                 keras_pool += xs[:: max(1, len(xs) // max(1, keras_windows // len(names)))]
-            x125 = to_model_rate(cap.ir, cap.fs, spec.fs)
+            x125 = to_model_rate(cap.blood_volume, cap.fs, spec.fs)
             ref = ref[ref < x125.size]
             c["reference_peaks"] = int(ref.size)
             for key, (path, gate) in configs.items():
