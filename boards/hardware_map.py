@@ -89,7 +89,7 @@ def parse_hardware_map(data: dict, path: str = "<hardware map>") -> HardwareMap:
                      check=lambda v: None if 0x08 <= v <= 0x77 else f"0x{v:02x} outside 0x08-0x77")
 
         def port_check(v: str) -> str | None:
-            if board.virtual:
+            if board.virtual:  # noqa: B023 - called at once below, within this iteration
                 return None if v == "pty" else f"{v!r}: a virtual unit's link is 'pty'"
             return None if v.startswith("/dev/") else f"{v!r}: expected a /dev path on this host"
 

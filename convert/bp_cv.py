@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -58,8 +59,7 @@ def run_quantized_cv(fs: float = 100.0, *, folds: Sequence[int] | None = None, e
     from tqdm import tqdm
 
     from ppg_edge.data.splits import load_split
-    from ppg_edge.train.bp.cv import (TrainOptions, assert_subject_folds, fit_model, folds_from_split,
-                                      report_levels)
+    from ppg_edge.train.bp.cv import TrainOptions, assert_subject_folds, fit_model, folds_from_split, report_levels
     from ppg_edge.train.bp.dataset import load_bp_dataset, preprocessing_for
 
     from .bp import bp_windows, convert_bp_keras, draw_rows, target_stats

@@ -149,7 +149,7 @@ def qat_scope_objects() -> dict:
             "Default8BitQuantizeConfigRNN": registry8.Default8BitQuantizeConfigRNN}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _configs():
     """Custom QuantizeConfig classes (defined once, lazily: they subclass tfmot types)."""
     tfmot = _tfmot()

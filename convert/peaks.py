@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -293,12 +294,11 @@ def compare_saved_peak_model(
     ``test_records`` replaces the test records (tests use a tiny fake held-out set)."""
     import time
 
+    from ppg_edge.provenance import machine
     from ppg_edge.train.peaks.fit import load_peak_model
     from ppg_edge.train.peaks.models import custom_objects
 
     from . import heldout as ho
-    from ppg_edge.provenance import machine
-
     from .compare import Variant, compare_variants, count_params, write_report
     from .optimize import prune_model
 

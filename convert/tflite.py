@@ -25,7 +25,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -22,16 +22,16 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from ppg_edge.errors import ConfigError, DataError
-from ppg_edge.metrics.peaks import match_peaks
+from ppg_edge.metrics.peaks import f1_from_counts, match_peaks
 
 from .interpreter import EdgeModel
-from ppg_edge.metrics.peaks import f1_from_counts
 from .pipeline import Pipeline
 from .playback import light_from_ppg
 from .quality import QualityConfig
@@ -163,7 +163,7 @@ def time_frontend(cap: Capture, spec) -> tuple[float, list]:
         n_fed += n_pending
         pending, n_pending = [], 0
         for w in sp.push(y, f):
-            w.x  # the features, as the network path computes them
+            _ = w.x  # compute the features (a lazy property), as the network path does
             wins.append(w)
         need = r.inputs_needed(sp.next_window * sp.hop + sp.window)
     return cpu_time() - t0, wins

@@ -28,8 +28,8 @@ import importlib
 import logging
 import os
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 

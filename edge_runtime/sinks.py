@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Callable, Iterable, Protocol
+from typing import IO, Protocol
 
 from ppg_edge.errors import ConfigError
 

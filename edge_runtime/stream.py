@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 
-
 import numpy as np
 
 from ppg_edge.dsp import derivatives as _deriv

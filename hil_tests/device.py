@@ -41,8 +41,9 @@ import collections
 import logging
 import re
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -264,8 +265,7 @@ class DevicePipeline:
             return
         from ppg_edge.edge_runtime.pipeline import Pipeline as EdgePipeline
         from ppg_edge.edge_runtime.quality import QualityConfig
-        from ppg_edge.edge_runtime.sensors import (EmulatedMax30102, FaultPlan, Max30102,
-                                                   VirtualClock)
+        from ppg_edge.edge_runtime.sensors import EmulatedMax30102, FaultPlan, Max30102, VirtualClock
 
         if self.model_path is None and self.gate == "network":
             raise ConfigError("device pipeline: no model loaded (start the DUT with --model, or cfg model=PATH)")

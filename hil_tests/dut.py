@@ -22,7 +22,8 @@ import platform
 import resource
 import threading
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -31,8 +32,19 @@ from ppg_edge.errors import ConfigError, PPGEdgeError
 
 from .link import TOO_LONG, LineReader
 from .pipeline import Pipeline, Stimulus
-from .protocol import (MAX_LINE_BYTES, READY_LINE, Command, ProtocolError, encode_error, encode_reply,
-                       int_list_replies, parse_command, parse_int, parse_samples, samples_crc)
+from .protocol import (
+    MAX_LINE_BYTES,
+    READY_LINE,
+    Command,
+    ProtocolError,
+    encode_error,
+    encode_reply,
+    int_list_replies,
+    parse_command,
+    parse_int,
+    parse_samples,
+    samples_crc,
+)
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,10 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from ppg_edge.errors import ConfigError, HardwareError
 
@@ -166,7 +167,7 @@ class INA219(_INA):
 
     def configure(self, *, bus_32v: bool = True) -> None:
         need = self.max_current_a * self.shunt_ohm
-        for gain, rng in enumerate(self.PGA_RANGES_V):
+        for gain, rng in enumerate(self.PGA_RANGES_V):  # noqa: B007 - gain is used after the break
             if need <= rng:
                 break
         else:

@@ -17,8 +17,9 @@ import logging
 import math
 import resource
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,8 +28,7 @@ from ppg_edge.metrics.peaks import peak_scores
 
 from .link import Link, Reply
 from .pipeline import Stimulus
-from .protocol import (ProtocolError, data_commands, encode_command, parse_int_list,
-                       samples_crc)
+from .protocol import ProtocolError, data_commands, encode_command, parse_int_list, samples_crc
 
 log = logging.getLogger(__name__)
 

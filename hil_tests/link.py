@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ppg_edge.errors import HardwareError
 
@@ -127,7 +128,7 @@ class Link:
         self.clock = clock
         self.closed = False
 
-    def __enter__(self) -> "Link":
+    def __enter__(self) -> Link:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -21,8 +21,8 @@ import math
 import re
 import struct
 import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping, Sequence
 from urllib.parse import quote, unquote
 
 from ppg_edge.errors import PPGEdgeError

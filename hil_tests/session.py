@@ -35,7 +35,7 @@ class Session:
 
     @classmethod
     def create(cls, root: str | Path, board: str, suite: str,
-               now: _dt.datetime | None = None) -> "Session":
+               now: _dt.datetime | None = None) -> Session:
         now = now or _dt.datetime.now()
         base = f"{now:%Y%m%d-%H%M%S}-{_slug(board)}-{_slug(suite)}"
         root = Path(root)
@@ -50,7 +50,7 @@ class Session:
             raise ConfigError(f"cannot create session folder {path}: {exc}") from None
         return cls(path)
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         self._handler = logging.FileHandler(self.path / "log.txt", encoding="utf-8")
         self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         self._handler.setLevel(logging.DEBUG)

@@ -28,8 +28,9 @@ import sys
 import threading
 import time
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ppg_edge.errors import ConfigError, HardwareError
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import tarfile
 import urllib.error
 from pathlib import Path
@@ -57,7 +56,7 @@ def test_info_real(data_root, capsys):
 
 @pytest.mark.parametrize("exc", [
     urllib.error.URLError("[Errno -3] Temporary failure in name resolution"),
-    socket.timeout("timed out"),
+    TimeoutError("timed out"),
     ConnectionResetError("reset by peer"),
 ])
 def test_fetch_offline_clear_error(tmp_path, monkeypatch, capsys, exc):
@@ -84,7 +83,7 @@ def test_fetch_physionet_probe_fails_fast(tmp_path, monkeypatch):
 
     monkeypatch.setattr(registry, "dataset_module", lambda name: Fake)
     monkeypatch.setattr(fetch, "dataset_module", lambda name: Fake)
-    monkeypatch.setattr(fetch, "urlopen", lambda url, timeout: (_ for _ in ()).throw(socket.timeout("t")))
+    monkeypatch.setattr(fetch, "urlopen", lambda url, timeout: (_ for _ in ()).throw(TimeoutError("t")))
     with pytest.raises(fetch.DownloadError, match="could not reach physionet.org"):
         fetch.fetch("bidmc", tmp_path)
 

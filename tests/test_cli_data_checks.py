@@ -10,7 +10,6 @@ from ppg_edge.evaluate.detectors import get_detector
 from ppg_edge.metrics.peaks import peak_scores
 
 
-
 def test_committed_splits_match_the_data(data_root, capsys):
     assert main(["data", "--data-root", str(data_root), "splits", "--json"]) == 0
     rows = {r["split"]: r for r in json.loads(capsys.readouterr().out)}

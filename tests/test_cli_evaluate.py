@@ -7,9 +7,9 @@ import types
 
 import numpy as np
 import pytest
+from evaluate_helpers import make_record, white_noise
 
 import ppg_edge.data
-from evaluate_helpers import make_record, white_noise
 from ppg_edge.cli import main
 from ppg_edge.errors import DataNotFoundError
 

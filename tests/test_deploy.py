@@ -9,12 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from ppg_edge.boards.registry import load_board
-from ppg_edge.boards.deploy import (Deployer, DeployError, DryRunner, HostKeyError, Result, SSHRunner,
-                             build_bundle, release_name)
+from ppg_edge.boards.deploy import (
+    Deployer,
+    DeployError,
+    DryRunner,
+    HostKeyError,
+    Result,
+    SSHRunner,
+    build_bundle,
+    release_name,
+)
 from ppg_edge.boards.deploy.bundle import check_models, release_sort_key, sha256_file
 from ppg_edge.boards.deploy.remote import check_link
 from ppg_edge.boards.deploy.smoke import check_release, smoke_input
+from ppg_edge.boards.registry import load_board
 from ppg_edge.errors import ConfigError, ModelError
 
 OK_SMOKE = json.dumps({"ok": True, "checks": [], "models": []})

@@ -9,9 +9,19 @@ import serial
 
 from ppg_edge.boards import load_board
 from ppg_edge.errors import ConfigError, HardwareError
-from ppg_edge.hil_tests.energy import (INA219, INA226, JoulescopeMeter, MeterUnavailable, PollingMeter,
-                                       PowerReading, RaplMeter, SerialLineMeter, board_energy, integrate,
-                                       open_meter)
+from ppg_edge.hil_tests.energy import (
+    INA219,
+    INA226,
+    JoulescopeMeter,
+    MeterUnavailable,
+    PollingMeter,
+    PowerReading,
+    RaplMeter,
+    SerialLineMeter,
+    board_energy,
+    integrate,
+    open_meter,
+)
 
 
 class FakeINA:

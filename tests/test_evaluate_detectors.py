@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from evaluate_helpers import two_gaussian_ppg
+
 from ppg_edge.errors import ConfigError, DataError
 from ppg_edge.evaluate import detectors as D
 from ppg_edge.metrics.peaks import peak_scores

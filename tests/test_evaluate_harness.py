@@ -6,8 +6,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from evaluate_helpers import local_max_detector, make_record, white_noise
+
 from ppg_edge.errors import ConfigError, DataError
 from ppg_edge.evaluate.detectors import Detector
 from ppg_edge.evaluate.harness import Condition, evaluate_peaks, parse_condition

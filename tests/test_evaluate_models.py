@@ -6,14 +6,13 @@ import shutil
 
 import numpy as np
 import pytest
+from evaluate_helpers import local_max_detector, make_record, white_noise
 
 import ppg_edge.data
-from evaluate_helpers import local_max_detector, make_record, white_noise
 from ppg_edge.cli import main
 from ppg_edge.errors import ConfigError, DataError, ModelError, PPGEdgeError
 from ppg_edge.evaluate import selection
-from ppg_edge.evaluate.detectors import (PEAK_MODELS_DIR, Detector, get_detector,
-                                         register_detector, unregister_detector)
+from ppg_edge.evaluate.detectors import PEAK_MODELS_DIR, Detector, get_detector, register_detector, unregister_detector
 from ppg_edge.evaluate.harness import evaluate_peaks
 from ppg_edge.evaluate.plot import f1_curves, plot_f1_vs_snr
 from ppg_edge.metrics.peaks import peak_scores

@@ -11,9 +11,20 @@ from hypothesis import strategies as st
 from ppg_edge.hil_tests.dut import DUT
 from ppg_edge.hil_tests.link import TOO_LONG, LineReader
 from ppg_edge.hil_tests.pipeline import MovingAveragePeaks, Stimulus, synthetic_ppg
-from ppg_edge.hil_tests.protocol import (MAX_LINE_BYTES, ProtocolError, data_commands, encode_command,
-                                         encode_error, encode_reply, int_list_replies, parse_command,
-                                         parse_int_list, parse_reply_line, parse_samples, samples_crc)
+from ppg_edge.hil_tests.protocol import (
+    MAX_LINE_BYTES,
+    ProtocolError,
+    data_commands,
+    encode_command,
+    encode_error,
+    encode_reply,
+    int_list_replies,
+    parse_command,
+    parse_int_list,
+    parse_reply_line,
+    parse_samples,
+    samples_crc,
+)
 
 
 def test_command_round_trip_with_awkward_values():

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ppg_edge.edge_runtime.peaks_decode import (centred_moving_average, raw_snap_lookahead,
-                                                snap_to_raw)
+from ppg_edge.edge_runtime.peaks_decode import centred_moving_average, raw_snap_lookahead, snap_to_raw
 from ppg_edge.errors import DataError
 from ppg_edge.synth import synth_ppg
 

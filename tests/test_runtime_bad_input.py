@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import runtime_models as rm
+
 from ppg_edge.cli import main
 from ppg_edge.edge_runtime.pipeline import Pipeline
 from ppg_edge.edge_runtime.playback import light_from_ppg

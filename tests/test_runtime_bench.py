@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from ppg_edge.edge_runtime.bench import reference_on_model_axis
-from ppg_edge.provenance import cpu_model
 from ppg_edge.edge_runtime.quality import sqi_autocorr
 from ppg_edge.edge_runtime.sensors import Max30102Settings
+from ppg_edge.provenance import cpu_model
 
 
 def _sqi_loop(x, fs, lo_s=0.27, hi_s=1.5):
@@ -66,6 +66,7 @@ def test_bench_batch_playback_import_no_tensorflow_scipy_or_neurokit():
 @pytest.mark.slow
 def test_bench_runtime_command_on_a_short_record(data_root, tmp_path, capsys):
     import runtime_models as rm
+
     from ppg_edge.cli import main
 
     i8, f32 = rm.tiny_model("peaks", "int8"), rm.tiny_model("peaks", "float32")
@@ -93,8 +94,8 @@ def test_bench_runtime_command_on_a_short_record(data_root, tmp_path, capsys):
 
 
 def test_gate_threshold_is_never_chosen_on_test_subjects():
-    from ppg_edge.evaluate.runtime_bench import gate_sweep
     from ppg_edge.errors import ConfigError
+    from ppg_edge.evaluate.runtime_bench import gate_sweep
 
     with pytest.raises(ConfigError, match="not 'test'"):
         gate_sweep(int8_model="unused.tflite", part="test")

@@ -30,12 +30,11 @@ from ppg_edge.edge_runtime.batch import offline_peaks
 from ppg_edge.edge_runtime.decoder import StreamDecoder
 from ppg_edge.edge_runtime.interpreter import EdgeModel
 from ppg_edge.edge_runtime.peaks_decode import decode_peaks, stitch_windows
-from ppg_edge.metrics.peaks import f1_from_counts
 from ppg_edge.edge_runtime.pipeline import Pipeline
 from ppg_edge.edge_runtime.playback import play_record, settings_from_board
 from ppg_edge.edge_runtime.quality import QualityConfig
 from ppg_edge.edge_runtime.sinks import MemorySink
-from ppg_edge.metrics.peaks import match_peaks
+from ppg_edge.metrics.peaks import f1_from_counts, match_peaks
 
 REPO = Path(__file__).resolve().parents[1]
 RECORD = "0009"  # a TEST subject of the committed 'peaks' split
@@ -208,6 +207,7 @@ def test_ppg_edge_run_on_a_real_record(peak_model_int8, data_root, tmp_path):
     """`ppg-edge run` streams capnobase/0009 through the emulated chip: beats, HR and BP,
     and every gate (network, classic, quality-gated) finds the same beats."""
     import runtime_models as rm
+
     from ppg_edge.cli import main
 
     bp = rm.tiny_model("bp", "float32", fs=100.0)  # plumbing only: random weights

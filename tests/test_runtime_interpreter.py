@@ -6,8 +6,8 @@ import warnings
 
 import numpy as np
 import pytest
-
 import runtime_models as rm
+
 from ppg_edge import manifest as mf
 from ppg_edge.edge_runtime import interpreter as itp
 from ppg_edge.edge_runtime.interpreter import EdgeModel, InterpreterFallback, interpreter_class

@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
-
 import runtime_models as rm
+
 from ppg_edge.cli import main
 from ppg_edge.dsp.pipeline import peaks_preprocessing
 from ppg_edge.edge_runtime.bp import BPStage

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from ppg_edge.boards.registry import load_board
-from ppg_edge.errors import ConfigError, HardwareError
 from ppg_edge.boards.virtual import chroot as ch
 from ppg_edge.boards.virtual import machine
 from ppg_edge.boards.virtual import userland as ul
+from ppg_edge.errors import ConfigError, HardwareError
 
 
 def test_cpuinfo_names_the_emulated_board():

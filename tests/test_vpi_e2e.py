@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from pathlib import Path
-
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,8 +33,8 @@ def _host_ready() -> str | None:
     for tool in ("ssh", "rsync", "ssh-keygen", "apt-get", "dpkg-deb"):
         if shutil.which(tool) is None:
             return f"{tool} not installed (apt-get install qemu-user-static binfmt-support openssh-client rsync)"
-    from ppg_edge.errors import HardwareError
     from ppg_edge.boards.virtual.chroot import ensure_binfmt
+    from ppg_edge.errors import HardwareError
 
     try:
         ensure_binfmt()
@@ -172,8 +171,8 @@ def test_vpi_deploy_smoke_device_path_and_rollback(tmp_path, rng, data_root):
     if reason:
         pytest.skip(f"this host cannot run the virtual Pi: {reason}")
     pytest.importorskip("tensorflow")
-    from ppg_edge.boards.registry import load_board
     from ppg_edge.boards.deploy import Deployer, HostKeyError, SSHRunner
+    from ppg_edge.boards.registry import load_board
     from ppg_edge.boards.virtual import VirtualPi, build
 
     board = load_board("virtual-rpi4")
@@ -203,8 +202,8 @@ def test_real_pi_deploy_smoke_device_path_and_rollback(hil_unit, tmp_path, rng, 
     PPG_EDGE_REQUIRE_HARDWARE=1). The unit's host key must already be in ~/.ssh/known_hosts
     and its ssh key loaded: nothing is trusted blindly."""
     pytest.importorskip("tensorflow")
-    from ppg_edge.boards.registry import load_board
     from ppg_edge.boards.deploy import SSHRunner
+    from ppg_edge.boards.registry import load_board
 
     if not hil_unit.host:
         pytest.skip(f"unit {hil_unit.name} ({hil_unit.board}) has no ssh host: the virtual Pi test covers it")

@@ -21,9 +21,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from ppg_edge.errors import ConfigError, ModelError
 from ppg_edge.manifest import sha256_file

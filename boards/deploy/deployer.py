@@ -28,8 +28,9 @@ import json
 import logging
 import posixpath
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 from ppg_edge.errors import ConfigError
 

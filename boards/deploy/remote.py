@@ -11,9 +11,9 @@ import logging
 import re
 import shlex
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from ppg_edge.errors import ConfigError, HardwareError
 

@@ -24,8 +24,9 @@ import importlib
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ppg_edge.manifest import sha256_file
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 HOOK_MODULE = "ppg_edge.edge_runtime.smoke"
 
 
-def smoke_input(shape: Sequence[int], dtype) -> "Any":
+def smoke_input(shape: Sequence[int], dtype) -> Any:
     """A deterministic window for a model input: the same bytes on every machine."""
     import numpy as np
 

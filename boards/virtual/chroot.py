@@ -16,8 +16,8 @@ import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from ppg_edge.cache import mount_points
 from ppg_edge.errors import ConfigError, HardwareError

@@ -241,7 +241,7 @@ class VirtualPi:
         tmp.write_text(json.dumps(state, indent=1))
         tmp.replace(self.state_path)
 
-    def up(self, timeout: float = 60.0) -> "VirtualPi":
+    def up(self, timeout: float = 60.0) -> VirtualPi:
         ch.require_root("starting the virtual Pi")
         if not (self.root / "usr/sbin/sshd").is_file():
             raise HardwareError(f"{self.root}: no built userland; run `ppg-edge vpi build --board "
@@ -352,7 +352,7 @@ class VirtualPi:
         env = ch.chroot_env(self.board.cpu.qemu_cpu, {"HOME": "/home/pi" if user == USER else "/root"})
         return ch.run_in_chroot(self.root, argv, env, what=" ".join(argv[:2]), user=user, timeout=timeout)
 
-    def __enter__(self) -> "VirtualPi":
+    def __enter__(self) -> VirtualPi:
         return self.up()
 
     def __exit__(self, *exc) -> None:

@@ -27,9 +27,9 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from ppg_edge import config
 from ppg_edge.cache import build_stage, remove_tree

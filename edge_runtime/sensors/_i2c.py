@@ -22,11 +22,11 @@ class SimpleI2cMsg:
         self.buf = buf
 
     @staticmethod
-    def read(address: int, length: int) -> "SimpleI2cMsg":
+    def read(address: int, length: int) -> SimpleI2cMsg:
         return SimpleI2cMsg(address, I2C_M_RD, bytearray(length))
 
     @staticmethod
-    def write(address: int, buf) -> "SimpleI2cMsg":
+    def write(address: int, buf) -> SimpleI2cMsg:
         return SimpleI2cMsg(address, 0, bytearray(buf))
 
     def __iter__(self):

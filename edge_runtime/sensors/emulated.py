@@ -35,8 +35,8 @@ import errno
 import logging
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 

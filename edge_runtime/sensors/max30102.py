@@ -36,8 +36,9 @@ from __future__ import annotations
 import collections
 import logging
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -391,7 +392,7 @@ class Max30102:
         if self.owns_bus:
             self.bus.close()
 
-    def __enter__(self) -> "Max30102":
+    def __enter__(self) -> Max30102:
         if not self._started:
             self.start()
         return self

@@ -7,7 +7,7 @@ use the ``emulated`` backend, which passes them through the chip's quantisation.
 from __future__ import annotations
 
 import collections
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -115,7 +115,7 @@ class ReplaySensor:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "ReplaySensor":
+    def __enter__(self) -> ReplaySensor:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -52,8 +52,8 @@ def _handle_bp(args: argparse.Namespace, command: str) -> int:
 
     from ppg_edge.convert import bp_cv
     from ppg_edge.convert.bp import load_bp_keras
-    from ppg_edge.provenance import machine
     from ppg_edge.errors import ConfigError
+    from ppg_edge.provenance import machine
 
     for flag, value in (("--prune", args.prune), ("--qat", args.qat)):
         if value:

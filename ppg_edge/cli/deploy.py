@@ -36,8 +36,8 @@ def _handle(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from ppg_edge.boards.registry import load_board
     from ppg_edge.boards.deploy import Deployer, DryRunner, SSHRunner, build_bundle
+    from ppg_edge.boards.registry import load_board
 
     board = load_board(args.board)
     runner = SSHRunner(args.host, port=args.port,

@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import ConfigError
 from ppg_edge.provenance import machine
 
+from ..errors import ConfigError
 from .outputs import write_outputs
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ import json
 import logging
 from pathlib import Path
 
-from ..errors import ConfigError
 from ppg_edge.provenance import machine
 
+from ..errors import ConfigError
 from .outputs import write_outputs
 
 log = logging.getLogger(__name__)
@@ -237,8 +237,8 @@ def _run_all_subjects(args) -> int:
     import numpy as np
 
     from ..train.bp.cv import report_levels
-    from ..train.bp.deploy import DeployedModel
     from ..train.bp.dataset import load_bp_dataset
+    from ..train.bp.deploy import DeployedModel
 
     if not args.model_dir:
         raise ConfigError("--all-subjects needs --model-dir DIR (a saved models/bp/NAME folder)")

@@ -42,7 +42,7 @@ def list_records(folder: Path) -> list[str]:
     return ids
 
 
-def parse(path: Path) -> tuple[float, dict[str, str], "object"]:
+def parse(path: Path) -> tuple[float, dict[str, str], object]:
     lines = read_text(path, "BioSPPy text file").splitlines()
     header: dict[str, str] = {}
     body: list[str] = []

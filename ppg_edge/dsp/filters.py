@@ -413,7 +413,7 @@ class Q31BiquadCascade:
         self.acc_overflows = 0
 
     @classmethod
-    def from_sos(cls, sos, post_shift: int | None = None) -> "Q31BiquadCascade":
+    def from_sos(cls, sos, post_shift: int | None = None) -> Q31BiquadCascade:
         return cls(quantize_sos(sos, post_shift))
 
     @property

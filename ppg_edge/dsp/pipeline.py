@@ -140,7 +140,7 @@ class Preprocessing:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Preprocessing":
+    def from_dict(cls, d: dict) -> Preprocessing:
         if not isinstance(d, dict):
             raise ConfigError(f"preprocessing spec must be a mapping, got {type(d).__name__}")
         d = dict(d)

@@ -20,13 +20,15 @@ import logging
 import math
 import time
 import zlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..data.record import Record
 from ppg_edge.edge_runtime.sinks import json_safe
+
+from ..data.record import Record
 from ..errors import ConfigError, DataError
 from ..metrics.peaks import peak_scores, pool
 from .detectors import Detector, get_detector

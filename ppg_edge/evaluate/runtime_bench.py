@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -58,9 +59,9 @@ from ppg_edge.edge_runtime.bench import (
     timed,
 )
 from ppg_edge.edge_runtime.interpreter import EdgeModel
-from ppg_edge.metrics.peaks import f1_from_counts
 from ppg_edge.edge_runtime.playback import settings_from_board
 from ppg_edge.errors import ConfigError
+from ppg_edge.metrics.peaks import f1_from_counts
 
 log = logging.getLogger(__name__)
 

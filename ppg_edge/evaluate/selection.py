@@ -12,7 +12,7 @@ Only the records of the wanted subjects are read (the subject comes from the loa
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import ConfigError, DataError
 

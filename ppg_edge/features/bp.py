@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..dsp.pulses import (MAX_PULSE_S, MIN_PULSE_S, MIN_PULSE_SAMPLES, _as_1d, _local_maxima,
-                          segment_pulses)
+from ..dsp.pulses import MAX_PULSE_S, MIN_PULSE_S, MIN_PULSE_SAMPLES, _as_1d, _local_maxima, segment_pulses
 from ..dsp.rates import check_rate
 from ..errors import ConfigError
 

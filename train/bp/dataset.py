@@ -77,7 +77,7 @@ class BPDataset:
     def input_len(self) -> int:
         return int(self.x.shape[1])
 
-    def subset(self, rows) -> "BPDataset":
+    def subset(self, rows) -> BPDataset:
         """The windows at ``rows`` (indices or a boolean mask), their pulses re-indexed."""
         rows = np.asarray(rows)
         if rows.dtype == bool:
@@ -105,7 +105,7 @@ class BPDataset:
             np.savez_compressed(tmp, meta=np.array(meta), **{k: getattr(self, k) for k in self._ARRAYS})
 
     @classmethod
-    def load(cls, path: Path) -> "BPDataset":
+    def load(cls, path: Path) -> BPDataset:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             arrays = {k: z[k] for k in cls._ARRAYS}

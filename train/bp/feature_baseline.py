@@ -69,7 +69,7 @@ class FeatureBaseline:
             raise DataError(f"demographics must be (n, 3) age, sex, bmi, got {D.shape}")
         return np.hstack([X, D])
 
-    def fit(self, X, y, demographics=None) -> "FeatureBaseline":
+    def fit(self, X, y, demographics=None) -> FeatureBaseline:
         from sklearn.ensemble import HistGradientBoostingRegressor
 
         X, y = _check_xy(X, y)

@@ -18,8 +18,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,8 +40,7 @@ TINY_SIZES = (4, 8, 4)
 # ----------------------------------------------------------------------------- metrics
 def score_detections(refs: Sequence[np.ndarray], dets: Sequence[np.ndarray], fs: float) -> dict:
     """Pooled F1 at each tolerance of ``TOLERANCES_MS`` and ADE (ms) of the +-50 ms matches."""
-    from ppg_edge.metrics.peaks import f1_from_counts
-    from ppg_edge.metrics.peaks import match_peaks
+    from ppg_edge.metrics.peaks import f1_from_counts, match_peaks
 
     out: dict[str, Any] = {"reference_peaks": int(sum(len(r) for r in refs)),
                            "detected_peaks": int(sum(len(d) for d in dets))}

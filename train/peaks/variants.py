@@ -92,7 +92,7 @@ class PeakModelConfig:
     def has_attention(self) -> bool:
         return self.network == "cnn_lstm_attention"
 
-    def replace(self, **changes: Any) -> "PeakModelConfig":
+    def replace(self, **changes: Any) -> PeakModelConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
@@ -103,7 +103,7 @@ class PeakModelConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PeakModelConfig":
+    def from_dict(cls, data: dict[str, Any]) -> PeakModelConfig:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - fields
         if unknown:
