@@ -82,6 +82,9 @@ CASES = [
     Case("deploy-status-unreachable", ("deploy",),
          ("deploy", "--board", "rpi4b", "--host", "pi@127.0.0.1", "--port", "1", "--status", "--json"),
          stdout="empty", rcs=(1,)),
+    # the count itself runs under qemu in tests/test_bench_arm.py; here its refusal keeps stdout clean
+    Case("bench-arm-bad-length", ("bench", "arm"), ("bench", "arm", "--board", "rpi4b", "--seconds", "0", "--json"),
+         stdout="empty", rcs=(1,)),
     Case("vpi-status", ("vpi", "status"), ("vpi", "status", "--dir", "{tmp}/vpi", "--json")),
     Case("convert", ("convert",),
          ("convert", "models/peaks/Type16", "--mode", "float32", "--check-windows", "2",
