@@ -97,8 +97,7 @@ class Capture:
     def blood_volume(self) -> np.ndarray:
         """The IR counts as the pipeline turns them into the blood-volume waveform (reflected
         light negated): what the peers must see to find the same pulse maxima."""
-        return np.concatenate([(-1.0 if b.reflected else 1.0) * np.asarray(b.ir, dtype=np.float64)
-                               for b in self.blocks])
+        return np.concatenate([b.blood_volume for b in self.blocks])
 
 
 def capture(ppg, fs: float, settings) -> Capture:

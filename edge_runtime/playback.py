@@ -61,9 +61,12 @@ def settings_from_board(board) -> Max30102Settings:
 
 @dataclass
 class Playback:
-    """What :func:`play_record` delivered: the IR codes in order and the driver's events."""
+    """What :func:`play_record` delivered: the IR codes in order, the same as the blood-volume
+    waveform the pipeline computes from them (``blood_volume``: reflected light negated), and the
+    driver's events."""
 
     ir: np.ndarray
+    blood_volume: np.ndarray
     fs: float
     full_scale: int
     lost: int
@@ -84,7 +87,7 @@ def play_record(ppg, fs: float, settings: Max30102Settings, pipeline=None, *, cl
     sensor = open_sensor("emulated", source=light_from_ppg(ppg), source_fs=float(fs),
                          clock=clock if clock is not None else VirtualClock(), settings=settings,
                          on_event=events.append)
-    parts, lost, n = [], 0, 0
+    parts, volume, lost, n = [], [], 0, 0
     seen = []
     try:
         for block in sensor.blocks(duration_s=duration_s):
@@ -92,6 +95,7 @@ def play_record(ppg, fs: float, settings: Max30102Settings, pipeline=None, *, cl
                 lost += block.first_index - n
             n = block.first_index + len(block.ir)
             parts.append(np.asarray(block.ir))
+            volume.append(block.blood_volume)
             if pipeline is not None:
                 for ev in events:
                     pipeline.sensor_event(ev)
@@ -107,5 +111,6 @@ def play_record(ppg, fs: float, settings: Max30102Settings, pipeline=None, *, cl
     finally:
         sensor.close()
     ir = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-    return Playback(ir=ir, fs=settings.output_rate, full_scale=(1 << settings.resolution_bits) - 1,
+    bv = np.concatenate(volume) if volume else np.zeros(0)
+    return Playback(ir=ir, blood_volume=bv, fs=settings.output_rate, full_scale=(1 << settings.resolution_bits) - 1,
                     lost=lost, events=seen, summary=summary)

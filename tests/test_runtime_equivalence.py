@@ -120,7 +120,7 @@ def test_streaming_equals_batch_on_a_test_subject(peak_model_int8, data_root):
     assert summary["paths"] == {"network": summary["windows"]}
 
     model = EdgeModel(peak_model_int8)
-    batch = offline_peaks(model, play.ir, fs_in=play.fs)
+    batch = offline_peaks(model, play.blood_volume, fs_in=play.fs)
     assert len(batch.windows) == summary["windows"]
     stream = np.array([e["index"] for e in sink.of("beat")], dtype=np.int64)
     report = _diff_report(stream, batch.beats)

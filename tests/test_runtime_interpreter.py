@@ -213,6 +213,7 @@ def test_host_backend_is_registered_from_outside_the_device_package(monkeypatch)
 
     monkeypatch.setitem(itp._LOADERS, "ai-edge-litert", broken)
     monkeypatch.setitem(itp._LOADERS, "tflite-runtime", broken)
+    monkeypatch.delitem(itp._LOADERS, "tf.lite", raising=False)  # registered if this worker imported convert
     monkeypatch.setitem(itp._LOADERS, "host-test", real)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -130,7 +130,7 @@ def _make_keys(vpi_dir: Path, root: Path) -> None:
     keys.chmod(0o700)
     for name, comment in (("ssh_host_ed25519_key", "ppg-edge-vpi-host"), ("id_ed25519", "ppg-edge-deploy")):
         if not (keys / name).is_file():
-            ul._run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(keys / name)],
+            ch.run_tool(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(keys / name)],
                     what="ssh-keygen (apt-get install openssh-client)")
     etc_ssh = root / "etc/ssh"
     etc_ssh.mkdir(parents=True, exist_ok=True)

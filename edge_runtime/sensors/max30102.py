@@ -171,6 +171,12 @@ class Block:
     saturated: np.ndarray
     reflected: bool = True
 
+    @property
+    def blood_volume(self) -> np.ndarray:
+        """The IR counts as the blood-volume waveform (float): negated when they are reflected light."""
+        ir = np.asarray(self.ir, dtype=np.float64)
+        return -ir if self.reflected else ir
+
     def __len__(self) -> int:
         return int(self.red.shape[0])
 

@@ -317,7 +317,7 @@ weights file holds no optimizer state; rebuild with `ppg_edge.train.peaks.fit.lo
   batch 64, early stopping on val loss (patience 5, best weights restored): {report['epochs_run']} of
   {report['epochs_requested']} epochs run, best epoch {best}.
 - Reproduce: `{report['command'] or 'ppg-edge train peaks --variant ' + report['variant']}`
-- Wall time {report['wall_s'] / 60:.1f} min (fitting {report['fit_wall_s'] / 60:.1f} min) on {m['processor']},
+- Wall time {report['wall_s'] / 60:.1f} min (fitting {report['fit_wall_s'] / 60:.1f} min) on {m['cpu_model']},
   {m['cpus']} CPUs, {m['gpus']} GPU, Python {m['python']}, TensorFlow {m['tensorflow']}
   (a machine shared with other work, so times vary by about 1.5x).
 
