@@ -19,30 +19,21 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from typing import Any
 
 import numpy as np
 
 from ppg_edge.errors import ConfigError, DataError
+from ppg_edge.train.tf_lazy import keras as _keras
+from ppg_edge.train.tf_lazy import tfmot as _tfmot
 
 log = logging.getLogger(__name__)
 
 PRUNABLE = ("Conv1D", "LSTM", "Dense")
 
 
-def _keras():
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    import tf_keras
-
-    return tf_keras
 
 
-def _tfmot():
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    import tensorflow_model_optimization as tfmot
-
-    return tfmot
 
 
 def _check_xy(model, x, y):

@@ -32,6 +32,8 @@ import numpy as np
 
 from ppg_edge.edge_runtime.interpreter import TFLiteModel, register_backend
 from ppg_edge.errors import DataError, ModelError
+from ppg_edge.train.tf_lazy import keras as _keras
+from ppg_edge.train.tf_lazy import tf as _tf
 
 log = logging.getLogger(__name__)
 
@@ -73,18 +75,8 @@ TOLERANCES: dict[str, Tolerance] = {
 }
 
 
-def _tf():
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    import tensorflow as tf
-
-    return tf
 
 
-def _keras():
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    import tf_keras
-
-    return tf_keras
 
 
 # ----------------------------------------------------------------------------- model shape

@@ -1,19 +1,10 @@
 """Lazy tf_keras import and seeded initialisers drawn from one numpy Generator."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from ppg_edge.errors import ConfigError
-
-
-def keras():
-    """The tf_keras module (TensorFlow is imported on first call only)."""
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    import tf_keras
-
-    return tf_keras
+from ppg_edge.train.tf_lazy import keras
 
 
 class Inits:

@@ -35,6 +35,7 @@ import os
 import numpy as np
 
 from ppg_edge.errors import ConfigError, ModelError
+from ppg_edge.train.tf_lazy import keras as _keras
 
 from .variants import PeakModelConfig
 
@@ -47,11 +48,6 @@ _PACKAGE = "ppg_edge"
 _CUSTOM: dict = {}
 
 
-def _keras():
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    import tf_keras
-
-    return tf_keras
 
 
 def cnn_output_geometry(window: int, kernels=(5, 5, 3)) -> tuple[int, float, int]:
