@@ -172,6 +172,19 @@ def _load_aromring(folder: Path) -> Record:
                    {"source_file": str(path), "rate_source": "algorithm_by_RF.h FS = 25"})
 
 
+def _rows(lines: list[str], ncols: int, path: Path, what: str, expected: str) -> np.ndarray:
+    """Whitespace-separated numeric rows of exactly ``ncols`` columns, all finite (``DataError`` naming
+    the first bad row otherwise)."""
+    rows = np.empty((len(lines), ncols))
+    for i, ln in enumerate(lines):
+        n = len(ln.split())
+        if n != ncols:
+            raise DataError(f"{path}: {what} {i + 1} has {n} columns, expected {expected}")
+        rows[i] = split_numbers(ln, None, path, f"{what} {i + 1}")
+    check_finite(rows.ravel(), path, "values")
+    return rows
+
+
 def read_ppg_tools(path: Path) -> tuple[dict[str, Any], np.ndarray]:
     """Header JSON and the (n, 7) data rows of a jdesbonnet PPG_Tools .dat file."""
     text = read_text(require_file(path, "PPG_Tools .dat file"), "PPG_Tools .dat file")
@@ -195,13 +208,7 @@ def read_ppg_tools(path: Path) -> tuple[dict[str, Any], np.ndarray]:
     check_rate(header["sampling_rate"], path, "header sampling_rate")
     if not body:
         raise DataError(f"{path}: no data rows after the header")
-    rows = np.empty((len(body), 7))
-    for i, ln in enumerate(body):
-        parts = ln.split()
-        if len(parts) != 7:
-            raise DataError(f"{path}: data row {i + 1} has {len(parts)} columns, expected 7")
-        rows[i] = split_numbers(ln, None, path, f"data row {i + 1}")
-    check_finite(rows.ravel(), path, "values")
+    rows = _rows(body, 7, path, "data row", "7")
     sensors = set(np.unique(rows[:, 2]).tolist())
     if not sensors <= {0.0, 1.0}:
         raise DataError(f"{path}: sensor column holds {sorted(sensors)}, expected 0 and 1")
@@ -245,13 +252,7 @@ def _load_run1(folder: Path) -> Record:
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         raise DataError(f"{path}: no data rows")
-    rows = np.empty((len(lines), 3))
-    for i, ln in enumerate(lines):
-        parts = ln.split()
-        if len(parts) != 3:
-            raise DataError(f"{path}: row {i + 1} has {len(parts)} columns, expected 3 (ticks RED IR)")
-        rows[i] = split_numbers(ln, None, path, f"row {i + 1}")
-    check_finite(rows.ravel(), path, "values")
+    rows = _rows(lines, 3, path, "row", "3 (ticks RED IR)")
     if rows.shape[0] < 2:
         raise DataError(f"{path}: fewer than two rows; cannot derive the rate")
     steps = np.diff(rows[:, 0])
