@@ -140,28 +140,25 @@ class Pipeline:
     ``model_path``: peak model (.tflite with manifest); without one the classic
     detector runs on a 0.5-8 Hz band-pass designed at ``sensor_fs`` (needs scipy
     to design it, i.e. a host). ``full_scale``: ADC full-scale code for the
-    finger-off and saturation checks (None for float records). ``reflected``: the
-    samples are reflected light and are negated into the blood-volume waveform;
-    default (None): as the first block's ``reflected`` says (sensor blocks carry it;
-    a :class:`FloatBlock` is blood-volume PPG), and every later block must agree.
+    finger-off and saturation checks (None for float records). Reflected light is
+    negated into the blood-volume waveform as the first block's ``reflected`` says
+    (sensor blocks carry it; a :class:`FloatBlock` is blood-volume PPG); every later
+    block must agree.
     """
 
     def __init__(self, sensor_fs: float, sink, *, model_path=None, bp_model_path=None,
                  full_scale: int | None = None, quality: QualityConfig | None = None,
                  backend: str | None = None, preference=None, hop: int | None = None,
-                 status: StatusLine | None = None, reflected: bool | None = None):
+                 status: StatusLine | None = None):
         self.sensor_fs = float(sensor_fs)
         self.full_scale = full_scale
         self._prev_count: float | None = None  # last ADC sample (held-sample flags across blocks)
         self._finger: bool | None = None
-        self.reflected: bool | None = None if reflected is None else bool(reflected)
-        self._auto_polarity = reflected is None
+        self.reflected: bool | None = None  # decided by the first block
         self.sink = sink
         self.status = status
         qcfg = quality or QualityConfig()
         qcfg.full_scale = full_scale
-        if reflected is not None:
-            qcfg.counts_sign = -1.0 if reflected else 1.0
         self.model = None
         if model_path is not None:
             self.model = EdgeModel(model_path, kind="peaks", backend=backend, preference=preference)
@@ -219,7 +216,7 @@ class Pipeline:
             if self.bp is not None:
                 self.bp.gate.cfg.counts_sign = sign
             log.debug("sensor samples are %s", "reflected light: negated" if r else "blood-volume PPG")
-        elif self._auto_polarity and r != self.reflected:
+        elif r != self.reflected:
             raise DataError(f"sensor block at sample {block.first_index} is "
                             f"{'reflected light' if r else 'blood-volume PPG'}, the stream before it was not")
         return self.reflected

@@ -288,3 +288,22 @@ def test_real_recordings_hil_suite_loads():
     assert steps["finger-coming-on"]["expect"]["max_beats"] == 0
     assert steps["resting-finger"]["record"] == "max30102-raw/vrano714_rpi"
     assert all(s["record"].startswith("max30102-raw/") for s in steps.values())
+
+
+def test_a_stream_that_changes_polarity_is_a_clear_error(rng):
+    """Reflected counts, then a block that says it is blood-volume PPG: refused, never mixed."""
+    from ppg_edge.errors import DataError
+
+    ir, _ = startup_counts(rng, step_at=0)
+    ir = np.asarray(np.round(ir), dtype=np.int64)
+    pipe = Pipeline(FS, ListSink(), full_scale=FULL)
+    first = ReplaySensor(ir[:250], ir[:250], fs=FS)
+    for block in first.blocks():
+        pipe.process_block(block)
+    assert pipe.reflected is True
+    later = ReplaySensor(ir[250:500], ir[250:500], fs=FS, reflected=False)
+    import dataclasses
+
+    block = dataclasses.replace(next(iter(later.blocks())), first_index=pipe.n_sensor)
+    with pytest.raises(DataError, match="blood-volume PPG, the stream before it was not"):
+        pipe.process_block(block)

@@ -24,8 +24,6 @@ MODEL_STAGE0 = 32  # models: the i-th model counts under stage MODEL_STAGE0 + i
 class FifoBus:
     """An smbus2-like bus serving prepared MAX30102 FIFO bytes, ``burst`` samples per read."""
 
-    reflected = False  # like the emulated chip `ppg-edge run --source emulated` uses
-
     def __init__(self, fifo: bytes, burst: int, clock, fs: float):
         from ppg_edge.edge_runtime.sensors import registers as R
 
