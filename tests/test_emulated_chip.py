@@ -289,3 +289,41 @@ def test_clocks():
     assert fast.now() - t0 >= 2.0
     with pytest.raises(ValueError):
         AcceleratedClock(0)
+
+
+@pytest.mark.parametrize("mode, n_read", [(R.MODE_SPO2, 20), (R.MODE_SPO2, 40), (R.MODE_HR, 25)])
+def test_fifo_burst_is_byte_for_byte_what_single_byte_reads_give(mode, n_read):
+    """The chip serves a FIFO_DATA burst in one pass; it must equal reading the same bytes one
+    at a time (the datasheet's per-byte semantics: pop at each whole sample, repeat the sample at
+    RD_PTR past the last unread one), with the same pointers, flags and underflow count after."""
+    rng = np.random.default_rng(3)
+    source = 100.0 + rng.standard_normal(5000)
+    chips = []
+    for _ in range(2):
+        chip, clock = make_chip(source, fs=100.0)
+        configure(chip, sr_code=1, smp_ave=1, mode=mode)  # 100 sps, 2-sample averaging
+        clock.sleep(0.3)  # 15 samples waiting
+        chips.append(chip)
+    bps = 6 if mode == R.MODE_SPO2 else 3
+    length = bps * n_read + 2  # more samples than are unread, and a sample read in part
+    w, r = i2c_msg.write(A, [R.FIFO_DATA]), i2c_msg.read(A, length)
+    chips[0].i2c_rdwr(w, r)
+    one_by_one = bytearray()
+    for _ in range(length):  # the register pointer stays at FIFO_DATA; the sample position carries
+        one_by_one.append(chips[1]._read_reg(R.FIFO_DATA))
+    assert bytes(r) == bytes(one_by_one)
+    assert pointers(chips[0]) == pointers(chips[1])
+    assert chips[0].underflow_reads == chips[1].underflow_reads > 0
+    assert chips[0].unread == chips[1].unread == 0
+
+
+def test_status_block_read_brings_the_chip_up_to_the_clock_once():
+    """A 7-byte INT_STATUS..FIFO_RD_PTR read sees the FIFO as the clock has it at the transfer."""
+    chip, clock = make_chip()
+    configure(chip, sr_code=1)  # 100 sps
+    clock.sleep(0.205)
+    w, r = i2c_msg.write(A, [R.INT_STATUS_1]), i2c_msg.read(A, 7)
+    chip.i2c_rdwr(w, r)
+    raw = bytes(r)
+    assert raw[4] & R.POINTER_MASK == 20 and raw[6] & R.POINTER_MASK == 0
+    assert raw[0] & R.INT_PPG_RDY

@@ -35,7 +35,6 @@ import errno
 import logging
 import math
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -264,18 +263,19 @@ class EmulatedMax30102:
         seg_src_t0 = self._seg_start - self._source_origin
         pos = seg_src_t0 * self.source_fs + k.astype(float) * self.source_fs / sr
         n = self._src.shape[0]
-        if self.loop:
-            idx = np.arange(n)
-            light = np.stack([np.interp(pos, idx, self._src[:, c], period=n) for c in (0, 1)], axis=1)
-        elif pos.size == 0:
+        at = pos % n if self.loop else pos  # interp(period=n) takes the position modulo n too
+        if at.size == 0:
             light = np.zeros((0, 2))
+        elif self.loop and not (at[-1] >= at[0] and at[-1] < n - 1):  # wraps round the source
+            idx = np.arange(n)
+            light = np.stack([np.interp(at, idx, self._src[:, c], period=n) for c in (0, 1)], axis=1)
         else:
             # only the source samples around these conversions (the same interpolation and edge
             # clamping as over the whole source, without a pass over it per call)
-            lo = min(max(0, int(math.floor(pos.min()))), n - 2)
-            hi = max(min(n, int(math.ceil(pos.max())) + 2), lo + 2)
+            lo = min(max(0, int(math.floor(at.min()))), n - 2)
+            hi = max(min(n, int(math.ceil(at.max())) + 2), lo + 2)
             idx = np.arange(lo, hi)
-            light = np.stack([np.interp(pos, idx, self._src[lo:hi, c]) for c in (0, 1)], axis=1)
+            light = np.stack([np.interp(at, idx, self._src[lo:hi, c]) for c in (0, 1)], axis=1)
         current_ma = np.array(
             [self.regs[R.LED1_PA] * R.LED_STEP_MA, self.regs[R.LED2_PA] * R.LED_STEP_MA]
         )
@@ -315,8 +315,9 @@ class EmulatedMax30102:
                 keep = range(min(n_out, free))
                 advance = len(keep)
                 lost = n_out - len(keep)
-            for j, value in zip(keep, self._outputs(keep, k0, avg)):
-                self._fifo[(self._wr + j) & R.POINTER_MASK] = value
+            if len(keep):
+                slots = (self._wr + np.arange(keep.start, keep.stop)) & R.POINTER_MASK
+                self._fifo[slots] = self._outputs(keep, k0, avg)
             self._wr = (self._wr + advance) & R.POINTER_MASK
             if before + n_out >= R.FIFO_DEPTH:
                 self._full = True
@@ -343,19 +344,17 @@ class EmulatedMax30102:
             self._acc_n = 0
         self._seg_done = total
 
-    def _outputs(self, which: Iterable[int], k0: int, avg: int) -> list[np.ndarray]:
-        """18-bit left-justified codes of output samples ``which`` (numbered from this update)."""
+    def _outputs(self, which: range, k0: int, avg: int) -> np.ndarray:
+        """18-bit left-justified codes (len(which), 2) of output samples ``which`` (a range,
+        numbered from this update), all conversions in one pass over the source."""
         bits = self._bits()
-        out = []
-        for j in which:
-            lo = j * avg - self._acc_n
-            hi = (j + 1) * avg - self._acc_n
-            codes = self._internal_codes(np.arange(k0 + max(lo, 0), k0 + hi))
-            total = codes.sum(axis=0)
-            if lo < 0:
-                total = total + self._acc
-            out.append((total // avg) << (R.SAMPLE_BITS - bits))
-        return out
+        starts = np.arange(which.start, which.stop) * avg - self._acc_n  # relative to k0
+        lo = max(int(starts[0]), 0)
+        codes = self._internal_codes(np.arange(k0 + lo, k0 + int(starts[-1]) + avg))
+        total = np.add.reduceat(codes, np.maximum(starts, 0) - lo, axis=0)
+        if starts[0] < 0:  # the first output completes the carried averaging group
+            total[0] += self._acc
+        return (total // avg) << (R.SAMPLE_BITS - bits)
 
     def next_interrupt_time(self) -> float | None:
         """When the INT line will next assert, or None if it never will as things stand."""
@@ -393,8 +392,9 @@ class EmulatedMax30102:
         return self.int_asserted
 
     # ------------------------------------------------------------- registers
-    def _read_reg(self, reg: int) -> int:
-        self._update()
+    def _read_reg(self, reg: int, update: bool = True) -> int:
+        if update:
+            self._update()
         if reg == R.INT_STATUS_1:
             value = self._status1
             self._status1 = 0
@@ -483,20 +483,57 @@ class EmulatedMax30102:
         self._begin(i2c_addr)
         self._write_reg(register & 0xFF, value)
 
-    def _read_block(self, register: int, length: int) -> list[int]:
-        out = []
+    def _read_block(self, register: int, length: int) -> bytes:
+        """``length`` bytes from ``register`` on: the conversions are brought up to the clock
+        once per transfer, a FIFO_DATA burst is served whole (:meth:`_read_fifo_burst`)."""
         reg = register & 0xFF
-        for _ in range(length):
-            out.append(self._read_reg(reg))
-            if reg != R.FIFO_DATA:
-                reg = (reg + 1) & 0xFF
-        return out
+        self._update()
+        if reg == R.FIFO_DATA:
+            return self._read_fifo_burst(length)
+        out = bytearray(length)
+        for i in range(length):
+            out[i] = self._read_reg(reg, update=False)
+            reg = (reg + 1) & 0xFF
+            if reg == R.FIFO_DATA:  # the pointer stops at FIFO_DATA
+                out[i + 1:] = self._read_fifo_burst(length - i - 1)
+                break
+        return bytes(out)
+
+    def _read_fifo_burst(self, length: int) -> bytes:
+        """``length`` bytes of FIFO_DATA, byte for byte what reading them one at a time gives:
+        whole samples pop RD_PTR (clearing OVF_COUNTER, the full flag and A_FULL); reading
+        past the last unread sample repeats the sample at RD_PTR (counted in
+        ``underflow_reads``); a sample read in part is popped when its last byte is read."""
+        bps = R.BYTES_PER_CHANNEL * self._channels()
+        out = bytearray()
+        if self._byte_in_sample:  # finish a sample begun by an earlier transfer
+            n = min(length, bps - self._byte_in_sample)
+            out += b"".join(bytes([self._read_fifo_byte()]) for _ in range(n))
+            length -= n
+        whole, rest = divmod(length, bps)
+        if whole:
+            k = min(whole, self.unread)
+            slots = np.concatenate([(self._rd + np.arange(k)) & R.POINTER_MASK,
+                                    np.full(whole - k, (self._rd + k) & R.POINTER_MASK)])
+            if whole > k:
+                self.underflow_reads += whole - k
+            vals = self._fifo[slots, :bps // R.BYTES_PER_CHANNEL]
+            shifts = np.array([16, 8, 0])
+            out += ((vals[:, :, None] >> shifts) & 0xFF).astype(np.uint8).tobytes()
+            if k:
+                self._rd = (self._rd + k) & R.POINTER_MASK
+                self._full = False
+                self._ovf = 0
+                self._status1 &= ~R.INT_A_FULL
+        for _ in range(rest):
+            out.append(self._read_fifo_byte())
+        return bytes(out)
 
     def read_i2c_block_data(self, i2c_addr: int, register: int, length: int, force=None) -> list[int]:
         if length > 32:
             raise ValueError("Desired block length over 32 bytes")
         self._begin(i2c_addr)
-        return self._read_block(register, length)
+        return list(self._read_block(register, length))
 
     def write_i2c_block_data(self, i2c_addr: int, register: int, data, force=None) -> None:
         self._begin(i2c_addr)
@@ -519,8 +556,7 @@ class EmulatedMax30102:
                 if pointer == R.FIFO_DATA and self.faults.fifo_reads_fail:
                     self.failed_transfers += 1
                     raise _eio()
-                data = self._read_block(pointer, msg.len)
-                fill_read_msg(msg, bytes(data))
+                fill_read_msg(msg, self._read_block(pointer, msg.len))
                 if pointer == R.FIFO_DATA and n in self.faults.partial_bursts:
                     self.failed_transfers += 1
                     raise _eio()
