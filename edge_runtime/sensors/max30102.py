@@ -244,6 +244,12 @@ class Max30102:
         self.reset_nacks = 0
         self.transfers = 0
         self._msg = i2c_msg_type()
+        self._msgs: dict[tuple[int, int], tuple] = {}
+        # what every read cycle needs from the settings (a frozen dataclass)
+        self._bits = self.settings.resolution_bits
+        self._fs = self.settings.output_rate
+        self._full_scale = (1 << self._bits) - 1
+        self._weights = np.array([1 << 16, 1 << 8, 1], dtype=np.int32)  # 3 big-endian bytes
         self._started = False
         self._closed = False
         self._t0: float | None = None
@@ -310,11 +316,16 @@ class Max30102:
         self._with_retry("write", register, self.bus.write_byte_data, self.address, register, value)
 
     def _read_block_once(self, register: int, length: int) -> bytes:
-        """One combined transfer: write the register address, read ``length`` bytes."""
-        wr = self._msg.write(self.address, [register])
-        rd = self._msg.read(self.address, length)
-        self.bus.i2c_rdwr(wr, rd)
-        return bytes(rd)
+        """One combined transfer: write the register address, read ``length`` bytes.
+
+        The two messages are made once per (register, length) and reused: the read buffer is
+        copied out after every transfer, and a FIFO burst has one of 33 lengths."""
+        key = (register, length)
+        msgs = self._msgs.get(key)
+        if msgs is None:
+            msgs = self._msgs[key] = (self._msg.write(self.address, [register]), self._msg.read(self.address, length))
+        self.bus.i2c_rdwr(*msgs)
+        return bytes(msgs[1])
 
     # ---------------------------------------------------------- set-up
     def check_part_id(self) -> int:
@@ -477,11 +488,11 @@ class Max30102:
     _irq_missed = False
 
     def _decode(self, raw: bytes, n: int) -> tuple[np.ndarray, np.ndarray]:
-        b = np.frombuffer(raw, dtype=np.uint8).reshape(n, 6).astype(np.int32)
-        shift = R.SAMPLE_BITS - self.settings.resolution_bits
-        red = (((b[:, 0] << 16) | (b[:, 1] << 8) | b[:, 2]) & R.SAMPLE_MASK) >> shift
-        ir = (((b[:, 3] << 16) | (b[:, 4] << 8) | b[:, 5]) & R.SAMPLE_MASK) >> shift
-        return red.astype(np.int32), ir.astype(np.int32)
+        """(red, IR) counts of ``n`` FIFO samples: 3 big-endian bytes per channel, 18 bits
+        left-justified, shifted down to the resolution."""
+        b = np.frombuffer(raw, dtype=np.uint8).reshape(n, 2, 3)
+        v = ((b @ self._weights) & R.SAMPLE_MASK) >> (R.SAMPLE_BITS - self._bits)
+        return v[:, 0], v[:, 1]
 
     def _read_cycle(self) -> Block:
         now = self.clock.now()
@@ -543,16 +554,17 @@ class Max30102:
         self.samples_read += n
         if not estimated:
             self._observe(now, self._next_index)
-        full_scale = (1 << self.settings.resolution_bits) - 1
-        saturated = (red >= full_scale) | (ir >= full_scale)
-        n_sat = int(saturated.sum())
-        if n_sat:
+        full_scale = self._full_scale
+        if n and max(red.max(), ir.max()) >= full_scale:
+            saturated = (red >= full_scale) | (ir >= full_scale)
+            n_sat = int(saturated.sum())
             self.samples_saturated += n_sat
             self._event("saturation", samples=n_sat, red=int((red >= full_scale).sum()),
                         ir=int((ir >= full_scale).sum()), first_index=first)
-        return Block(red=red, ir=ir, first_index=first, lost=lost, t=now,
-                     fs=self.settings.output_rate, resolution_bits=self.settings.resolution_bits,
-                     saturated=saturated)
+        else:
+            saturated = np.zeros(n, dtype=bool)
+        return Block(red=red, ir=ir, first_index=first, lost=lost, t=now, fs=self._fs,
+                     resolution_bits=self._bits, saturated=saturated)
 
     def read(self, timeout: float | None = None) -> Block:
         """Wait for the FIFO to fill (interrupt or timed sleep) and read it in one burst.
