@@ -108,11 +108,28 @@ class MAX30102:
     adc_range_na: int
     led_red_ma: float
     led_ir_ma: float
+    fifo_almost_full: int = 17  # unread samples per A_FULL interrupt: the driver's burst
 
     @property
     def output_rate_hz(self) -> float:
         """Samples per second leaving the FIFO (sample rate over on-chip averaging)."""
         return self.sample_rate_hz / self.averaging
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What the board's service runs, chosen per core by measured counts (``ppg-edge bench arm``):
+    the peak model file (``models/device/<peak_model>``) and the framer hop in seconds."""
+
+    interpreters: tuple[str, ...]
+    peak_model: str | None = None
+    peak_model_source: str | None = None
+    hop_s: float | None = None
+    hop_source: str | None = None
+
+    def hop_samples(self, fs: float) -> int | None:
+        """The hop in samples at the model rate ``fs`` (None: the model manifest's)."""
+        return None if self.hop_s is None else int(round(self.hop_s * fs))
 
 
 @dataclass(frozen=True)
@@ -153,6 +170,7 @@ class Board:
     uart: UART
     interpreters: tuple[str, ...]
     power: Power
+    runtime: Runtime | None = None
     config_txt: ConfigTxt | None = None
     emulates: str | None = None
     path: str | None = None
@@ -360,6 +378,8 @@ def parse_board(data: dict[str, Any], path: str = "<board>") -> Board:
         adc_range_na=t.get("adc_range_na", int, check=_one_of(MAX30102_ADC_RANGES_NA, " nA")),
         led_red_ma=_led(t, "led_red_ma"),
         led_ir_ma=_led(t, "led_ir_ma"),
+        fifo_almost_full=t.get("fifo_almost_full", int, required=False, default=17,
+                               check=_in_range(17, 32, " samples")),
     )
     if sensor.mode == "spo2":
         cap = MAX30102_SPO2_MAX_RATE_HZ[sensor.pulse_width_us]
@@ -394,6 +414,18 @@ def parse_board(data: dict[str, Any], path: str = "<board>") -> Board:
             raise t.fail("interpreters", f"{it!r} unknown; known: {', '.join(INTERPRETERS)}")
     if len(set(interps)) != len(interps):
         raise t.fail("interpreters", f"duplicates in {interps!r}")
+    runtime = Runtime(
+        interpreters=tuple(interps),
+        peak_model=t.get("peak_model", str, required=False,
+                         check=lambda v: None if re.fullmatch(r"peaks-[\w.-]+\.tflite", v)
+                         else f"{v!r} is not a peak model file name like 'peaks-Type30-int8.tflite'"),
+        peak_model_source=t.get("peak_model_source", str, required=False, check=_nonempty),
+        hop_s=t.get("hop_s", float, required=False, check=_in_range(0.1, 10.0, " s")),
+        hop_source=t.get("hop_source", str, required=False, check=_nonempty),
+    )
+    for key, src in (("peak_model", "peak_model_source"), ("hop_s", "hop_source")):
+        if (getattr(runtime, key) is None) != (getattr(runtime, src) is None):
+            raise t.fail(key, f"{key} and {src} go together (say how it was chosen)")
     t.finish()
 
     t = top.table("power")
@@ -439,7 +471,7 @@ def parse_board(data: dict[str, Any], path: str = "<board>") -> Board:
     top.finish()
 
     return Board(identifier=ident, name=name, virtual=virtual, cpu=cpu, os=os_info, i2c=i2c,
-                 max30102=sensor, uart=uart, interpreters=tuple(interps), power=power,
+                 max30102=sensor, uart=uart, interpreters=tuple(interps), power=power, runtime=runtime,
                  config_txt=config_txt, emulates=emulates, path=path)
 
 

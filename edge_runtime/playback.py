@@ -56,7 +56,8 @@ def settings_from_board(board) -> Max30102Settings:
     s = board.max30102
     return Max30102Settings(sample_rate=s.sample_rate_hz, averaging=s.averaging,
                             pulse_width_us=s.pulse_width_us, adc_range_na=s.adc_range_na,
-                            red_current_ma=s.led_red_ma, ir_current_ma=s.led_ir_ma)
+                            red_current_ma=s.led_red_ma, ir_current_ma=s.led_ir_ma,
+                            almost_full=getattr(s, "fifo_almost_full", 17))
 
 
 @dataclass

@@ -74,6 +74,23 @@ def test_model_specific_details():
     assert v4.config_txt is None and v4.os.boot_mount is None
 
 
+def test_board_runtime_choices_name_committed_models_and_say_why():
+    """A board's peak model is a committed device model; its hop and FIFO burst reach the driver
+    settings and the service (the choice is data, reviewable in the board file)."""
+    from ppg_edge.config import REPO_ROOT
+    from ppg_edge.edge_runtime.playback import settings_from_board
+
+    for board in list_boards():
+        rt = board.runtime
+        if rt.peak_model is not None:
+            assert (REPO_ROOT / "models/device" / rt.peak_model).is_file(), (board.identifier, rt.peak_model)
+            assert "bench arm" in rt.peak_model_source, rt.peak_model_source
+        assert settings_from_board(board).almost_full == board.max30102.fifo_almost_full
+    zero = load_board("rpi-zero-2w")
+    assert zero.runtime.hop_samples(125.0) == 250 and "bench hop" in zero.runtime.hop_source
+    assert load_board("rpi4b").runtime.hop_samples(125.0) is None  # the manifest's hop
+
+
 def test_load_by_path_equals_load_by_name():
     assert load_board(boards_dir() / "rpi5.toml") == load_board("rpi5")
 
@@ -120,6 +137,11 @@ BAD = [
     ("rpi4b", "runtime", "interpreters", "[]", "empty"),
     ("rpi4b", "runtime", "interpreters", '["tensorflow"]', "'tensorflow' unknown"),
     ("rpi4b", "runtime", "interpreters", '["tflite-runtime", "tflite-runtime"]', "duplicates"),
+    ("rpi4b", "runtime", "peak_model", '"Type30.h5"', "not a peak model file name"),
+    ("rpi4b", "runtime", "peak_model_source", None, "peak_model and peak_model_source go together"),
+    ("rpi-zero-2w", "runtime", "hop_s", "0.01", "outside 0.1-10.0 s"),
+    ("rpi-zero-2w", "runtime", "hop_source", None, "hop_s and hop_source go together"),
+    ("rpi-zero-2w", "max30102", "fifo_almost_full", "33", "outside 17-32 samples"),
     ("rpi4b", "power", "idle_w", "6.0", "must exceed idle_w"),
     ("rpi4b", "power", "active_w", "0", "outside 0.01-100.0 W"),
     ("rpi4b", "power", "idle_source", '""', "must not be empty"),

@@ -79,6 +79,13 @@ def test_the_service_model_is_chosen_in_the_bundle_and_checked(tmp_path, models_
     pairs = check_models(models_dir)
     assert service_config("rpi4b", pairs)["model"] == "models/tiny-peaks-fixed-int8-125hz-c1-s0.tflite"
     assert service_config("rpi4b", [])["model"] is None
+    # the board's own choice (runtime.peak_model) is taken when the bundle has it, and says why
+    boards_pick = [(tmp_path / "peaks-Type30-float32.tflite", pairs[0][1])] + pairs
+    chosen = service_config("rpi-zero-2w", boards_pick)
+    assert chosen["model"] == "models/peaks-Type30-float32.tflite", chosen
+    assert "bench arm" in chosen["model_chosen_by"], chosen
+    fallback = service_config("rpi-zero-2w", pairs)
+    assert "not in the bundle" in fallback["model_chosen_by"], fallback
     with pytest.raises(ConfigError, match="not in the bundle"):
         service_config("rpi4b", pairs, peak_model="peaks-Type30-int8")
     with pytest.raises(ConfigError, match="not 'bp'"):

@@ -65,8 +65,9 @@ def service_config(board_id: str, models: Sequence[tuple[Path, Path]], *, peak_m
     at run time, so the deploy's smoke check can check exactly them.
 
     ``peak_model`` / ``bp_model`` name a file of the bundle (with or without ``.tflite``);
-    by default the peak model is :data:`DEFAULT_PEAK_MODEL` when present, else the first int8
-    peak model by name, else any peak model; the BP model is the first int8 BP model, else any.
+    by default the peak model is the board file's ``runtime.peak_model`` (chosen by measured counts
+    on its core; ``model_chosen_by`` says why), else :data:`DEFAULT_PEAK_MODEL` when present, else
+    the first int8 peak model by name, else any peak model; the BP model is the first int8 BP model, else any.
     """
     by_kind: dict[str, list[tuple[bool, str]]] = {}
     names = {}
@@ -89,10 +90,29 @@ def service_config(board_id: str, models: Sequence[tuple[Path, Path]], *, peak_m
         found = sorted(by_kind.get(kind, []))
         return found[0][1] if found else None
 
-    peak = pick("peaks", peak_model, DEFAULT_PEAK_MODEL)
+    board_model, why = _board_peak_model(board_id)
+    peak = pick("peaks", peak_model, board_model or DEFAULT_PEAK_MODEL)
+    if peak_model:
+        why = "named by the deploy (--peak-model)"
+    elif peak != board_model:
+        why = ((f"the board's {board_model} is not in the bundle; " if board_model else "")
+               + ("the project's default" if peak == DEFAULT_PEAK_MODEL else "the first peak model of the bundle"))
     bp = pick("bp", bp_model, None)
     return {"format": 1, "board": board_id, "source": source,
-            "model": f"models/{peak}" if peak else None, "bp_model": f"models/{bp}" if bp else None}
+            "model": f"models/{peak}" if peak else None, "model_chosen_by": why,
+            "bp_model": f"models/{bp}" if bp else None}
+
+
+def _board_peak_model(board_id: str) -> tuple[str | None, str | None]:
+    """The board file's ``runtime.peak_model`` and why it was chosen (None, None for a board
+    that names none or is not a committed board)."""
+    from ppg_edge.boards import load_board
+
+    try:
+        rt = load_board(board_id).runtime
+    except ConfigError:
+        return None, None
+    return (rt.peak_model, rt.peak_model_source) if rt is not None and rt.peak_model else (None, None)
 
 
 def service_argv(service: dict, release_dir: str) -> list[str]:

@@ -51,6 +51,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--data-root")
     g.add_argument("--out", default="docs/results/gate-sweep-val.json")
     g.set_defaults(func=_handle_gate)
+    h = sub.add_parser(
+        "hop", help="the framer hop vs accuracy, network always on (train/val subjects only)",
+        description="Run the pipeline with the network always on at each framer hop on the CapnoBase and "
+                    "BIDMC subjects of one part of split 'peaks' (val or train; never test), clean and with "
+                    "white Gaussian noise; report pooled F1 per hop: what a board's runtime.hop_s is chosen with.")
+    h.add_argument("--model", required=True, help="peak model .tflite")
+    h.add_argument("--hop", type=int, nargs="+", required=True, help="hops in model samples")
+    h.add_argument("--part", choices=("val", "train"), default="val")
+    h.add_argument("--seconds", type=float, help="first seconds of each record (default: all)")
+    h.add_argument("--snr", type=float, nargs="+", default=[5.0, 0.0], help="noisy conditions (dB)")
+    h.add_argument("--board", default="rpi-zero-2w", help="board whose MAX30102 settings the chip uses")
+    h.add_argument("--core", type=int)
+    h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--data-root")
+    h.add_argument("--out", default="docs/results/hop-sweep-val.json")
+    h.set_defaults(func=_handle_hop)
     a = sub.add_parser(
         "arm", help="instructions per second of signal of the device path on the board's ARM core (qemu TCG)",
         description="Count the device path's instructions (driver included, emulated chip apart) under "
@@ -100,7 +116,7 @@ def _handle(args: argparse.Namespace) -> int:
 
 def _handle_gate(args: argparse.Namespace) -> int:
 
-    from ppg_edge.evaluate.runtime_bench import gate_markdown, gate_sweep
+    from ppg_edge.evaluate.runtime_bench import gate_sweep, sweep_markdown
 
     t0 = time.perf_counter()
     res = gate_sweep(int8_model=args.model, part=args.part, thresholds=args.sqi, seconds=args.seconds,
@@ -114,7 +130,23 @@ def _handle_gate(args: argparse.Namespace) -> int:
     parts += ["--out", args.out]
     res["command"] = " ".join(shlex.quote(p) for p in parts)
     res["elapsed_s"] = round(time.perf_counter() - t0, 1)
-    return _write(res, args.out, gate_markdown(res) + f"\nThe sweep took {res['elapsed_s']:.0f} s.\n")
+    return _write(res, args.out, sweep_markdown(res) + f"\nThe sweep took {res['elapsed_s']:.0f} s.\n")
+
+
+def _handle_hop(args: argparse.Namespace) -> int:
+    from ppg_edge.evaluate.runtime_bench import hop_sweep, sweep_markdown
+
+    t0 = time.perf_counter()
+    res = hop_sweep(model=args.model, hops=args.hop, part=args.part, seconds=args.seconds, snr_dbs=args.snr,
+                    board=args.board, data_root=args.data_root, core=args.core, seed=args.seed)
+    parts = ["ppg-edge", "bench", "hop", "--model", args.model, "--hop", *[str(h) for h in args.hop],
+             "--part", args.part, "--snr", *[f"{x:g}" for x in args.snr], "--board", args.board]
+    if args.seconds is not None:
+        parts += ["--seconds", f"{args.seconds:g}"]
+    parts += ["--out", args.out]
+    res["command"] = " ".join(shlex.quote(p) for p in parts)
+    res["elapsed_s"] = round(time.perf_counter() - t0, 1)
+    return _write(res, args.out, sweep_markdown(res) + f"\nThe sweep took {res['elapsed_s']:.0f} s.\n")
 
 
 def _handle_arm(args: argparse.Namespace) -> int:

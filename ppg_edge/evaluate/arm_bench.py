@@ -33,13 +33,27 @@ log = logging.getLogger(__name__)
 RECORD = ("capnobase", "0009")
 PEAK_INT8 = "models/device/peaks-Type30-int8.tflite"
 PEAK_FLOAT = "models/device/peaks-Type30-float32.tflite"
-# path -> (peak model, gate)
-PATHS = {
-    "network": (PEAK_INT8, "network"),
-    "network-float32": (PEAK_FLOAT, "network"),
-    "gated": (PEAK_INT8, "auto"),
-    "classic": (PEAK_INT8, "classic"),
-}
+
+
+def board_paths(board) -> dict[str, tuple[str, str]]:
+    """path -> (peak model, gate) for a board: ``network`` is the device's peak model (the board
+    file's ``runtime.peak_model``, int8 Type30 when it names none), always on; the other
+    precision of Type30 beside it (``network-int8`` / ``network-float32``); ``gated`` and
+    ``classic`` with the device's model loaded."""
+    rt = getattr(board, "runtime", None)
+    device = f"models/device/{rt.peak_model}" if rt is not None and rt.peak_model else PEAK_INT8
+    other = PEAK_INT8 if device == PEAK_FLOAT else PEAK_FLOAT
+    return {"network": (device, "network"),
+            f"network-{'int8' if other == PEAK_INT8 else 'float32'}": (other, "network"),
+            "gated": (device, "auto"),
+            "classic": (device, "classic")}
+
+
+def board_hop(board, model_fs: float = 125.0) -> int | None:
+    """The framer hop the board's service runs (``runtime.hop_s``), in model samples."""
+    rt = getattr(board, "runtime", None)
+    return None if rt is None else rt.hop_samples(model_fs)
+
 STAGE_ROWS = ("driver", "bus-fake", "resampler", "iir", "dwt", "framing", "quality", "invoke", "classic",
               "decoder", "bp", "sink", "pipeline")
 GUEST_PYTHON = "/usr/bin/python3.11"
@@ -194,7 +208,8 @@ def prepare_input(board, seconds: float, work: Path, data_root=None) -> dict:
     np.save(work / "fifo.npy", fifo)
     np.save(work / "light.npy", light)
     return {"fifo": str(work / "fifo.npy"), "light": str(work / "light.npy"), "light_fs": float(rec.fs),
-            "settings": {"sample_rate": settings.sample_rate, "averaging": settings.averaging},
+            "settings": {"sample_rate": settings.sample_rate, "averaging": settings.averaging,
+                         "almost_full": settings.almost_full},
             "fs": settings.output_rate}
 
 
@@ -222,19 +237,21 @@ def bench(board, seconds: float = 60.0, *, stages: bool = True, models: bool = T
         work = Path(tmp)
         runner = Runner(board, work)
         inp = prepare_input(board, long_, work, data_root)
+        inp["hop"] = board_hop(board)
         fs = inp.pop("fs")
-        jobs = [(p, staged) for p in PATHS for staged in ((False, True) if stages else (False,))]
-        bar = tqdm(total=2 * len(jobs) + len(PATHS) + (2 if chip else 0) + (1 if equivalence else 0), desc="arm bench",
+        paths_run = board_paths(board)
+        jobs = [(p, staged) for p in paths_run for staged in ((False, True) if stages else (False,))]
+        bar = tqdm(total=2 * len(jobs) + len(paths_run) + (2 if chip else 0) + (1 if equivalence else 0), desc="arm bench",
                    disable=not progress, unit="run")
         counts: dict = {}
         # warm-up, discarded, once per path: compiles the byte code into the private pycache and
         # fills what the stages cache on first use (else the first counted run pays it)
-        for model, gate in PATHS.values():
+        for model, gate in paths_run.values():
             runner.count({**inp, "mode": "path", "model": str(REPO_ROOT / model), "gate": gate, "seconds": short,
                           "stages": True})
             bar.update()
         for path, staged in jobs:
-            model, gate = PATHS[path]
+            model, gate = paths_run[path]
             for secs in (short, long_):
                 spec = {**inp, "mode": "path", "model": str(REPO_ROOT / model), "gate": gate, "seconds": secs,
                         "stages": staged}
@@ -245,7 +262,7 @@ def bench(board, seconds: float = 60.0, *, stages: bool = True, models: bool = T
         paths, stage_table = {}, {}
         from ppg_edge.evaluate.arm_device import STAGES
 
-        for path in PATHS:
+        for path in paths_run:
             a, b = counts[(path, False, short)], counts[(path, False, long_)]
             per_s = (b.total - a.total) / dt
             paths[path] = {"device_insn_per_signal_s": per_s, "insn_per_sample": per_s / fs,
@@ -261,18 +278,22 @@ def bench(board, seconds: float = 60.0, *, stages: bool = True, models: bool = T
                                                    "core_active_w": board.power.core_active_w,
                                                    "core_active_source": board.power.core_active_source},
                "record": "/".join(RECORD), "seconds": seconds, "lengths_s": [short, long_], "sample_rate_hz": fs,
+               "runtime": {"peak_model": Path(paths_run["network"][0]).name, "hop": inp["hop"],
+                           "fifo_almost_full": inp["settings"]["almost_full"],
+                           "peak_model_source": getattr(board.runtime, "peak_model_source", None),
+                           "hop_source": getattr(board.runtime, "hop_source", None)},
                "paths": paths, "stages": stage_table}
         if chip:
             got = []
             for secs in (short, long_):
-                model, gate = PATHS["network"]
+                model, gate = paths_run["network"]
                 got.append(runner.count({**inp, "mode": "path", "model": str(REPO_ROOT / model), "gate": gate,
                                          "seconds": secs, "stages": True, "bus": "emulated"}))
                 bar.update()
             doc["emulated_chip_insn_per_signal_s"] = (got[1].stages.get(STAGES["chip"], 0)
                                                       - got[0].stages.get(STAGES["chip"], 0)) / dt
         if equivalence:
-            model, gate = PATHS["network"]
+            model, gate = paths_run["network"]
             host_events = work / "host-events.jsonl"
             runner.host({**inp, "mode": "path", "model": str(REPO_ROOT / model), "gate": gate, "seconds": long_,
                          "events": str(host_events)})
@@ -341,6 +362,10 @@ def write_report(doc: dict, out: Path, command: str) -> tuple[Path, Path, Path]:
              f"from a bus fake serving the emulated chip's FIFO bytes; every figure is the difference of the "
              f"same run at {doc['lengths_s'][0]:g} s and {doc['lengths_s'][1]:g} s of signal, divided by "
              f"{doc['lengths_s'][1] - doc['lengths_s'][0]:g} s (start-up cancels).", "",
+             f"The board's runtime (its board file): peak model {doc['runtime']['peak_model']} "
+             f"({doc['runtime']['peak_model_source'] or 'the default'}); framer hop "
+             f"{doc['runtime']['hop'] or 'of the model manifest'} samples ({doc['runtime']['hop_source'] or 'default'}); "
+             f"FIFO burst of {doc['runtime']['fifo_almost_full']} samples (A_FULL).", "",
              "## Per path", "",
              "| path | instructions / s of signal | per sample | modelled CPU load (one core) "
              "| modelled mJ / sample |", "|---|---:|---:|---:|---:|"]
@@ -372,7 +397,8 @@ def write_report(doc: dict, out: Path, command: str) -> tuple[Path, Path, Path]:
         lines.append("")
     if "equivalence" in doc:
         e = doc["equivalence"]
-        lines += ["## Equivalence", "", f"int8 network path under qemu against the same run on the host: "
+        lines += ["## Equivalence", "", f"network path ({doc['runtime']['peak_model']}) under qemu against the "
+                  "same run on the host: "
                   f"{'identical' if e['events_equal'] else 'DIFFERENT'} ({e['events']} events, {e['beats']} beats"
                   + ("" if e["events_equal"] else f", first difference at event {e['first_difference']}") + ").",
                   ""]

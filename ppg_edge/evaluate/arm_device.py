@@ -101,7 +101,7 @@ def run_path(spec: dict) -> dict:
     from ppg_edge.edge_runtime.sinks import JsonLinesSink
 
     wrap = _markers(bool(spec.get("stages")))
-    settings = Max30102Settings(**spec["settings"])
+    settings = Max30102Settings(**spec["settings"])  # sample_rate, averaging, almost_full
     fs = settings.output_rate
     n = int(round(spec["seconds"] * fs))
     clock = VirtualClock()

@@ -282,12 +282,14 @@ def run_benchmark(*, int8_model, float_model, keras_dir=None, records: Sequence[
             "per_record": per_record}
 
 
-def gate_sweep(*, int8_model, part: str = "val", thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9),
-               seconds: float | None = None, snr_db: float = 5.0, board: str = "virtual-rpi4", data_root=None,
-               core: int | None = None, seed: int = 0, progress: bool = True) -> dict:
-    """The quality gate's SQI threshold against accuracy and cost, on the CapnoBase subjects of
-    one part of split ``peaks`` (``val`` to choose it; never ``test``): per threshold, the gated
-    pipeline's F1 (clean and noisy) and network share beside the network always on."""
+def part_sweep(*, model, part: str, configs: Sequence[tuple[str, str, float | None, int | None]],
+               datasets: Sequence[str] = ("capnobase",), snr_dbs: Sequence[float] = (5.0,),
+               seconds: float | None = None, board: str = "virtual-rpi4", data_root=None,
+               core: int | None = None, seed: int = 0, progress: bool = True, what: str = "sweep") -> dict:
+    """The pipeline under each of ``configs`` (``(key, gate, sqi_classic, hop)``) on the subjects
+    of ``datasets`` in one part of split ``peaks`` (``val`` to choose with; never ``test``), clean
+    and with white Gaussian noise at each of ``snr_dbs``: pooled F1, network share and CPU cost
+    per condition and config."""
     from tqdm import tqdm
 
     from ppg_edge.boards import load_board
@@ -296,28 +298,30 @@ def gate_sweep(*, int8_model, part: str = "val", thresholds: Sequence[float] = (
     from ppg_edge.synth import add_noise
 
     if part not in ("train", "val"):
-        raise ConfigError(f"choose the gate threshold on 'train' or 'val' subjects, not {part!r}")
+        raise ConfigError(f"choose on 'train' or 'val' subjects, not {part!r}")
     pinned = pin_to_one_core(core)
     settings = settings_from_board(load_board(board))
-    names = [s.split("/", 1)[1] for s in load_split("peaks")[part] if s.startswith("capnobase/")]
-    spec = EdgeModel(int8_model, kind="peaks").spec
-    configs = [("network", None)] + [("auto", float(t)) for t in thresholds]
+    subjects = [s for s in load_split("peaks")[part] if s.split("/", 1)[0] in datasets]
+    spec = EdgeModel(model, kind="peaks").spec
     acc: dict[str, dict] = {}
     root = np.random.SeedSequence(seed)
-    bar = tqdm(total=len(names) * 2, desc=f"gate sweep ({part})", unit="run", disable=not progress)
-    for ri, name in enumerate(names):
-        rec = load_record("capnobase", name, data_root)
+    bar = tqdm(total=len(subjects) * (1 + len(snr_dbs)), desc=f"{what} ({part})", unit="run", disable=not progress)
+    for ri, subject in enumerate(subjects):
+        rec = load_record(*subject.split("/", 1), data_root)
         n_src = rec.ppg.size if seconds is None else min(rec.ppg.size, int(seconds * rec.fs))
         clean = np.asarray(rec.ppg[:n_src], dtype=np.float64)
-        noisy = add_noise(clean, rec.fs, "gaussian", snr_db, np.random.default_rng(root.spawn(len(names))[ri]))
-        for cond, sig in (("clean", clean), (f"gaussian_{snr_db:g}dB", noisy)):
+        conds = [("clean", clean)] + [
+            (f"gaussian_{snr:g}dB", add_noise(clean, rec.fs, "gaussian", snr,
+                                              np.random.default_rng(root.spawn(len(subjects))[ri])))
+            for snr in snr_dbs]
+        for cond, sig in conds:
             cap = capture(sig, rec.fs, settings)
             ref = reference_on_model_axis(rec.peaks, rec.fs, n_src, settings, spec.fs)
-            for gate, t in configs:
-                summary, beats, dt = run_pipeline(cap, int8_model, gate, t)
-                covered = ref[ref < summary["windows"] * spec.hop + spec.window - spec.hop]
+            for key, gate, sqi, hop in configs:
+                summary, beats, dt = run_pipeline(cap, model, gate, sqi, hop=hop)
+                h = spec.hop if hop is None else hop
+                covered = ref[ref < summary["windows"] * h + spec.window - h]
                 sc = f1(covered, beats, spec.fs)
-                key = "network" if t is None else f"sqi>={t:g}"
                 d = acc.setdefault(cond, {}).setdefault(key, {"tp": 0, "fp": 0, "fn": 0, "cpu_s": 0.0,
                                                               "seconds": 0.0, "network": 0, "classic": 0})
                 for k in ("tp", "fp", "fn"):
@@ -333,22 +337,51 @@ def gate_sweep(*, int8_model, part: str = "val", thresholds: Sequence[float] = (
             d["f1"] = f1_from_counts(d["tp"], d["fp"], d["fn"])
             d["network_share"] = d["network"] / max(1, d["network"] + d["classic"])
             d["x_realtime"] = d["seconds"] / d["cpu_s"]
-    return {"benchmark": "gate-sweep", "part": part, "records": [f"capnobase/{n}" for n in names],
-            "snr_db": snr_db, "thresholds": list(thresholds), "model": str(int8_model),
-            "model_sha256": _sha(int8_model), "tolerance_ms": TOL_S * 1000, "machine": machine(pinned),
-            "results": acc}
+    return {"benchmark": what, "part": part, "records": subjects, "snr_dbs": list(snr_dbs),
+            "model": str(model), "model_sha256": _sha(model), "tolerance_ms": TOL_S * 1000,
+            "machine": machine(pinned), "results": acc}
 
 
-def gate_markdown(res: dict) -> str:
+def gate_sweep(*, int8_model, part: str = "val", thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9),
+               seconds: float | None = None, snr_db: float = 5.0, board: str = "virtual-rpi4", data_root=None,
+               core: int | None = None, seed: int = 0, progress: bool = True) -> dict:
+    """The quality gate's SQI threshold against accuracy and cost, on the CapnoBase subjects of
+    one part of split ``peaks``: per threshold, the gated pipeline's F1 (clean and noisy) and
+    network share beside the network always on."""
+    configs = [("network", "network", None, None)] + [(f"sqi>={t:g}", "auto", float(t), None) for t in thresholds]
+    res = part_sweep(model=int8_model, part=part, configs=configs, snr_dbs=(snr_db,), seconds=seconds,
+                     board=board, data_root=data_root, core=core, seed=seed, progress=progress,
+                     what="gate-sweep")
+    return {**res, "snr_db": snr_db, "thresholds": list(thresholds)}
+
+
+def hop_sweep(*, model, hops: Sequence[int], part: str = "val", seconds: float | None = None,
+              snr_dbs: Sequence[float] = (5.0, 0.0), board: str = "rpi-zero-2w", data_root=None,
+              core: int | None = None, seed: int = 0, progress: bool = True) -> dict:
+    """The framer hop against accuracy (network always on), on the CapnoBase and BIDMC subjects of
+    one part of split ``peaks``: what a board's ``runtime.hop_s`` is chosen with (fewer invokes
+    per second of signal against F1)."""
+    configs = [(f"hop {h}", "network", None, int(h)) for h in hops]
+    res = part_sweep(model=model, part=part, configs=configs, datasets=("capnobase", "bidmc"), snr_dbs=snr_dbs,
+                     seconds=seconds, board=board, data_root=data_root, core=core, seed=seed, progress=progress,
+                     what="hop-sweep")
+    return {**res, "hops": [int(h) for h in hops]}
+
+
+def sweep_markdown(res: dict) -> str:
+    """The table of a :func:`part_sweep` result (gate or hop sweep)."""
     conds = list(res["results"])
-    lines = ["# Quality gate: SQI threshold on the " + res["part"] + " subjects", "",
+    what = ("Quality gate: SQI threshold" if res["benchmark"] == "gate-sweep"
+            else "Framer hop, network always on")
+    lines = [f"# {what}, on the {res['part']} subjects", "",
              f"Command: `{res.get('command', '')}`  ",
-             f"Records: {', '.join(res['records'])}; noisy = white Gaussian noise at {res['snr_db']:g} dB; "
-             f"F1 within +-{res['tolerance_ms']:g} ms; machine: {res['machine']['cpu_model']}, one core, "
-             "CPU time.  ",
-             f"Model: `{res['model']}` (sha256 {res['model_sha256'][:12]}); the threshold the runtime uses is "
-             "QualityConfig.sqi_classic.", "",
-             "| gate | " + " | ".join(f"{c}: F1 | {c}: network share | {c}: x real time" for c in conds) + " |",
+             f"Records: {', '.join(res['records'])}; noisy = white Gaussian noise at "
+             f"{', '.join(f'{s:g}' for s in res['snr_dbs'])} dB; F1 within +-{res['tolerance_ms']:g} ms, pooled; "
+             f"machine: {res['machine']['cpu_model']}, one core, CPU time.  ",
+             f"Model: `{res['model']}` (sha256 {res['model_sha256'][:12]})"
+             + ("; the threshold the runtime uses is QualityConfig.sqi_classic." if res["benchmark"] == "gate-sweep"
+                else "; the model rate's hop in samples (a board's runtime.hop_s)."), "",
+             "| config | " + " | ".join(f"{c}: F1 | {c}: network share | {c}: x real time" for c in conds) + " |",
              "|---|" + "---|---|---|" * len(conds)]
     for key in res["results"][conds[0]]:
         cells = []
