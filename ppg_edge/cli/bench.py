@@ -78,6 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--out", help="folder for the Markdown report, the JSON and the PNG")
     a.add_argument("--no-models", action="store_true", help="skip the per-model-file counts")
     a.add_argument("--no-stages", action="store_true", help="skip the per-stage counts")
+    a.add_argument("--budget", metavar="FILE",
+                   help="write the per-path counts as the instruction budget the CI test holds the device path "
+                        "to (hil_tests/budgets/arm-insn.json; use --seconds 10 --no-stages --no-models)")
     a.add_argument("--data-root")
     a.set_defaults(func=_handle_arm)
 
@@ -158,7 +161,12 @@ def _handle_arm(args: argparse.Namespace) -> int:
     from ppg_edge.evaluate.arm_bench import bench, write_report
 
     doc = bench(load_board(args.board), args.seconds, stages=not args.no_stages, models=not args.no_models,
-                data_root=args.data_root, progress=sys.stderr.isatty())
+                chip=not args.budget, data_root=args.data_root, progress=sys.stderr.isatty())
+    if args.budget:
+        from ppg_edge.evaluate.arm_bench import budget_from
+
+        Path(args.budget).write_text(json.dumps(budget_from(doc), indent=1) + "\n")
+        log.info("wrote the budget %s", args.budget)
     parts = ["ppg-edge", "bench", "arm", "--board", args.board, "--seconds", f"{args.seconds:g}"]
     parts += [flag for flag, on in (("--no-models", args.no_models), ("--no-stages", args.no_stages)) if on]
     if args.out:

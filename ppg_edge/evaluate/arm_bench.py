@@ -331,6 +331,18 @@ def model_counts(runner: Runner, boards, progress: bool = True, invokes: int = 5
 # --------------------------------------------------------------------------- budget
 
 
+def budget_from(doc: dict) -> dict:
+    """The budget file of a bench result: its per-path counts, with what they were counted on."""
+    return {"about": "Instructions per second of signal of the device path (driver included, emulated chip "
+                     "excluded) on the board's core, counted by ppg-edge bench arm's method "
+                     f"(ppg-edge bench arm --board {doc['board']} --seconds {doc['seconds']:g} --no-stages "
+                     "--no-models --budget FILE); tests/test_bench_arm.py fails when a path grows more than "
+                     "10 % over its figure. A change that lowers a count updates this file in the same commit.",
+            "board": doc["board"], "cpu": doc["cpu"]["qemu_cpu"], "record": doc["record"], "seconds": doc["seconds"],
+            "lengths_s": doc["lengths_s"], "runtime": doc["runtime"],
+            "paths": {p: round(v["device_insn_per_signal_s"]) for p, v in doc["paths"].items()}}
+
+
 def check_budget(doc: dict, budget: dict, tolerance: float = 0.10) -> list[str]:
     """The paths whose count grew more than ``tolerance`` over the budget (one line each)."""
     over = []
