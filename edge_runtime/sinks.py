@@ -63,7 +63,11 @@ class JsonLinesSink:
         self.count = 0
 
     def emit(self, event: dict) -> None:
-        self.fh.write(json.dumps(json_safe(event), separators=(",", ":"), allow_nan=False) + "\n")
+        try:  # the runtime's events are plain Python values: the encoder's C path, no walk
+            line = json.dumps(event, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError):  # a numpy value or a non-finite float: cleaned first
+            line = json.dumps(json_safe(event), separators=(",", ":"), allow_nan=False)
+        self.fh.write(line + "\n")
         self.fh.flush()
         self.count += 1
 
