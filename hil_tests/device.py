@@ -95,6 +95,10 @@ def record_stimulus(key: str, *, root: str | Path | None = None, seconds: float 
         x = np.where(bad, float(np.nanmedian(x)), x)
         note = f"; {int(bad.sum())} non-finite samples replaced by the median"
     counts = dataset == "max30102-raw"
+    if counts:
+        from ppg_edge.data.max30102_raw import adc_codes
+
+        adc_codes(rec)  # refuses a file that is not 18-bit codes, saying what it holds
     m = getattr(board, "max30102", None)
     light = to_light(x, counts=counts, adc_range_na=getattr(m, "adc_range_na", 4096),
                      led_ma=getattr(m, "led_ir_ma", 7.0))

@@ -89,9 +89,11 @@ def _handle(args: argparse.Namespace) -> int:
             clock = _clock(args.speed) if args.speed else None
             fs = rec.fs
             if "ir" in rec.signals and rec.dataset == "max30102-raw":
+                from ppg_edge.data.max30102_raw import adc_codes
                 from ppg_edge.edge_runtime.sensors import ReplaySensor
 
-                sensor = ReplaySensor(rec.signals["red"], rec.signals["ir"], fs=fs, clock=clock)
+                red, ir = adc_codes(rec)  # refuses a file of other values, saying what it holds
+                sensor = ReplaySensor(red, ir, fs=fs, clock=clock)
             else:
                 sensor = ArrayReplay(rec.ppg, fs, clock=clock)
                 full_scale = None  # a float record has no ADC scale

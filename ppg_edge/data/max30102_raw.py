@@ -25,7 +25,9 @@ Sources (each sub-folder; see the folder's SOURCE.txt for commits):
   CRLF line ends; ticks run at 30 MHz (``run1.gp``), rate = 30e6 / median tick
   step (about 137 Hz).
 
-Every record has ``red`` and ``ir`` channels and ``ppg`` = IR.
+Every record has ``red`` and ``ir`` channels and ``ppg`` = IR. :func:`adc_codes` gives a
+record's channels as 18-bit MAX30102 codes (what replay and the emulated chip take) or refuses
+it with what the file holds (the jdesbonnet files: values beyond 18 bits, ``meta["file_summary"]``).
 """
 from __future__ import annotations
 
@@ -80,6 +82,7 @@ SOURCES = [
     for f in ("left_hand_100sps.dat", "left_hand_200sps.dat", "thumb_toe_100sps.dat")
 ]
 
+FULL_SCALE = (1 << 18) - 1  # the MAX30102's largest 18-bit code (262143)
 RPI_FS = 25.0  # 100 sps with 4-sample FIFO averaging (driver register setup)
 AROMRING_FS = 25.0  # algorithm_by_RF.h: FS 25
 RUN1_TICK_HZ = 30e6  # run1.gp scales ticks by 30e6
@@ -215,6 +218,24 @@ def read_ppg_tools(path: Path) -> tuple[dict[str, Any], np.ndarray]:
     return header, rows
 
 
+def _value_range(values: np.ndarray) -> str:
+    return f"RED/IR values {values.min():.0f}..{values.max():.0f}"
+
+
+def _ppg_tools_summary(path: Path, rows: np.ndarray) -> str:
+    """What a PPG_Tools file holds, in words (for refusals that must say why)."""
+    s = rows[:, 2]
+    parts = []
+    for k in (0, 1):
+        p = rows[s == k]
+        span = p[-1, 0] - p[0, 0] if p.shape[0] > 1 else 0.0
+        rate = f" at {(p.shape[0] - 1) / span:.1f} Hz" if span > 0 else ""
+        parts.append(f"sensor {k}: {p.shape[0]} rows{rate}")
+    switch = 100.0 * float(np.mean(s[1:] != s[:-1])) if s.size > 1 else 0.0
+    return (f"{path.name}: {rows.shape[0]} rows of two MAX30102 sensors interleaved ({', '.join(parts)}; "
+            f"the sensor column changes on {switch:.0f}% of rows), {_value_range(rows[:, 3:5])}")
+
+
 def _load_ppg_tools(folder: Path, record_id: str) -> Record:
     stem, sensor = record_id[len("jdesbonnet_"):].rsplit("_s", 1)
     path = Path(folder) / PPG_TOOLS / f"{stem}.dat"
@@ -233,6 +254,7 @@ def _load_ppg_tools(folder: Path, record_id: str) -> Record:
     locs = header.get("sensorLocations") or []
     return _record(record_id, part[:, 3].copy(), part[:, 4].copy(), fs, "on", {
         "source_file": str(path),
+        "file_summary": _ppg_tools_summary(path, rows),
         "sensor": s,
         "location": locs[s] if s < len(locs) else None,
         "header_sampling_rate": hdr_fs,
@@ -261,10 +283,33 @@ def _load_run1(folder: Path) -> Record:
     fs = check_rate(RUN1_TICK_HZ / float(np.median(steps)), path, "rate from ticks")
     return _record("jdesbonnet_run1", rows[:, 1].copy(), rows[:, 2].copy(), fs, "on", {
         "source_file": str(path),
+        "file_summary": f"{path.name}: {rows.shape[0]} rows of one sensor (30 MHz ticks, RED, IR; "
+                        f"{fs:.1f} Hz), {_value_range(rows[:, 1:3])}",
         "nul_bytes_removed": n_nul,
         "rate_source": "30 MHz ticks / median tick step",
         "ticks": rows[:, 0].copy(),
     })
+
+
+def adc_codes(rec: Record) -> tuple[np.ndarray, np.ndarray]:
+    """``(red, ir)`` of a max30102-raw record as int64 18-bit MAX30102 codes (0..262143), what
+    replay and the emulated chip are driven by; a ``DataError`` saying what the file holds when
+    its values are not such codes (the jdesbonnet files: firmware-scaled values beyond 18 bits)."""
+    out = []
+    for name in ("red", "ir"):
+        x = np.asarray(rec.signals[name], dtype=np.float64)
+        over = int(np.count_nonzero((x < 0) | (x > FULL_SCALE)))
+        frac = int(np.count_nonzero(x != np.round(x)))
+        if over or frac:
+            what = rec.meta.get("file_summary") or f"{x.size} samples, {_value_range(x)}"
+            why = (f"{over} of {x.size} {name.upper()} samples lie outside the 18-bit range "
+                   f"0..2^18-1 = {FULL_SCALE}" if over else f"{frac} {name.upper()} samples are not integers")
+            raise DataError(
+                f"{NAME}/{rec.record_id} is not raw MAX30102 codes: {what}; {why} (the logger's "
+                f"firmware scaled or accumulated them: arbitrary units). Replay and the emulated chip "
+                f"need the 18-bit codes as the chip's FIFO gives them")
+        out.append(x.astype(np.int64))
+    return out[0], out[1]
 
 
 def load_record(folder: Path, record_id: str) -> Record:
