@@ -19,7 +19,13 @@ and turns them into events on a sink:
   under a finger, which fall as the blood volume rises) is negated into the
   blood-volume waveform the models were trained on (pulse maxima = beats); float
   records and sources that already rise with the blood volume pass unchanged;
-- the samples are resampled to the model rate (numpy polyphase), band-passed and
+- the sensor's rate is measured from the blocks' read times
+  (:class:`~.resample.RateEstimator`; lost samples counted): once it departs from
+  the nominal one the resampler follows it (rate and phase, smoothly); a ``rate``
+  event reports a departure of more than 1 % (and a return), the summary gives
+  ``sensor_fs_measured`` beside ``sensor_fs``; beat ``sensor_index`` is the
+  resampler's own input position of the beat;
+- the samples are resampled to the model rate (numpy, any ratio), band-passed and
   framed by :class:`~.stream.StreamPreprocessor`; each window is assessed by
   :class:`~.quality.QualityGate` (suppressed with a reason, or sent to the
   classic detector when clean, the network when quality drops); the
@@ -50,10 +56,12 @@ from .bp import BPStage
 from .decoder import StreamDecoder
 from .interpreter import EdgeModel
 from .quality import QualityConfig, QualityGate, classic_probs, settle_time
-from .resample import StreamResampler, check_rate_for
+from .resample import RateEstimator, StreamResampler, check_rate_for, replay_times
 from .stream import FLAG_HELD, FLAG_LOST, FLAG_NONFINITE, FLAG_SATURATED, StreamPreprocessor
 
 log = logging.getLogger(__name__)
+
+RATE_EVENT = 0.01  # a measured sensor rate this far (relative) from nominal is a ``rate`` event
 
 
 @dataclass(frozen=True)
@@ -72,15 +80,19 @@ class FloatBlock:
 
 
 class ArrayReplay:
-    """Serve a float record (any units, NaN allowed) in blocks, like a sensor without ADC."""
+    """Serve a float record (any units, NaN allowed) in blocks, like a sensor without ADC.
 
-    def __init__(self, values, fs: float, block_size: int = 25, clock=None):
+    ``times``: the log's own per-sample clock times (s); each block's ``t`` is then the time
+    of its last sample (else ``end / fs``), so the pipeline measures the log's real rate."""
+
+    def __init__(self, values, fs: float, block_size: int = 25, clock=None, times=None):
         arr = np.asarray(values, dtype=np.float64)
         if arr.ndim != 1 or arr.size == 0:
             raise DataError(f"replay record must be a non-empty 1-D array, got shape {arr.shape}")
         if not fs > 0:
             raise ConfigError(f"replay fs must be positive, got {fs!r}")
         self.x, self.fs, self.block_size, self.clock = arr, float(fs), int(block_size), clock
+        self.times = replay_times(times, arr.size)
         self._pos = 0
         self._t0 = clock.now() if clock is not None else 0.0
         self.events: collections.deque = collections.deque(maxlen=1000)
@@ -98,12 +110,14 @@ class ArrayReplay:
             limit = min(limit, n_samples)
         while self._pos < limit:
             end = min(self._pos + self.block_size, limit)
+            t = end / self.fs if self.times is None else float(self.times[end - 1])
             if self.clock is not None:
-                wait = self._t0 + end / self.fs - self.clock.now()
+                due = end / self.fs if self.times is None else t - float(self.times[0])
+                wait = self._t0 + due - self.clock.now()
                 if wait > 0:
                     self.clock.sleep(wait)
             seg = self.x[self._pos:end]
-            yield FloatBlock(ir=seg.copy(), first_index=self._pos, lost=0, t=end / self.fs, fs=self.fs,
+            yield FloatBlock(ir=seg.copy(), first_index=self._pos, lost=0, t=t, fs=self.fs,
                              saturated=np.zeros(seg.size, dtype=bool))
             self._pos = end
 
@@ -143,13 +157,14 @@ class Pipeline:
     finger-off and saturation checks (None for float records). Reflected light is
     negated into the blood-volume waveform as the first block's ``reflected`` says
     (sensor blocks carry it; a :class:`FloatBlock` is blood-volume PPG); every later
-    block must agree.
+    block must agree. ``hop`` (model samples) or ``hop_s`` (seconds, e.g. the board's
+    ``runtime.hop_s``) overrides the manifest's framer hop; ``hop`` wins.
     """
 
     def __init__(self, sensor_fs: float, sink, *, model_path=None, bp_model_path=None,
                  full_scale: int | None = None, quality: QualityConfig | None = None,
                  backend: str | None = None, preference=None, hop: int | None = None,
-                 status: StatusLine | None = None):
+                 hop_s: float | None = None, status: StatusLine | None = None):
         self.sensor_fs = float(sensor_fs)
         self.full_scale = full_scale
         self._prev_count: float | None = None  # last ADC sample (held-sample flags across blocks)
@@ -177,6 +192,10 @@ class Pipeline:
             qcfg.settle_s = settle_time(spec.sos, spec.fs)
         check_rate_for(self.sensor_fs, spec, "peak model" if self.model is not None else "classic detector")
         self.resampler = StreamResampler(self.sensor_fs, self.fs)
+        self.rate = RateEstimator(self.sensor_fs)
+        self._rate_off = False  # the measured rate departs from nominal by more than RATE_EVENT
+        if hop is None and hop_s is not None:  # a board's hop in seconds, at the model's rate
+            hop = max(1, int(round(hop_s * self.fs)))
         self.stream = StreamPreprocessor(spec, hop=hop)
         self.gate = QualityGate(self.fs, qcfg)
         self.decoder = StreamDecoder(self.fs, spec.window, self.stream.hop, decoder_cfg)
@@ -255,6 +274,7 @@ class Pipeline:
         self._hold = float(ir[-1])
         self.counts["samples"] += ir.size
         self.n_sensor = first + ir.size
+        self.rate.add(self.n_sensor, getattr(block, "t", None))
         self._feed(ir, flags)
 
     def _held(self, x: np.ndarray, bad: np.ndarray) -> np.ndarray:
@@ -289,6 +309,7 @@ class Pipeline:
         self._pending.clear()
         self._n_fed += self._n_pending
         self._n_pending = 0
+        self._track_rate()
         if self.bp is not None:
             for est in self.bp.push(x, flags):
                 self._emit("bp", t=est.t, window=est.window, **est.values)
@@ -296,6 +317,29 @@ class Pipeline:
         for w in self.stream.push(y, f):
             self._window(w)
         self._need = self._inputs_for_next_window()
+
+    def _track_rate(self) -> None:
+        """Steer the resamplers onto the measured clock (once it departs from nominal) and
+        report a departure of more than :data:`RATE_EVENT`."""
+        est = self.rate
+        if est.engaged:
+            pos0 = est.pos0()
+            self.resampler.steer(est.fs, pos0)
+            if self.bp is not None:
+                self.bp.resampler.steer(est.fs, pos0)
+        dev = est.fs / self.sensor_fs - 1.0
+        off = abs(dev) > RATE_EVENT
+        if off != self._rate_off:
+            self._rate_off = off
+            (log.warning if off else log.info)("sensor rate %.3f Hz measured, nominal %g Hz (%+.2f %%)",
+                                               est.fs, self.sensor_fs, 100 * dev)
+            self._emit("rate", t=round(self._n_fed / self.sensor_fs, 4), index=self._n_fed,
+                       fs_nominal=self.sensor_fs, fs_measured=round(est.fs, 4),
+                       deviation=round(dev, 6), departed=off)
+
+    def _sensor_index(self, k: int) -> int:
+        """Sensor sample at model-rate sample ``k`` (the resampler's own position map)."""
+        return int(round(float(self.resampler.out_index_to_in(k))))
 
     def _inputs_for_next_window(self) -> int:
         """Sensor samples after which the stream can emit its next window (and the BP stage its next)."""
@@ -312,7 +356,7 @@ class Pipeline:
             k = w.start + self.gate.finger_crossing(w)
             self._finger = self.gate.finger_on
             self._emit("finger", t=round(k / self.fs, 4), on=self._finger, index=k,
-                       sensor_index=int(round(k * self.sensor_fs / self.fs)))
+                       sensor_index=self._sensor_index(k))
         self.counts["windows"] += 1
         t = w.end / self.fs
         if not q.ok:
@@ -336,7 +380,7 @@ class Pipeline:
         for b in beats:
             self.counts["beats"] += 1
             self._emit("beat", t=round(b.t, 4), index=b.index,
-                       sensor_index=int(round(b.index * self.sensor_fs / self.fs)),
+                       sensor_index=self._sensor_index(b.index),
                        prob=round(b.prob, 4), rr_s=None if b.rr_s is None else round(b.rr_s, 4))
         if beats:
             m = self.decoder.metrics()
@@ -371,6 +415,9 @@ class Pipeline:
                    "suppressed_by": {k[11:]: v for k, v in self.counts.items() if k.startswith("suppressed_")},
                    "sensor_events": {k[7:]: v for k, v in self.counts.items() if k.startswith("sensor_")},
                    "ir_inverted": bool(self.reflected),
+                   "sensor_fs": self.sensor_fs,
+                   "sensor_fs_measured": round(self.rate.fs, 4) if self.rate.measured else None,
+                   "rate_tracked": self.rate.engaged,
                    "model": None if self.model is None else self.model.path.name,
                    "backend": None if self.model is None else self.model.backend}
         self.sink.emit(summary)

@@ -122,11 +122,12 @@ def test_fifo_overflow_is_counted_as_lost_samples(fixed_model):
 def test_sample_rates_the_model_was_not_built_for(fixed_model):
     with pytest.raises(ConfigError, match="Hz"):
         Pipeline(10.0, MemorySink(), model_path=fixed_model)  # below the model's 8 Hz band: aliasing
-    with pytest.raises(ConfigError, match="resample"):
-        Pipeline(np.pi * 100, MemorySink(), model_path=fixed_model)  # no small rational factor
-    bp = rm.tiny_model("bp", "float32")  # band-pass up to 20 Hz: 20 Hz samples cannot carry it
+    Pipeline(np.pi * 100, MemorySink(), model_path=fixed_model)  # any ratio resamples
+    with pytest.raises(ConfigError, match="outside the 25-1000 Hz"):
+        Pipeline(1600.0, MemorySink(), model_path=fixed_model)
+    bp = rm.tiny_model("bp", "float32")  # band-pass up to 20 Hz: 30 Hz samples cannot carry it
     with pytest.raises(ConfigError, match="BP model"):
-        Pipeline(20.0, MemorySink(), bp_model_path=bp, model_path=fixed_model)
+        Pipeline(30.0, MemorySink(), bp_model_path=bp, model_path=fixed_model)
 
 
 def test_run_refuses_a_tampered_model_with_one_line(fixed_model, tmp_path, capsys):

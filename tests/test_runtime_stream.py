@@ -1,12 +1,10 @@
-"""Streaming front end == batch Preprocessing; streaming resampler == resample_poly; bad samples flagged."""
+"""Streaming front end == batch Preprocessing; bad samples flagged (the resampler: tests/test_stream_resampler.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from ppg_edge.dsp.pipeline import bp_preprocessing, peaks_preprocessing
-from ppg_edge.dsp.rates import rational_factor
-from ppg_edge.edge_runtime.resample import StreamResampler
 from ppg_edge.edge_runtime.stream import FLAG_LOST, FLAG_SATURATED, StreamPreprocessor
 from ppg_edge.errors import ConfigError, DataError
 from ppg_edge.synth import synth_ppg
@@ -104,44 +102,6 @@ def test_lost_and_flagged_samples_keep_indices_absolute(rng):
         sp.push(np.zeros((3, 2)))
     with pytest.raises(DataError):
         sp.push(np.zeros(3), np.zeros(4))
-
-
-@pytest.mark.parametrize("fs_in,fs_out", [(100, 125), (50, 125), (125, 100), (100, 100)])
-def test_stream_resampler_matches_resample_poly(fs_in, fs_out, rng):
-    from scipy.signal import resample_poly  # reference only
-
-    x = np.cumsum(rng.standard_normal(2000))
-    r = StreamResampler(fs_in, fs_out)
-    parts, i = [], 0
-    while i < x.size:
-        k = int(rng.integers(1, 50))
-        parts.append(r.push(x[i:i + k])[0])
-        i += k
-    y = np.concatenate(parts)
-    ref = resample_poly(x, r.up, r.down) if r.up != r.down else x
-    edge = 60  # resample_poly pads with zeros; the stream holds the first sample
-    n = y.size
-    assert ref.size - n <= int(np.ceil(r.latency_in * fs_out / fs_in)) + 3
-    np.testing.assert_allclose(y[edge:n - edge], ref[edge:n - edge], rtol=0, atol=1e-9 * np.abs(x).max())
-
-
-def test_resampler_flags_and_bad_input():
-    r = StreamResampler(100, 125)
-    f = np.zeros(400, dtype=np.uint8)
-    f[200] = FLAG_LOST
-    y, fo = r.push(np.ones(400), f)
-    hit = np.flatnonzero(fo)
-    assert hit.size and np.all(np.abs(hit * 100 / 125 - 200) <= 2)
-    np.testing.assert_allclose(y, 1.0, atol=1e-3)  # the Kaiser design's passband ripple
-    with pytest.raises(DataError):
-        r.push(np.array([1.0, np.nan]))
-    with pytest.raises(ConfigError, match="small rational factor"):
-        StreamResampler(100, np.pi * 100)
-    with pytest.raises(ConfigError, match="small rational factor"):
-        rational_factor(100, np.pi * 100, exact=True)
-    assert rational_factor(100, 125, exact=True) == (5, 4)
-    with pytest.raises(ConfigError):
-        StreamResampler(0, 125)
 
 
 @pytest.mark.parametrize("n", [250, 200, 97])

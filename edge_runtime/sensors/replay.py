@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ...errors import ConfigError, DataError
+from ..resample import replay_times
 from .clock import Clock
 from .max30102 import Block, SensorEvent
 
@@ -46,10 +47,14 @@ class ReplaySensor:
     After the end, :meth:`read` returns empty blocks and :attr:`exhausted` is true.
     ``reflected``: the counts are a real chip's reflected light (the default: a log
     from a MAX30102), labelled so on every block (see :class:`~.max30102.Block`).
+    ``times``: the log's per-sample clock times (s, increasing); a block's ``t`` is then
+    the time of its last sample and pacing follows them, so the pipeline measures the
+    log's real rate (``fs`` stays the nominal one).
     """
 
     def __init__(self, red, ir=None, *, fs: float, block_size: int = 17,
-                 resolution_bits: int = 18, clock: Clock | None = None, reflected: bool = True) -> None:
+                 resolution_bits: int = 18, clock: Clock | None = None, reflected: bool = True,
+                 times=None) -> None:
         self._red = _counts("red", red)
         self._ir = _counts("ir", ir) if ir is not None else self._red.copy()
         if self._ir.shape != self._red.shape:
@@ -61,6 +66,7 @@ class ReplaySensor:
         if resolution_bits not in (15, 16, 17, 18):
             raise ConfigError(f"replay resolution_bits must be 15..18, got {resolution_bits!r}")
         self.fs = float(fs)
+        self.times = replay_times(times, self._red.size)
         self.block_size = block_size
         self.resolution_bits = resolution_bits
         self.clock = clock
@@ -80,8 +86,9 @@ class ReplaySensor:
 
     def read(self, timeout: float | None = None) -> Block:
         end = min(self._pos + self.block_size, self._red.size)
+        t_end = None if self.times is None or end == 0 else float(self.times[end - 1])
         if self.clock is not None and end > self._pos:
-            due = self._t0 + end / self.fs
+            due = self._t0 + (end / self.fs if t_end is None else t_end - float(self.times[0]))
             wait = due - self.clock.now()
             if wait > 0:
                 self.clock.sleep(wait)
@@ -90,7 +97,8 @@ class ReplaySensor:
         full = (1 << self.resolution_bits) - 1
         saturated = (red >= full) | (ir >= full)
         block = Block(red=red.copy(), ir=ir.copy(), first_index=self._pos, lost=0,
-                      t=self.clock.now() if self.clock is not None else end / self.fs,
+                      t=t_end if t_end is not None else (self.clock.now() if self.clock is not None
+                                                          else end / self.fs),
                       fs=self.fs, resolution_bits=self.resolution_bits, saturated=saturated,
                       reflected=self.reflected)
         n_sat = int(saturated.sum())

@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="-", help="JSON-lines output file ('-': stdout)")
     p.add_argument("--gate", choices=("auto", "network", "classic"), default="auto",
                    help="detector path: quality-gated (auto), always the network, or always classic")
-    p.add_argument("--hop", type=int, help="framer hop in model samples (default: the manifest's)")
+    p.add_argument("--hop", type=int, help="framer hop in model samples (default: the board's runtime.hop_s, "
+                                          "else the manifest's)")
     p.add_argument("--interpreter", help="interpreter backend (ai-edge-litert, tflite-runtime, tf.lite)")
     p.add_argument("--hr", type=float, default=72.0, help="synthetic heart rate for the emulated default")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic signal")
@@ -88,14 +89,15 @@ def _handle(args: argparse.Namespace) -> int:
             rec = _load_record(args.record, args.data_root)
             clock = _clock(args.speed) if args.speed else None
             fs = rec.fs
+            times = rec.meta.get("host_time_s")  # a log's own clock: the pipeline measures its rate
             if "ir" in rec.signals and rec.dataset == "max30102-raw":
                 from ppg_edge.data.max30102_raw import adc_codes
                 from ppg_edge.edge_runtime.sensors import ReplaySensor
 
                 red, ir = adc_codes(rec)  # refuses a file of other values, saying what it holds
-                sensor = ReplaySensor(red, ir, fs=fs, clock=clock)
+                sensor = ReplaySensor(red, ir, fs=fs, clock=clock, times=times)
             else:
-                sensor = ArrayReplay(rec.ppg, fs, clock=clock)
+                sensor = ArrayReplay(rec.ppg, fs, clock=clock, times=times)
                 full_scale = None  # a float record has no ADC scale
         elif args.source == "emulated":
             from ppg_edge.edge_runtime.playback import light_from_ppg
@@ -119,7 +121,7 @@ def _handle(args: argparse.Namespace) -> int:
         pipe = Pipeline(fs, sink, model_path=args.model, bp_model_path=args.bp_model,
                         full_scale=full_scale, quality=QualityConfig(gate=args.gate),
                         backend=args.interpreter, preference=board.interpreters, hop=args.hop,
-                        status=status)
+                        hop_s=board.runtime.hop_s if board.runtime is not None else None, status=status)
         # replay sensors keep their own events; the driver reports through on_event
         own = getattr(sensor, "events", None) if args.source == "replay" else None
         summary = pipe.run_sensor(sensor, own if own is not None else events, args.duration)
