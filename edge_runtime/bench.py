@@ -52,8 +52,11 @@ TOL_S = 0.05
 # ----------------------------------------------------------------------------- machine
 def pin_to_one_core(core: int | None = None) -> int | None:
     """Pin this process to one CPU (the last allowed one by default); returns it (None if the OS
-    cannot pin). Also sets ``OMP_NUM_THREADS=1`` for libraries imported afterwards."""
-    os.environ["OMP_NUM_THREADS"] = "1"
+    cannot pin). Also sets :data:`~ppg_edge.edge_runtime.SINGLE_THREAD_ENV` for libraries
+    imported afterwards."""
+    from . import SINGLE_THREAD_ENV
+
+    os.environ.update(SINGLE_THREAD_ENV)
     if not hasattr(os, "sched_setaffinity"):
         log.warning("cannot pin to one core on this OS; timings may use several")
         return None

@@ -39,6 +39,7 @@ numpy only.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,15 +63,20 @@ class Beat:
 
 def hrv_metrics(rr_s) -> dict:
     """``{"hr_bpm", "sdnn_ms", "rmssd_ms", "n_rr"}`` of a series of RR intervals (s)."""
-    rr = np.asarray(rr_s, dtype=np.float64)
-    if rr.ndim != 1 or not np.all(np.isfinite(rr)) or np.any(rr <= 0):
+    try:  # a few dozen floats a window: plain Python (exactly rounded sums) beats numpy's call overhead
+        rr = [float(r) for r in rr_s]
+    except (TypeError, ValueError):
+        raise DataError("RR intervals must be a 1-D series of positive, finite seconds") from None
+    if not all(0.0 < r < math.inf for r in rr):
         raise DataError("RR intervals must be a 1-D series of positive, finite seconds")
-    out = {"hr_bpm": None, "sdnn_ms": None, "rmssd_ms": None, "n_rr": int(rr.size)}
-    if rr.size:
-        out["hr_bpm"] = float(60.0 / rr.mean())
-    if rr.size >= 2:
-        out["sdnn_ms"] = float(rr.std(ddof=1) * 1000)
-        out["rmssd_ms"] = float(np.sqrt(np.mean(np.diff(rr) ** 2)) * 1000)
+    n = len(rr)
+    out = {"hr_bpm": None, "sdnn_ms": None, "rmssd_ms": None, "n_rr": n}
+    if n:
+        mean = math.fsum(rr) / n
+        out["hr_bpm"] = 60.0 / mean
+    if n >= 2:
+        out["sdnn_ms"] = math.sqrt(math.fsum((r - mean) ** 2 for r in rr) / (n - 1)) * 1000
+        out["rmssd_ms"] = math.sqrt(math.fsum((b - a) ** 2 for a, b in zip(rr, rr[1:])) / (n - 1)) * 1000
     return out
 
 
@@ -184,30 +190,31 @@ class StreamDecoder:
         idx = peaks_decode.decode_peaks(p, self.fs, threshold=self.threshold, signal=sig,
                                         snap_radius_s=self.snap_radius_s, merge_s=self.merge_s,
                                         refractory_s=self.refractory_s) + lo
-        new = []
         refractory = int(round(self.refractory_s * self.fs))
-        for i in idx:
-            i = int(i)
+        kept: list[tuple[int, float | None, float]] = []  # (index, rr_s, prob) on the filtered axis
+        for i in idx.tolist():
             if i < self._decoded or i >= until:
                 continue
             if self._last_beat is not None and i - self._last_beat < refractory:
                 continue
             rr = None
             if self._last_beat is not None:
-                gap = self._valid[self._last_beat - self._start:i - self._start + 1]
                 rr_s = (i - self._last_beat) / self.fs
-                if gap.all() and rr_s <= self.max_rr_s:
+                if rr_s <= self.max_rr_s and self._valid[self._last_beat - self._start:i - self._start + 1].all():
                     rr = rr_s
-            prob = float(p[i - lo])
+            kept.append((i, rr, float(p[i - lo])))
             self._last_beat = i
-            if self.raw_shift is not None:
-                i = self._to_raw(i)
+        new = []
+        if self.raw_shift is None:
+            new = [Beat(index=i, t=i / self.fs, prob=prob, rr_s=rr) for i, rr, prob in kept]
+        elif kept:
+            for i, (_, rr, prob) in zip(self._to_raw([k[0] for k in kept]), kept):
                 if self._last_raw is not None and i <= self._last_raw:
                     continue  # snapped onto the previous beat (the offline path de-duplicates too)
                 if self._last_raw is not None and rr is not None:
                     rr = (i - self._last_raw) / self.fs
                 self._last_raw = i
-            new.append(Beat(index=i, t=i / self.fs, prob=prob, rr_s=rr))
+                new.append(Beat(index=i, t=i / self.fs, prob=prob, rr_s=rr))
         self._decoded = until
         self.beats.extend(new)
         # keep context for the next decode and the last beat for RR/gap checks
@@ -223,17 +230,18 @@ class StreamDecoder:
             self.beats = self.beats[-5000:]
         return new
 
-    def _to_raw(self, i: int) -> int:
-        """A filtered-axis beat moved back by the shift and snapped onto the raw PPG with
-        :func:`~.peaks_decode.snap_to_raw` (the offline evaluation's mapping) on a slice
-        reaching its look-ahead on both sides."""
-        pos = max(self._start, min(i - self.raw_shift, self._final - 1))
-        lo = max(self._start, pos - self.raw_lookahead)
-        hi = min(self._final, pos + self.raw_lookahead + 1)
+    def _to_raw(self, beats: list[int]) -> list[int]:
+        """Filtered-axis beats moved back by the shift and snapped onto the raw PPG with
+        :func:`~.peaks_decode.snap_positions` (the offline evaluation's mapping), all in one
+        call on a slice reaching each beat's look-ahead on both sides (the snap reads only
+        that far, so one slice gives what a slice per beat gives)."""
+        pos = np.clip(np.asarray(beats, dtype=np.int64) - self.raw_shift, self._start, self._final - 1)
+        lo = max(self._start, int(pos[0]) - self.raw_lookahead)
+        hi = min(self._final, int(pos[-1]) + self.raw_lookahead + 1)
         seg = self._raw[lo - self._start:hi - self._start]
         if seg.size == 0:
-            return pos
-        return lo + int(peaks_decode.snap_to_raw([pos - lo], seg, self.fs, *self.raw_snap)[0])
+            return pos.tolist()
+        return (lo + peaks_decode.snap_positions(pos - lo, seg, self.fs, *self.raw_snap)).tolist()
 
     def metrics(self, now_s: float | None = None) -> dict:
         """HR and HRV over the RR intervals of beats in the last ``hrv_window_s`` seconds."""

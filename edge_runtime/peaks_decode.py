@@ -180,14 +180,24 @@ def threshold_candidates(probs: np.ndarray, threshold: float) -> np.ndarray:
     above = probs >= threshold
     if not above.any():
         return np.zeros(0, dtype=np.int64)
-    edges = np.diff(np.concatenate(([0], above.view(np.int8), [0])))
-    starts = np.flatnonzero(edges == 1)
-    stops = np.flatnonzero(edges == -1)
-    out = np.empty(starts.size, dtype=np.int64)
-    for k, (s, e) in enumerate(zip(starts, stops)):
-        at_max = np.flatnonzero(probs[s:e] == probs[s:e].max())
-        out[k] = s + int(at_max[at_max.size // 2])
-    return out
+    idx = np.flatnonzero(above)
+    new_run = np.concatenate(([True], np.diff(idx) > 1))
+    run = np.cumsum(new_run) - 1  # run of each sample above the threshold
+    v = probs[idx]
+    top = np.maximum.reduceat(v, np.flatnonzero(new_run))
+    hits = idx[v == top[run]]  # the samples at their run's maximum, in order
+    hit_run = run[v == top[run]]
+    first = np.flatnonzero(np.concatenate(([True], np.diff(hit_run) > 0)))
+    count = np.diff(np.concatenate((first, [hits.size])))
+    return hits[first + count // 2].astype(np.int64)
+
+
+def _window_argmax(signal: np.ndarray, centres: np.ndarray, radius: int) -> np.ndarray:
+    """Index of the first maximum of ``signal[max(0, c - r):c + r + 1]`` for each centre ``c``
+    (one gather over a ``-inf``-padded copy: no loop over the centres)."""
+    xp = np.concatenate((np.full(radius, -np.inf), signal, np.full(radius, -np.inf)))
+    win = xp[centres[:, None] + np.arange(2 * radius + 1)]
+    return centres - radius + win.argmax(axis=1)
 
 
 def snap_to_local_max(signal: np.ndarray, candidates: np.ndarray, radius: int) -> np.ndarray:
@@ -198,16 +208,16 @@ def snap_to_local_max(signal: np.ndarray, candidates: np.ndarray, radius: int) -
     that border is the edge of the signal itself.
     """
     n = signal.size
-    out = np.empty(candidates.size, dtype=np.int64)
-    for k, c in enumerate(candidates):
-        lo, hi = max(0, c - radius), min(n, c + radius + 1)
-        i = lo + int(np.argmax(signal[lo:hi]))
-        inner_left = i > lo or lo == 0
-        inner_right = i < hi - 1 or hi == n
-        left_ok = i == 0 or signal[i] >= signal[i - 1]
-        right_ok = i == n - 1 or signal[i] >= signal[i + 1]
-        out[k] = i if (inner_left and inner_right and left_ok and right_ok) else -1
-    return out
+    c = np.asarray(candidates, dtype=np.int64)
+    if c.size == 0:
+        return np.empty(0, dtype=np.int64)
+    i = _window_argmax(signal, c, radius)
+    lo, hi = np.maximum(0, c - radius), np.minimum(n, c + radius + 1)
+    inner = ((i > lo) | (lo == 0)) & ((i < hi - 1) | (hi == n))
+    left = signal[np.maximum(i - 1, 0)]
+    right = signal[np.minimum(i + 1, n - 1)]
+    ok = inner & ((i == 0) | (signal[i] >= left)) & ((i == n - 1) | (signal[i] >= right))
+    return np.where(ok, i, -1)
 
 
 def centred_moving_average(x: np.ndarray, fs: float, width_s: float) -> np.ndarray:
@@ -217,7 +227,9 @@ def centred_moving_average(x: np.ndarray, fs: float, width_s: float) -> np.ndarr
     if w < 2:
         return np.asarray(x, dtype=np.float64)
     w += 1 - w % 2
-    xp = np.pad(np.asarray(x, dtype=np.float64), w // 2, mode="edge")
+    x = np.asarray(x, dtype=np.float64)
+    h = w // 2
+    xp = np.concatenate((np.full(h, x[0]), x, np.full(h, x[-1])))  # edge padding
     return np.convolve(xp, np.ones(w) / w, mode="valid")
 
 
@@ -226,6 +238,32 @@ def raw_snap_lookahead(fs: float, radius_s: float, smooth_s: float = 0.0, refine
     w = int(round(float(smooth_s) * fs))
     half = (w + 1 - w % 2) // 2 if w >= 2 else 0
     return int(round(radius_s * fs)) + half + (int(round(refine_s * fs)) if refine_s > 0 else 0)
+
+
+def snap_positions(positions, raw, fs: float, radius_s: float, smooth_s: float = 0.0,
+                   refine_s: float = 0.0) -> np.ndarray:
+    """:func:`snap_to_raw` for each position, in the given order and not de-duplicated
+    (the streaming decoder snaps a decode's beats in one call and keeps its own order)."""
+    x = np.asarray(raw, dtype=np.float64)
+    pos = np.asarray(positions, dtype=np.int64)
+    if x.ndim != 1 or x.size == 0:
+        raise DataError(f"raw PPG must be a non-empty 1-D array, got shape {x.shape}")
+    if pos.size and (pos.min() < 0 or pos.max() >= x.size):
+        raise DataError(f"positions outside the raw PPG (0..{x.size - 1})")
+    fs = _check_fs(fs)
+    if pos.size == 0:
+        return pos
+
+    def snap(sig, p, radius):
+        r = int(round(radius * fs))
+        if r <= 0:  # radius 0: no snap (the "shift only" mapping)
+            return p
+        return _window_argmax(sig, p, r)
+
+    pos = snap(centred_moving_average(x, fs, smooth_s), pos, radius_s)
+    if smooth_s > 0 and refine_s > 0:
+        pos = snap(x, pos, refine_s)
+    return pos
 
 
 def snap_to_raw(positions, raw, fs: float, radius_s: float, smooth_s: float = 0.0,
@@ -240,25 +278,7 @@ def snap_to_raw(positions, raw, fs: float, radius_s: float, smooth_s: float = 0.
     stream that reaches :func:`raw_snap_lookahead` samples past each beat. Positions are
     indices into ``raw``; the result is sorted and de-duplicated.
     """
-    x = np.asarray(raw, dtype=np.float64)
-    pos = np.asarray(positions, dtype=np.int64)
-    if x.ndim != 1 or x.size == 0:
-        raise DataError(f"raw PPG must be a non-empty 1-D array, got shape {x.shape}")
-    if pos.size and (pos.min() < 0 or pos.max() >= x.size):
-        raise DataError(f"positions outside the raw PPG (0..{x.size - 1})")
-    fs = _check_fs(fs)
-
-    def snap(sig, p, radius):
-        r = int(round(radius * fs))
-        if r <= 0:  # radius 0: no snap (the "shift only" mapping)
-            return np.asarray(p, dtype=np.int64)
-        return np.array([max(0, i - r) + int(np.argmax(sig[max(0, i - r):i + r + 1])) for i in p],
-                        dtype=np.int64)
-
-    pos = snap(centred_moving_average(x, fs, smooth_s), pos, radius_s)
-    if smooth_s > 0 and refine_s > 0 and pos.size:
-        pos = snap(x, pos, refine_s)
-    return np.unique(pos)
+    return np.unique(snap_positions(positions, raw, fs, radius_s, smooth_s, refine_s))
 
 
 def to_raw_axis(detected, n: int, shift: int, raw=None, fs: float = 125.0,

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -129,6 +130,23 @@ class Quality:
     detail: dict = field(default_factory=dict)
 
 
+def median(x: np.ndarray) -> float:
+    """``np.median`` of a 1-D array (the same value) in one partition."""
+    n = x.size
+    h = n // 2
+    if n % 2:
+        return float(np.partition(x, h)[h])
+    part = np.partition(x, (h - 1, h))
+    return float((part[h - 1] + part[h]) / 2)
+
+
+def _median_of(values) -> float:
+    """Median of a few floats (the motion history) without numpy."""
+    s = sorted(values)
+    h = len(s) // 2
+    return float(s[h]) if len(s) % 2 else (s[h - 1] + s[h]) / 2
+
+
 def sqi_autocorr(x, fs: float, lo_s: float = 0.27, hi_s: float = 1.5) -> float:
     """Highest normalised autocorrelation at lags ``lo_s..hi_s`` (overlap-normalised), in [0, 1].
 
@@ -169,6 +187,7 @@ class QualityGate:
         self.relearned = 0
         self.finger_on: bool | None = None  # the contact state after the last window with counts
         self.counts: collections.Counter[str] = collections.Counter()
+        self._hf_n = 0  # window size the high-frequency masks were made for
 
     def assess(self, w: Window) -> Quality:
         q = self._assess(w)
@@ -185,7 +204,7 @@ class QualityGate:
         detail: dict = {}
         if cfg.full_scale is not None:
             counts = w.raw * cfg.counts_sign
-            dc = float(np.median(counts))
+            dc = median(counts)
             detail["dc_frac"] = round(dc / cfg.full_scale, 5)
             self.finger_on = dc >= cfg.finger_off_frac * cfg.full_scale
             if not self.finger_on:
@@ -204,7 +223,8 @@ class QualityGate:
                 return Quality(False, "transient", 0.0, None, detail)
         elif w.flags.get("saturated", 0) > cfg.max_saturated_frac * w.raw.size:
             return Quality(False, "saturation", 0.0, None, {"saturated": w.flags["saturated"]})
-        spread = float(np.std(w.filtered))
+        d = w.filtered - w.filtered.mean()
+        spread = math.sqrt(float(d @ d) / d.size)  # the window's standard deviation
         if not self._spread_ok(w, spread, detail):
             return Quality(False, "motion", 0.0, None, detail)
         hf = self._hf_ratio(w.raw)
@@ -254,7 +274,7 @@ class QualityGate:
         cfg = self.cfg
         if not self._spreads:
             return True
-        ref = float(np.median(self._spreads))
+        ref = _median_of(self._spreads)
         if ref <= 0 or ref / cfg.motion_ratio <= spread <= ref * cfg.motion_ratio:
             self._rejected.clear()
             self._rejected_since = None
@@ -265,24 +285,31 @@ class QualityGate:
         if (w.start - self._rejected_since) / self.fs >= cfg.motion_relearn_s:
             # every window for motion_relearn_s disagreed with the reference: it is the stale one
             log.info("motion reference relearned at window %d: median spread %.4g -> %.4g over %d windows",
-                     w.index, ref, float(np.median(self._rejected)), len(self._rejected))
+                     w.index, ref, _median_of(self._rejected), len(self._rejected))
             self.relearned += 1
             self._spreads.clear()
             self._spreads.extend(self._rejected[-cfg.motion_history:])
             self._rejected.clear()
             self._rejected_since = None
-            ref = float(np.median(self._spreads))
+            ref = _median_of(self._spreads)
             if ref <= 0 or ref / cfg.motion_ratio <= spread <= ref * cfg.motion_ratio:
                 return True
         detail["spread_ratio"] = round(spread / ref, 3)
         return False
 
     def _hf_ratio(self, raw: np.ndarray) -> float:
-        v = raw - np.linspace(raw[0], raw[-1], raw.size)  # remove DC and the linear trend
-        spec = np.abs(np.fft.rfft(v)) ** 2
-        f = np.fft.rfftfreq(v.size, 1.0 / self.fs)
-        band = spec[(f >= 0.5) & (f <= 8.0)].sum()
-        high = spec[f >= self.cfg.hf_hz].sum()
+        n = raw.size
+        if self._hf_n != n:  # the window size is fixed: the ramp and the band masks once
+            f = np.fft.rfftfreq(n, 1.0 / self.fs)
+            self._hf_n = n
+            self._ramp = np.linspace(0.0, 1.0, n)
+            self._band = (f >= 0.5) & (f <= 8.0)
+            self._high = f >= self.cfg.hf_hz
+        v = raw - (raw[0] + (raw[-1] - raw[0]) * self._ramp)  # remove DC and the linear trend
+        c = np.fft.rfft(v)
+        spec = c.real * c.real + c.imag * c.imag
+        band = spec[self._band].sum()
+        high = spec[self._high].sum()
         if band <= 0:
             return 0.0 if high <= 0 else float("inf")
         return float(high / band)

@@ -48,6 +48,7 @@ flagged with every flag of the input samples within one input sample of it.
 """
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 
@@ -161,6 +162,16 @@ class StreamResampler:
         """Input position (fractional input index) of output sample ``m``: the map the resampler
         used (or, for outputs not made yet, will use unless steered again). Outputs older than the
         last ``HISTORY`` steering changes are mapped on the oldest segment kept."""
+        if isinstance(m, (int, float, np.integer, np.floating)):  # one beat: no arrays
+            if self.identity:
+                return float(m)
+            k = bisect.bisect_right(self._seg_m, m) - 1 if len(self._seg_m) > 1 else 0
+            mi = math.floor(m)
+            m0 = self._seg_m[max(k, 0)]
+            p0, r, d, a = self._seg[max(k, 0)]
+            rel = mi - m0
+            p = p0 + rel * r + (d * (1.0 - (1.0 - a) ** max(rel, 0)) if d else 0.0)
+            return p + (m - mi) * self.step if m != mi else p
         arr = np.asarray(m, dtype=np.float64)
         if self.identity:
             return arr.copy() if arr.ndim else float(arr)

@@ -109,6 +109,7 @@ def test_bundle_manifest_hashes_every_file(tmp_path, board, wheel):
     assert b.release == "0.1.0-20231114T221320Z"
     unit = (b.path / "systemd/ppg-edge.service").read_text()
     assert "ExecStart=/opt/ppg-edge/current/venv/bin/ppg-edge run --board virtual-rpi4 --source max30102" in unit
+    assert "Environment=OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1" in unit  # no spinning BLAS threads on the Pi
     assert "User=pi" in unit and "SupplementaryGroups=i2c dialout" in unit and "Restart=on-failure" in unit
 
 

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ppg_edge.edge_runtime import SINGLE_THREAD_ENV
 from ppg_edge.errors import ConfigError, ModelError
 from ppg_edge.manifest import sha256_file
 
@@ -140,6 +141,7 @@ def systemd_unit(service: dict, *, root: str = "/opt/ppg-edge", user: str = "pi"
         f"Group={user}",
         "SupplementaryGroups=i2c dialout",
         f"WorkingDirectory={root}/current",
+        "Environment=" + " ".join(f"{k}={v}" for k, v in SINGLE_THREAD_ENV.items()),
         f"ExecStart={root}/current/venv/bin/ppg-edge {run}",
         "Restart=on-failure",
         "RestartSec=5",

@@ -194,8 +194,10 @@ def mount_system(root: Path, cpuinfo: Path, mounts: Mounts, extra_ro: Sequence[P
 
 def chroot_env(qemu_cpu: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The whole environment of a process in the chroot (it runs under ``env -i``)."""
+    from ppg_edge.edge_runtime import SINGLE_THREAD_ENV
+
     env = {"PATH": CHROOT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-           "QEMU_CPU": qemu_cpu}
+           "QEMU_CPU": qemu_cpu, **SINGLE_THREAD_ENV}  # one core, as the service unit runs it
     env.update(extra or {})
     return env
 

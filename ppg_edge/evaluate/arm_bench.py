@@ -148,8 +148,10 @@ class Runner:
 
     def count(self, spec: dict, core: str | None = None):
         from ppg_edge.boards.virtual import insn
+        from ppg_edge.edge_runtime import SINGLE_THREAD_ENV
 
         env = {"PYTHONPATH": f"{self.root / SITE}:{self.py}", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
+               **SINGLE_THREAD_ENV,
                "HOME": str(self.work), "PYTHONPYCACHEPREFIX": str(self.work / "pycache")}
         c = insn.count([GUEST_PYTHON, str(self.script), str(self._spec(spec))], root=self.root,
                        qemu_cpu=core or qemu_core(self.board), env=env)
