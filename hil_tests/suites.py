@@ -6,7 +6,9 @@ A suite file has ``description``, ``[defaults]`` (``window_s``, ``chunk_s``,
 slower), and ``[[step]]`` tables. A step is a measurement (``record`` =
 ``DATASET/ID``, played through the DUT's emulated MAX30102, ``model``, cfg
 ``settings``, ``expect``) or a fault drill (``kind`` = ``link_drop``,
-``corrupt_model``, ``deploy_interrupted``).
+``corrupt_model``, ``deploy_interrupted``) or a soak (``kind = "soak"``: hours of signal
+composed from ``[[step.segment]]`` tables through emulated chip -> driver -> Pipeline in
+this process, see :mod:`.soak`; a suite of soak steps only starts no DUT).
 
 Every step's results (the harness's dict: latency percentiles, modelled energy
 with its method, lost samples, DUT accuracy against the reference labels and
@@ -41,13 +43,15 @@ from .link import DUTError, Link, LinkClosed, open_pty_pair, start_dut_process
 log = logging.getLogger(__name__)
 
 SUITES_DIR = Path(__file__).parent / "suites"
-STEP_KINDS = ("measure", "link_drop", "corrupt_model", "deploy_interrupted")
+STEP_KINDS = ("measure", "link_drop", "corrupt_model", "deploy_interrupted", "soak")
 RUN_KEYS = ("window_s", "chunk_s", "windows", "warmups", "loops", "seconds", "start_s", "model", "settings",
             "score_margin_s")
 # Beats in the last seconds of a measured span may still be undecided (a model window is 2 s): not scored.
 SCORE_MARGIN_S = 3.0
 EXPECT_KEYS = ("max_lost", "min_lost", "min_beats", "max_beats", "identical_to_host", "min_f1_vs_host",
-               "events", "error", "max_rss_growth_kb")
+               "events", "error", "max_rss_growth_kb",
+               # soak steps (hil_tests/soak.py)
+               "exact_accounting", "no_duplicate_beats", "max_f1_delta_vs_offline", "min_f1", "min_faults")
 
 
 def suite_names() -> list[str]:
@@ -241,7 +245,10 @@ class SuiteRunner:
         try:
             from tqdm import tqdm
 
-            self.link = self.dut.start()
+            # soak steps run the device path in this process: no DUT to start for a soak-only suite
+            self.in_process = all(s["kind"] == "soak" for s in self.suite["steps"])
+            if not self.in_process:
+                self.link = self.dut.start()
             for step in tqdm(self.suite["steps"], desc=f"suite {self.suite['name']}", unit="step", disable=None):
                 log.info("step %s (%s)", step["name"], step["kind"])
                 step = dict(step)
@@ -249,7 +256,7 @@ class SuiteRunner:
                 if model == "default":
                     model = "int8" if "int8" in self.host_models else next(iter(self.host_models), "int8")
                 step["model"] = model
-                if step["kind"] == "measure" and model not in self.host_models:
+                if step["kind"] in ("measure", "soak") and model not in self.host_models:
                     steps.append({"name": step["name"], "kind": step["kind"], "step_status": "skipped",
                                   "status": "skipped", "events": [], "checks": [
                                       {"check": "model", "status": "skipped",
@@ -323,6 +330,14 @@ class SuiteRunner:
         res["record"] = step["record"]
         if host is not None:
             res["host_beats"] = len(host)
+        return res
+
+    def _soak(self, step: Mapping[str, Any]) -> dict[str, Any]:
+        """Hours of signal through emulated chip -> driver -> Pipeline in this process (hil_tests/soak.py)."""
+        from .soak import run_soak, soak_events
+
+        res = run_soak(step, self.board, self.host_models[step["model"]], data_root=self.data_root)
+        res["events"] = soak_events(res)
         return res
 
     def _skipped(self, step, what: str) -> dict[str, Any]:
@@ -423,6 +438,10 @@ class SuiteRunner:
             out.append({"check": name, "status": "pass" if ok else "fail", "detail": detail})
 
         exp = step.get("expect", {})
+        if step["kind"] == "soak":
+            from .soak import soak_checks
+
+            return soak_checks(step, res)
         if step["kind"] != "measure":
             for ev in res.get("events", []):
                 if ev.get("kind") == "fault":
@@ -475,7 +494,7 @@ class SuiteRunner:
         return out
 
     def _combine(self, steps: list[dict[str, Any]], status: str, seconds: float) -> dict[str, Any]:
-        measured = [s for s in steps if s.get("kind") == "measure" and s.get("loops_completed")]
+        measured = [s for s in steps if s.get("kind") in ("measure", "soak") and s.get("loops_completed")]
         head: dict[str, Any] = dict(measured[0]) if measured else {}
         for k in ("name", "kind", "checks", "step_status", "events", "per_loop"):
             head.pop(k, None)
@@ -498,9 +517,13 @@ class SuiteRunner:
                    "command": " ".join(sys.argv), "host": f"{platform.machine()} {platform.node()} "
                    f"({os.cpu_count()} CPUs), Python {platform.python_version()}", "models": models,
                    "board": self.board.identifier, "status": status,
-                   "dut_where": self.dut.where, "dut_kind": getattr(self.dut, "kind", "?"),
+                   "dut_where": ("this process (soak: the emulated chip, driver and pipeline ran in the harness; "
+                                 "no DUT process was started)") if getattr(self, "in_process", False) else self.dut.where,
+                   "dut_kind": getattr(self.dut, "kind", "?"),
                    "seconds": round(seconds, 1),
-                   "energy_note": (f"CPU time was measured on the DUT ({self.dut.where}); on a local or emulated "
+                   "energy_note": ("none: a soak measures sample accounting, memory and beats, not energy"
+                                   if getattr(self, "in_process", False) else
+                                   f"CPU time was measured on the DUT ({self.dut.where}); on a local or emulated "
                                    "DUT it is not a Pi's CPU time, so the modelled figure is not a Pi figure"),
                    "lost_samples": sum(s.get("lost_samples") or 0 for s in measured),
                    "steps": steps, "checks": checks, "events": events, "latency_samples_us": lat_all,
