@@ -12,7 +12,10 @@ per input sample (fewer when the kernel is wider, so the table stays ~10k
 entries), scaled to unit DC gain on average over the phases (as
 ``resample_poly`` does; single phases keep the design's ripple of ~1e-3), and
 interpolated linearly between the two nearest phases:
-a polyphase filter with interpolated phases. Each pushed block is one
+a polyphase filter with interpolated phases. On the nominal grid of a small exact ratio
+(``fs_out / fs_in = up / down``, ``down <= GRID_DENOMINATOR``: 50 or 100 -> 125 Hz) the
+positions are integers and the ``up`` distinct phases' rows are combined once, so a block is
+one gather and one dot product per output (the same samples to 1e-12, tested). Each pushed block is one
 vectorised gather and dot product per output sample (no per-sample Python loop).
 
 Output sample ``m`` sits at input position ``p(m)`` (fractional input index,
@@ -54,7 +57,7 @@ import math
 
 import numpy as np
 
-from ppg_edge.dsp.rates import check_rate
+from ppg_edge.dsp.rates import check_rate, rational_factor
 from ppg_edge.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,7 @@ log = logging.getLogger(__name__)
 MIN_RATE, MAX_RATE = 25.0, 1000.0  # sensor rates the device resamples
 BETA = 5.0  # Kaiser window of resample_poly's default design
 PHASES = 512  # table rows per input sample at the narrowest kernel (fs_in <= fs_out)
+GRID_DENOMINATOR = 100  # nominal ratios up to this denominator run on the integer grid (one row per phase)
 HISTORY = 512  # steering segments kept for out_index_to_in (about one per pipeline window)
 
 
@@ -119,6 +123,18 @@ class StreamResampler:
         self._seg_m: list[int] = [0]
         self._seg: list[tuple[float, float, float, float]] = [(0.0, r, 0.0, self._alpha)]
         self._target = (0.0, r)  # (pos0, r) of the last steer: q(m) = pos0 + m * r
+        # nominal grid of a rational ratio num/den (in samples per out sample): output m sits at
+        # m * num / den, so its weights repeat every den outputs -- one table row per phase,
+        # the two interpolated rows already combined, used until the first steer
+        self._grid = None
+        try:  # fs_out / fs_in = up / down exactly, down <= GRID_DENOMINATOR: m sits at m * down / up
+            den, num = rational_factor(self.fs_in, self.fs_out, GRID_DENOMINATOR, exact=True)
+        except ConfigError:
+            den = num = 0  # no small exact ratio (a measured rate): positions in floating point
+        if not self.identity and den:
+            u = (np.arange(den) * num % den) / den * self.phases
+            row = np.minimum(u.astype(np.int64), self.phases - 1)
+            self._grid = (num, den, self._a[row] + (u - row)[:, None] * self._d[row])
         self._x = np.zeros(0)
         self._f = np.zeros(0, dtype=np.uint8)
         self._x_start = 0  # absolute input index of _x[0]
@@ -190,6 +206,8 @@ class StreamResampler:
             return 0
         if self.identity:
             return int(n_out)
+        if self._grid is not None and len(self._seg_m) == 1:
+            return (n_out - 1) * self._grid[0] // self._grid[1] + self.hi + 1
         p = float(self._pos(np.array([n_out - 1], dtype=np.int64))[0])
         return int(math.floor(p)) + self.hi + 1
 
@@ -251,6 +269,8 @@ class StreamResampler:
         self._n_in += x.size
         # outputs m >= self._m with floor(p(m)) + hi <= last input are computable
         limit = self._n_in - 1 - self.hi
+        if self._grid is not None and len(self._seg_m) == 1:
+            return self._push_grid(limit)
         m0 = self._seg_m[-1]
         p0, r, d, _ = self._seg[-1]
         est = m0 + int(math.floor((limit - p0 - min(d, 0.0)) / r))  # p(m) >= p0 + (m - m0) r + min(d, 0)
@@ -275,7 +295,27 @@ class StreamResampler:
         else:
             xs = self._x[rel]
         y = np.einsum("ij,ij->i", self._a[row], xs) + a * np.einsum("ij,ij->i", self._d[row], xs)
-        # flags: inputs within one sample of the output position
+        return y, self._finish(ms, i)
+
+    def _push_grid(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`push` on the nominal grid: positions in integers, one weight row per phase."""
+        num, den, w = self._grid
+        m_end = ((limit + 1) * den - 1) // num  # the last m with floor(m * num / den) <= limit
+        if m_end < self._m:
+            self._trim()
+            return np.zeros(0), np.zeros(0, dtype=np.uint8)
+        ms = np.arange(self._m, m_end + 1, dtype=np.int64)
+        i = ms * num // den
+        base = i - self.lo - self._x_start
+        rel = base[:, None] + np.arange(self.taps)[None, :]
+        if base[0] < 0:  # before the first sample the input is held at it
+            xs = np.where(rel < -self._x_start, self._first, self._x[np.maximum(rel, 0)])
+        else:
+            xs = self._x[rel]
+        return np.einsum("ij,ij->i", w[ms % den], xs), self._finish(ms, i)
+
+    def _finish(self, ms: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """The output flags (inputs within one sample of each output), then advance and trim."""
         if self._f.any():
             near = i[:, None] + np.arange(-1, 3)[None, :]
             near_rel = np.clip(near - self._x_start, 0, self._f.size - 1)
@@ -285,11 +325,14 @@ class StreamResampler:
             fo = np.zeros(ms.size, dtype=np.uint8)
         self._m = int(ms[-1]) + 1
         self._trim()
-        return y, fo
+        return fo
 
     def _trim(self) -> None:
         """Drop input no future output needs."""
-        p = float(self._pos(np.array([self._m], dtype=np.int64))[0])
+        if self._grid is not None and len(self._seg_m) == 1:
+            p = float(self._m * self._grid[0] // self._grid[1])
+        else:
+            p = float(self._pos(np.array([self._m], dtype=np.int64))[0])
         cut = int(math.floor(p)) - self.lo - 2 - self._x_start
         if cut > 0:
             self._x = self._x[cut:]

@@ -65,7 +65,7 @@ def test_one_rational_factor_for_both_resamplers():
     from ppg_edge.dsp.rates import rational_factor as shared
     from ppg_edge.edge_runtime import resample as stream
 
-    assert rational_factor is shared and stream.rational_factor is shared
+    assert rational_factor is shared and stream.rational_factor is shared  # the stream's nominal grid
 
 
 @pytest.mark.parametrize("rate,msg", [(None, "is missing"), (" ", "is missing"), ("fast", "not a number"),

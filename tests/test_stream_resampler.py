@@ -266,3 +266,22 @@ def test_a_timestamped_max30102_log_replays_at_its_measured_rate(data_root):
     assert abs(measured / rec.fs - 1) < 5e-3
     assert summary["rate_tracked"] == (abs(rec.fs / 100 - 1) > 1e-3)
     assert bool(sink.of("rate")) == (abs(measured / 100 - 1) > 0.01)
+
+
+@pytest.mark.parametrize("fs_in,fs_out", [(50, 125), (100, 125), (125, 100), (25, 125), (300, 125)])
+def test_the_nominal_integer_grid_equals_the_general_path(fs_in, fs_out, rng):
+    """Rational nominal ratios run on an integer grid (one weight row per phase); the general
+    floating-point path gives the same samples and flags."""
+    x = np.cumsum(rng.standard_normal(4000))
+    flags = np.zeros(x.size, dtype=np.uint8)
+    flags[[7, 1234]] = FLAG_LOST
+    grid = StreamResampler(fs_in, fs_out)
+    assert grid._grid is not None
+    plain = StreamResampler(fs_in, fs_out)
+    plain._grid = None
+    y1, f1 = _split_push(grid, x, rng, flags)
+    y2, f2 = _split_push(plain, x, rng, flags)
+    assert y1.size == y2.size and np.array_equal(f1, f2)
+    assert np.abs(y1 - y2).max() <= 1e-12 * np.abs(x).max()
+    assert grid.inputs_needed(y1.size) == plain.inputs_needed(y1.size)
+    assert StreamResampler(100.418, 125)._grid is None  # a measured rate: the general path

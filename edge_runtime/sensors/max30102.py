@@ -486,12 +486,14 @@ class Max30102:
             self.clock.sleep(sleep)
 
     _irq_missed = False
+    _peak = 0  # highest code of the last decoded burst
 
     def _decode(self, raw: bytes, n: int) -> tuple[np.ndarray, np.ndarray]:
         """(red, IR) counts of ``n`` FIFO samples: 3 big-endian bytes per channel, 18 bits
         left-justified, shifted down to the resolution."""
         b = np.frombuffer(raw, dtype=np.uint8).reshape(n, 2, 3)
         v = ((b @ self._weights) & R.SAMPLE_MASK) >> (R.SAMPLE_BITS - self._bits)
+        self._peak = int(v.max())  # both channels' highest code: the saturation check reads it
         return v[:, 0], v[:, 1]
 
     def _read_cycle(self) -> Block:
@@ -555,7 +557,7 @@ class Max30102:
         if not estimated:
             self._observe(now, self._next_index)
         full_scale = self._full_scale
-        if n and max(red.max(), ir.max()) >= full_scale:
+        if n and self._peak >= full_scale:
             saturated = (red >= full_scale) | (ir >= full_scale)
             n_sat = int(saturated.sum())
             self.samples_saturated += n_sat

@@ -36,6 +36,7 @@ are imported only inside the functions that use them.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -282,11 +283,13 @@ def run_benchmark(*, int8_model, float_model, keras_dir=None, records: Sequence[
             "per_record": per_record}
 
 
-def part_sweep(*, model, part: str, configs: Sequence[tuple[str, str, float | None, int | None]],
+def part_sweep(*, model, part: str, configs: Sequence[tuple],
                datasets: Sequence[str] = ("capnobase",), snr_dbs: Sequence[float] = (5.0,),
                seconds: float | None = None, board: str = "virtual-rpi4", data_root=None,
                core: int | None = None, seed: int = 0, progress: bool = True, what: str = "sweep") -> dict:
-    """The pipeline under each of ``configs`` (``(key, gate, sqi_classic, hop)``) on the subjects
+    """The pipeline under each of ``configs`` (``(key, gate, sqi_classic, hop[, averaging])``;
+    ``averaging`` None or absent: the board's chip settings, else the chip averages that many
+    conversions per FIFO sample, so the sensor rate is ``sample_rate / averaging``) on the subjects
     of ``datasets`` in one part of split ``peaks`` (``val`` to choose with; never ``test``), clean
     and with white Gaussian noise at each of ``snr_dbs``: pooled F1, network share and CPU cost
     per condition and config."""
@@ -315,9 +318,14 @@ def part_sweep(*, model, part: str, configs: Sequence[tuple[str, str, float | No
                                               np.random.default_rng(root.spawn(len(subjects))[ri])))
             for snr in snr_dbs]
         for cond, sig in conds:
-            cap = capture(sig, rec.fs, settings)
-            ref = reference_on_model_axis(rec.peaks, rec.fs, n_src, settings, spec.fs)
-            for key, gate, sqi, hop in configs:
+            caps: dict = {}  # one chip capture per distinct averaging
+            for key, gate, sqi, hop, *rest in configs:
+                avg = rest[0] if rest and rest[0] is not None else settings.averaging
+                if avg not in caps:
+                    st = dataclasses.replace(settings, averaging=int(avg))
+                    caps[avg] = (capture(sig, rec.fs, st),
+                                 reference_on_model_axis(rec.peaks, rec.fs, n_src, st, spec.fs))
+                cap, ref = caps[avg]
                 summary, beats, dt = run_pipeline(cap, model, gate, sqi, hop=hop)
                 h = spec.hop if hop is None else hop
                 covered = ref[ref < summary["windows"] * h + spec.window - h]
@@ -355,17 +363,20 @@ def gate_sweep(*, int8_model, part: str = "val", thresholds: Sequence[float] = (
     return {**res, "snr_db": snr_db, "thresholds": list(thresholds)}
 
 
-def hop_sweep(*, model, hops: Sequence[int], part: str = "val", seconds: float | None = None,
+def hop_sweep(*, model, hops: Sequence[int], averagings: Sequence[int | None] = (None,), part: str = "val",
+              seconds: float | None = None,
               snr_dbs: Sequence[float] = (5.0, 0.0), board: str = "rpi-zero-2w", data_root=None,
               core: int | None = None, seed: int = 0, progress: bool = True) -> dict:
     """The framer hop against accuracy (network always on), on the CapnoBase and BIDMC subjects of
     one part of split ``peaks``: what a board's ``runtime.hop_s`` is chosen with (fewer invokes
-    per second of signal against F1)."""
-    configs = [(f"hop {h}", "network", None, int(h)) for h in hops]
+    per second of signal against F1); with ``averagings``, each hop at each chip averaging (the
+    sensor rate: fewer FIFO bursts and samples per second of signal, more conversions averaged)."""
+    configs = [(f"hop {h}" + ("" if a is None else f", averaging {a}"), "network", None, int(h), a)
+               for h in hops for a in averagings]
     res = part_sweep(model=model, part=part, configs=configs, datasets=("capnobase", "bidmc"), snr_dbs=snr_dbs,
                      seconds=seconds, board=board, data_root=data_root, core=core, seed=seed, progress=progress,
                      what="hop-sweep")
-    return {**res, "hops": [int(h) for h in hops]}
+    return {**res, "hops": [int(h) for h in hops], "averagings": list(averagings)}
 
 
 def sweep_markdown(res: dict) -> str:
