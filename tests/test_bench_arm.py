@@ -48,6 +48,7 @@ def test_modelled_energy_from_the_board_file():
     m = arm_bench.modelled(zero, 6e6, 100.0)  # 6M instructions/s at 1 GHz, IPC 1: 0.6 % of a core
     assert m["modelled_cpu_load"] == pytest.approx(0.006)
     assert m["modelled_mj_per_sample"] == pytest.approx(0.006 * 0.35 / 100 * 1e3)
+    assert m["modelled_mw"] == pytest.approx(0.006 * 0.35 * 1e3)
     with pytest.raises(ConfigError, match="at least 5"):
         arm_bench.lengths(1)
 

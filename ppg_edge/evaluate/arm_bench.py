@@ -76,13 +76,16 @@ def qemu_core(board) -> str:
 
 
 def modelled(board, insn_per_s: float, sample_rate: float) -> dict:
-    """Modelled CPU load (fraction of one core) and energy per sensor sample from the board file."""
+    """Modelled CPU load (fraction of one core), power above idle (mW) and energy per sensor
+    sample from the board file. The power is what a battery sees; the energy per sample also
+    falls with the rate's denominator, so a lower sensor rate raises it for the same power."""
     ipc, watts = board.cpu.ipc, board.power.core_active_w
     if ipc is None or watts is None:
         raise ConfigError(f"{board.identifier}: the board file has no cpu.ipc or power.core_active_w "
                           "(needed for the modelled load and energy)")
     load = insn_per_s / (ipc * board.cpu.clock_mhz * 1e6)
-    return {"modelled_cpu_load": load, "modelled_mj_per_sample": load * watts / sample_rate * 1e3}
+    return {"modelled_cpu_load": load, "modelled_mw": load * watts * 1e3,
+            "modelled_mj_per_sample": load * watts / sample_rate * 1e3}
 
 
 # --------------------------------------------------------------------------- guest
@@ -382,12 +385,12 @@ def write_report(doc: dict, out: Path, command: str) -> tuple[Path, Path, Path]:
              f"FIFO burst of {doc['runtime']['fifo_almost_full']} samples (A_FULL).", "",
              "## Per path", "",
              "| path | instructions / s of signal | per sample | modelled CPU load (one core) "
-             "| modelled mJ / sample |", "|---|---:|---:|---:|---:|"]
+             "| modelled mW above idle | modelled mJ / sample |", "|---|---:|---:|---:|---:|---:|"]
     for p, v in doc["paths"].items():
         lines.append(f"| {p} | {m(v['device_insn_per_signal_s'])} | {v['insn_per_sample']:,.0f} | "
-                     f"{v['modelled_cpu_load']:.2%} | {v['modelled_mj_per_sample']:.4f} |")
+                     f"{v['modelled_cpu_load']:.2%} | {v['modelled_mw']:.2f} | {v['modelled_mj_per_sample']:.4f} |")
     lines += ["", f"Modelled (not measured): load = instructions/s / (IPC {cpu['ipc']} x {cpu['clock_mhz']} MHz); "
-              f"energy per sample = load x {cpu['core_active_w']} W (one core above idle) / "
+              f"power = load x {cpu['core_active_w']} W (one core above idle); energy per sample = power / "
               f"{doc['sample_rate_hz']:g} Hz. IPC: {cpu['ipc_source']}. Power: {cpu['core_active_source']}.", ""]
     if "emulated_chip_insn_per_signal_s" in doc:
         lines += [f"The emulated chip (tests and HIL on the virtual Pi only) costs "
