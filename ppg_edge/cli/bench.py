@@ -1,5 +1,7 @@
 """``ppg-edge bench runtime``: the streaming runtime's cost on one core, beside NeuroKit2 and Keras;
-``ppg-edge bench arm``: its instructions on the board's ARM core (:mod:`ppg_edge.evaluate.arm_bench`)."""
+``ppg-edge bench arm``: its instructions on the board's ARM core (:mod:`ppg_edge.evaluate.arm_bench`);
+``ppg-edge bench real``: the device path on the real MAX30102 recordings
+(:mod:`ppg_edge.evaluate.real_recordings`)."""
 from __future__ import annotations
 
 import argparse
@@ -86,6 +88,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "to (hil_tests/budgets/arm-insn.json; use --seconds 10 --no-stages --no-models)")
     a.add_argument("--data-root")
     a.set_defaults(func=_handle_arm)
+    rr = sub.add_parser(
+        "real", help="the device path on the real MAX30102 recordings (max30102-raw) against NeuroKit2",
+        description="Replay every max30102-raw recording's 18-bit codes, and drive the emulated chip with them at "
+                    "the recording's rate, through the network (float32, int8), gated and classic paths; compare "
+                    "HR and beats with NeuroKit2 on the same blood-volume waveform, gated with network, finger "
+                    "events with the IR level; check the classic detector on synthetic morphologies for beats "
+                    "counted twice (ppg_edge.evaluate.real_recordings).")
+    rr.add_argument("--board", default="rpi-zero-2w", help="board whose runtime (peak model, hop) and MAX30102 "
+                                                           "settings the device path uses")
+    rr.add_argument("--records", nargs="+", metavar="ID", help="max30102-raw record ids (default: all)")
+    rr.add_argument("--seed", type=int, default=0, help="seed of the synthetic morphologies")
+    rr.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
+    rr.add_argument("--out", help="folder for real-recordings.md, real-recordings.json and the PNGs")
+    rr.add_argument("--data-root")
+    rr.set_defaults(func=_handle_real)
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -185,6 +202,37 @@ def _handle_arm(args: argparse.Namespace) -> int:
         for name, p in doc["paths"].items():
             log.info("%-16s %6.2fM instructions / s of signal, modelled %.4f mJ / sample", name,
                      p["device_insn_per_signal_s"] / 1e6, p["modelled_mj_per_sample"])
+    return 0
+
+
+def _handle_real(args: argparse.Namespace) -> int:
+    import json
+    import sys
+    from pathlib import Path
+
+    from ppg_edge.evaluate.real_recordings import evaluate, to_markdown, write_report
+
+    t0 = time.perf_counter()
+    doc = evaluate(args.data_root, board=args.board, records=args.records, seed=args.seed)
+    parts = ["ppg-edge", "bench", "real", "--board", args.board]
+    if args.records:
+        parts += ["--records", *args.records]
+    if args.seed:
+        parts += ["--seed", str(args.seed)]
+    if args.out:
+        parts += ["--out", args.out]
+    doc["command"] = " ".join(shlex.quote(p) for p in parts)
+    doc["elapsed_s"] = round(time.perf_counter() - t0, 1)
+    if args.out:
+        for path in write_report(doc, Path(args.out), args.data_root):
+            log.info("wrote %s", path)
+    failed = [c for c in doc["checks"] if not c["passed"]]
+    log.info("%d of %d checks pass%s", len(doc["checks"]) - len(failed), len(doc["checks"]),
+             "" if not failed else ": failed " + "; ".join(f"{c['check']} {c['record']}" for c in failed))
+    if args.json:
+        sys.stdout.write(json.dumps(doc) + "\n")
+    elif not args.out:
+        sys.stdout.write(to_markdown(doc))
     return 0
 
 
