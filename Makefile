@@ -70,7 +70,7 @@ results: $(STAMP)
 # The runtime benchmark and the local-DUT HIL suites of README.md (about 7 minutes on 2 cores).
 bench: $(STAMP)
 	$(BIN)/ppg-edge -q bench runtime --model $(DEVICE)/peaks-Type30-int8.tflite \
-	    --float-model $(DEVICE)/peaks-Type30-float32.tflite --keras models/peaks/Type30
+	    --float-model $(DEVICE)/peaks-Type30-float32.tflite --keras models/peaks/Type30 --board rpi-zero-2w
 	for s in smoke accuracy faults performance real-recordings; do \
 	    $(BIN)/ppg-edge -q hil run --board virtual-rpi4 --local-dut --suite $$s --save-results $(RESULTS) || exit 1; \
 	done

@@ -151,12 +151,27 @@ def _fmt(v: Any, spec: str = ".1f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def chip_note(results: dict[str, Any]) -> str:
+    """Whether the emulated MAX30102 ran in the measured process (every HIL report says so)."""
+    dut = results.get("dut") or {}
+    if results.get("dut_where", "").startswith("this process"):
+        return ("ran in the measured process (the harness's own: emulated chip, driver and pipeline "
+                "together), so its work is inside the CPU and memory figures")
+    if dut.get("sensor") == "emulated-max30102":
+        return ("ran in the measured DUT process: the stimulus is played through the emulated MAX30102 "
+                "and read by the real driver, so the chip's own work is inside the latency, CPU share and "
+                "energy figures (`ppg-edge bench arm` counts the device path without it, and the chip apart)")
+    return (f"not in the measured process: pipeline {dut.get('pipeline', '-')} is fed the stimulus samples "
+            f"directly (sensor: {dut.get('sensor', 'none reported')})")
+
+
 def render_report(results: dict[str, Any], plots: list[str]) -> str:
     dut = results.get("dut") or {}
     lines = [f"# HIL run: {results.get('board')} / {results.get('suite')}", "",
              f"- status: **{results.get('status')}**" + (f" ({results['error']})" if results.get("error") else ""),
              f"- DUT: {dut.get('name', '-')} on {dut.get('board', '-')}, pipeline {dut.get('pipeline', '-')}, "
              f"ppg-edge {dut.get('ppg_edge', '-')}, Python {dut.get('python', '-')}",
+             f"- emulated chip: {chip_note(results)}",
              f"- stimulus: {results.get('stimulus', {}).get('id')} "
              f"({results.get('stimulus', {}).get('samples')} samples, crc {results.get('stimulus', {}).get('crc')})",
              f"- {results.get('windows')} windows after {results.get('warmups')} warm-ups, "

@@ -343,3 +343,14 @@ def test_plugin_picks_unit_and_suite(pytester, hw_env, tmp_path):
     r.stdout.fnmatch_lines(["*no unit of board 'rpi5'*"])
     r = pytester.runpytest(*QUIET, "--suite", "peaks", "-k", "peaks or bp")
     r.assert_outcomes(passed=1, deselected=2)
+
+
+def test_every_report_says_whether_the_emulated_chip_ran_in_the_measured_process():
+    from ppg_edge.hil_tests.session import render_report
+
+    device = {"dut": {"pipeline": "device", "sensor": "emulated-max30102"}}
+    assert "emulated chip: ran in the measured DUT process" in render_report(device, [])
+    plain = {"dut": {"pipeline": "moving-average"}}
+    assert "emulated chip: not in the measured process: pipeline moving-average" in render_report(plain, [])
+    soak = {"dut_where": "this process (soak: ...)"}
+    assert "emulated chip: ran in the measured process (the harness's own" in render_report(soak, [])

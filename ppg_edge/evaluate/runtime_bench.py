@@ -128,7 +128,8 @@ def run_benchmark(*, int8_model, float_model, keras_dir=None, records: Sequence[
     from ppg_edge.synth import add_noise
 
     pinned = pin_to_one_core(core)
-    settings = settings_from_board(load_board(board))
+    board_def = load_board(board)
+    settings = settings_from_board(board_def)
     test = [s.split("/", 1)[1] for s in load_split("peaks")["test"] if s.startswith("capnobase/")]
     names = list(records) if records else test
     for r in names:
@@ -137,6 +138,9 @@ def run_benchmark(*, int8_model, float_model, keras_dir=None, records: Sequence[
     m8 = EdgeModel(int8_model, kind="peaks")
     m32 = EdgeModel(float_model, kind="peaks")
     spec = m8.spec
+    # the board's framer hop (runtime.hop_s), else the manifest's
+    hop = board_def.runtime.hop_samples(spec.fs) if board_def.runtime is not None else None
+    hop_n = spec.hop if hop is None else hop
     # Q31 needs headroom for 18-bit codes (minus the first sample): 31 - 18 - 1 fraction bits
     q31 = type(spec).from_dict({**spec.to_dict(), "arithmetic": "q31", "q31_frac_bits": 12})
     f32spec = type(spec).from_dict({**spec.to_dict(), "arithmetic": "float"})
@@ -188,8 +192,8 @@ def run_benchmark(*, int8_model, float_model, keras_dir=None, records: Sequence[
             ref = ref[ref < x125.size]
             c["reference_peaks"] = int(ref.size)
             for key, (path, gate) in configs.items():
-                summary, beats, dt = run_pipeline(cap, path, gate)
-                covered = ref[ref < summary["windows"] * spec.hop + spec.window - spec.hop]
+                summary, beats, dt = run_pipeline(cap, path, gate, hop=hop)
+                covered = ref[ref < summary["windows"] * hop_n + spec.window - hop_n]
                 sc = f1(covered, beats, spec.fs)
                 c[key] = {"cpu_s": dt, "x_realtime": cap.seconds / dt, "paths": summary["paths"],
                           "suppressed": summary["suppressed"], "beats": int(beats.size), **sc}
@@ -278,7 +282,7 @@ def run_benchmark(*, int8_model, float_model, keras_dir=None, records: Sequence[
                        "int8_sha256": _sha(int8_model), "float32_sha256": _sha(float_model),
                        "keras": None if keras_dir is None else str(keras_dir)},
             "clock": "time.process_time (CPU seconds of this process)",
-            "model_fs": spec.fs, "window": spec.window, "hop": spec.hop, "tolerance_ms": TOL_S * 1000,
+            "model_fs": spec.fs, "window": spec.window, "hop": hop_n, "tolerance_ms": TOL_S * 1000,
             "machine": machine(pinned), "summary": summary, "ratios": ratios, "targets": targets,
             "per_record": per_record}
 
