@@ -38,6 +38,7 @@ numpy only.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import math
 from dataclasses import dataclass
@@ -63,20 +64,19 @@ class Beat:
 
 def hrv_metrics(rr_s) -> dict:
     """``{"hr_bpm", "sdnn_ms", "rmssd_ms", "n_rr"}`` of a series of RR intervals (s)."""
-    try:  # a few dozen floats a window: plain Python (exactly rounded sums) beats numpy's call overhead
-        rr = [float(r) for r in rr_s]
-    except (TypeError, ValueError):
-        raise DataError("RR intervals must be a 1-D series of positive, finite seconds") from None
-    if not all(0.0 < r < math.inf for r in rr):
+    rr = np.asarray(rr_s, dtype=np.float64)
+    if rr.ndim != 1 or not np.isfinite(rr).all() or (rr <= 0).any():
         raise DataError("RR intervals must be a 1-D series of positive, finite seconds")
-    n = len(rr)
-    out = {"hr_bpm": None, "sdnn_ms": None, "rmssd_ms": None, "n_rr": n}
-    if n:
-        mean = math.fsum(rr) / n
+    n = rr.size
+    out = {"hr_bpm": None, "sdnn_ms": None, "rmssd_ms": None, "n_rr": int(n)}
+    if n:  # a few dozen values a window: plain reductions, not numpy's mean/std wrappers
+        mean = float(np.add.reduce(rr)) / n
         out["hr_bpm"] = 60.0 / mean
     if n >= 2:
-        out["sdnn_ms"] = math.sqrt(math.fsum((r - mean) ** 2 for r in rr) / (n - 1)) * 1000
-        out["rmssd_ms"] = math.sqrt(math.fsum((b - a) ** 2 for a, b in zip(rr, rr[1:])) / (n - 1)) * 1000
+        d = rr - mean
+        out["sdnn_ms"] = math.sqrt(float(d @ d) / (n - 1)) * 1000
+        dd = rr[1:] - rr[:-1]
+        out["rmssd_ms"] = math.sqrt(float(dd @ dd) / (n - 1)) * 1000
     return out
 
 
@@ -122,6 +122,7 @@ class StreamDecoder:
         self._expected_start = 0
         self._end = 0
         self.beats: list[Beat] = []
+        self._rr: collections.deque[tuple[float, float]] = collections.deque()  # (t, rr_s) in the HRV window
         self._last_beat: int | None = None
 
     def _owned(self, start: int) -> tuple[int, int]:
@@ -217,6 +218,7 @@ class StreamDecoder:
                 new.append(Beat(index=i, t=i / self.fs, prob=prob, rr_s=rr))
         self._decoded = until
         self.beats.extend(new)
+        self._rr.extend((b.t, b.rr_s) for b in new if b.rr_s is not None)
         # keep context for the next decode and the last beat for RR/gap checks
         keep = min(self._decoded - self.context,
                    self._last_beat if self._last_beat is not None else self._decoded)
@@ -243,15 +245,13 @@ class StreamDecoder:
             return pos.tolist()
         return (lo + peaks_decode.snap_positions(pos - lo, seg, self.fs, *self.raw_snap)).tolist()
 
-    def metrics(self, now_s: float | None = None) -> dict:
-        """HR and HRV over the RR intervals of beats in the last ``hrv_window_s`` seconds."""
+    def metrics(self) -> dict:
+        """HR and HRV over the RR intervals of beats in the last ``hrv_window_s`` seconds
+        (before the last beat)."""
         if not self.beats:
             return hrv_metrics([])
-        t_end = self.beats[-1].t if now_s is None else now_s
-        rr = []
-        for b in reversed(self.beats):  # beats are in time order: walk back only over the window
-            if b.t < t_end - self.hrv_window_s:
-                break
-            if b.rr_s is not None:
-                rr.append(b.rr_s)
-        return hrv_metrics(rr[::-1])
+        start = self.beats[-1].t - self.hrv_window_s
+        rr = self._rr
+        while rr and rr[0][0] < start:  # the window only moves forward: drop what left it
+            rr.popleft()
+        return hrv_metrics([r for _, r in rr])
