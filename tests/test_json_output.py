@@ -85,6 +85,7 @@ CASES = [
     # the count itself runs under qemu in tests/test_bench_arm.py; here its refusal keeps stdout clean
     Case("bench-arm-bad-length", ("bench", "arm"), ("bench", "arm", "--board", "rpi4b", "--seconds", "0", "--json"),
          stdout="empty", rcs=(1,)),
+    Case("bench-real", ("bench", "real"), ("bench", "real", "--records", "aromring", "--json"), data=True),
     Case("vpi-status", ("vpi", "status"), ("vpi", "status", "--dir", "{tmp}/vpi", "--json")),
     Case("convert", ("convert",),
          ("convert", "models/peaks/Type16", "--mode", "float32", "--check-windows", "2",
