@@ -60,6 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "white Gaussian noise; report pooled F1 per hop: what a board's runtime.hop_s is chosen with.")
     h.add_argument("--model", required=True, help="peak model .tflite")
     h.add_argument("--hop", type=int, nargs="+", required=True, help="hops in model samples")
+    h.add_argument("--gate", nargs="+", choices=("network", "auto", "classic"), default=["network"],
+                   help="quality-gate modes to run each configuration under (default: network always on)")
     h.add_argument("--averaging", type=int, nargs="+",
                    help="chip averagings to try at each hop (default: the board's); the sensor rate is "
                         "the board's sample_rate_hz over it")
@@ -160,13 +162,16 @@ def _handle_hop(args: argparse.Namespace) -> int:
     from ppg_edge.evaluate.runtime_bench import hop_sweep, sweep_markdown
 
     t0 = time.perf_counter()
-    res = hop_sweep(model=args.model, hops=args.hop, averagings=args.averaging or (None,), part=args.part,
+    res = hop_sweep(model=args.model, hops=args.hop, averagings=args.averaging or (None,),
+                    gates=tuple(args.gate), part=args.part,
                     seconds=args.seconds, snr_dbs=args.snr, board=args.board, data_root=args.data_root,
                     core=args.core, seed=args.seed)
     parts = ["ppg-edge", "bench", "hop", "--model", args.model, "--hop", *[str(h) for h in args.hop],
              "--part", args.part, "--snr", *[f"{x:g}" for x in args.snr], "--board", args.board]
     if args.averaging:
         parts += ["--averaging", *[str(a) for a in args.averaging]]
+    if args.gate != ["network"]:
+        parts += ["--gate", *args.gate]
     if args.seconds is not None:
         parts += ["--seconds", f"{args.seconds:g}"]
     parts += ["--out", args.out]

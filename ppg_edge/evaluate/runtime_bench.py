@@ -367,27 +367,28 @@ def gate_sweep(*, int8_model, part: str = "val", thresholds: Sequence[float] = (
     return {**res, "snr_db": snr_db, "thresholds": list(thresholds)}
 
 
-def hop_sweep(*, model, hops: Sequence[int], averagings: Sequence[int | None] = (None,), part: str = "val",
-              seconds: float | None = None,
+def hop_sweep(*, model, hops: Sequence[int], averagings: Sequence[int | None] = (None,),
+              gates: Sequence[str] = ("network",), part: str = "val", seconds: float | None = None,
               snr_dbs: Sequence[float] = (5.0, 0.0), board: str = "rpi-zero-2w", data_root=None,
               core: int | None = None, seed: int = 0, progress: bool = True) -> dict:
     """The framer hop against accuracy (network always on), on the CapnoBase and BIDMC subjects of
     one part of split ``peaks``: what a board's ``runtime.hop_s`` is chosen with (fewer invokes
     per second of signal against F1); with ``averagings``, each hop at each chip averaging (the
-    sensor rate: fewer FIFO bursts and samples per second of signal, more conversions averaged)."""
-    configs = [(f"hop {h}" + ("" if a is None else f", averaging {a}"), "network", None, int(h), a)
-               for h in hops for a in averagings]
+    sensor rate: fewer FIFO bursts and samples per second of signal, more conversions averaged);
+    with ``gates``, each under each quality-gate mode (``network`` always on, ``auto``, ``classic``)."""
+    configs = [(("" if gates == ("network",) else f"{g}, ") + f"hop {h}" + ("" if a is None else f", averaging {a}"),
+                g, None, int(h), a) for g in gates for h in hops for a in averagings]
     res = part_sweep(model=model, part=part, configs=configs, datasets=("capnobase", "bidmc"), snr_dbs=snr_dbs,
                      seconds=seconds, board=board, data_root=data_root, core=core, seed=seed, progress=progress,
                      what="hop-sweep")
-    return {**res, "hops": [int(h) for h in hops], "averagings": list(averagings)}
+    return {**res, "hops": [int(h) for h in hops], "averagings": list(averagings), "gates": list(gates)}
 
 
 def sweep_markdown(res: dict) -> str:
     """The table of a :func:`part_sweep` result (gate or hop sweep)."""
     conds = list(res["results"])
     what = ("Quality gate: SQI threshold" if res["benchmark"] == "gate-sweep"
-            else "Framer hop, network always on")
+            else "Framer hop and chip averaging per quality-gate mode")
     lines = [f"# {what}, on the {res['part']} subjects", "",
              f"Command: `{res.get('command', '')}`  ",
              f"Records: {', '.join(res['records'])}; noisy = white Gaussian noise at "
