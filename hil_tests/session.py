@@ -191,6 +191,18 @@ def render_report(results: dict[str, Any], plots: list[str]) -> str:
     for e in energy:
         lines.append(f"- {_fmt(e.get('joules_per_sample') and e['joules_per_sample'] * 1e6, '.3f')} µJ per "
                      f"{e.get('per', 'sample')} — {e['method']}")
+    insn = results.get("instructions")
+    if insn is not None:
+        lines += ["", "## Instructions on the board's core", ""]
+        if insn.get("error"):
+            lines.append(f"Not counted here: {insn['error']}")
+        else:
+            lines += [f"{insn['method']}.", "", f"| path | instructions / s of signal ({insn['cpu']}) | "
+                      "modelled mW above idle | modelled mJ / sample |", "|---|---:|---:|---:|"]
+            lines += [f"| {p} | {v['insn_per_signal_s'] / 1e6:.2f}M | {v['modelled_mw']:.2f} | "
+                      f"{v['modelled_mj_per_sample']:.4f} |" for p, v in insn["paths"].items()]
+            lines += ["", f"The emulated chip, which runs inside the DUT's measured process here, adds "
+                      f"{insn['emulated_chip_insn_per_signal_s'] / 1e6:.2f}M instructions per second of signal."]
     acc = results.get("accuracy")
     lines += ["", "## Accuracy", ""]
     if acc:

@@ -95,8 +95,12 @@ def load_suite(name: str | os.PathLike, *, virtual: bool = False) -> dict[str, A
         steps.append(step)
     if not steps:
         raise ConfigError(f"{path}: no [[step]] tables")
+    insn = doc.get("instructions")
+    if insn is not None and not (isinstance(insn, dict) and set(insn) <= {"seconds"}
+                                 and isinstance(insn.get("seconds", 10), (int, float)) and insn.get("seconds", 10) >= 5):
+        raise ConfigError(f"{path}: [instructions] takes seconds = N (at least 5), got {insn!r}")
     return {"name": path.stem, "path": str(path), "description": doc.get("description", ""),
-            "steps": steps, "virtual": virtual}
+            "steps": steps, "virtual": virtual, "instructions": insn}
 
 
 # --------------------------------------------------------------------------- DUTs
@@ -573,6 +577,11 @@ def run_suite(suite: str, board, dut, host_models: Mapping[str, Path], *, runs_d
     with session:
         try:
             results = SuiteRunner(spec, board, dut, host_models, data_root=data_root, meter=meter).run()
+            if spec.get("instructions") is not None:  # the device path's count on the board's core
+                from .insn_count import count_for_report
+
+                results["instructions"] = count_for_report(board, float(spec["instructions"].get("seconds", 10)),
+                                                           data_root)
         finally:
             close = getattr(dut, "close", None) if close_dut else None   # the virtual Pi goes down here
             if close is not None:

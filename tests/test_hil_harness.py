@@ -354,3 +354,35 @@ def test_every_report_says_whether_the_emulated_chip_ran_in_the_measured_process
     assert "emulated chip: not in the measured process: pipeline moving-average" in render_report(plain, [])
     soak = {"dut_where": "this process (soak: ...)"}
     assert "emulated chip: ran in the measured process (the harness's own" in render_report(soak, [])
+
+
+def test_performance_suite_reports_the_instruction_count_or_why_not(monkeypatch, tmp_path):
+    from ppg_edge.boards import load_board
+    from ppg_edge.errors import ConfigError, HardwareError
+    from ppg_edge.evaluate import arm_bench
+    from ppg_edge.hil_tests import insn_count
+    from ppg_edge.hil_tests.session import render_report
+    from ppg_edge.hil_tests.suites import load_suite
+
+    assert load_suite("performance")["instructions"] == {"seconds": 10}
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[instructions]\nseconds = 1\n[[step]]\nrecord = "capnobase/0009"\n')
+    with pytest.raises(ConfigError, match="at least 5"):
+        load_suite(bad)
+    board = load_board("virtual-rpi4")
+    doc = {"cpu": {"model": "Cortex-A72", "qemu_cpu": "cortex-a72"}, "lengths_s": [10.0, 20.0],
+           "record": "capnobase/0009", "emulated_chip_insn_per_signal_s": 1.2e6,
+           "paths": {"network": {"device_insn_per_signal_s": 5.9e6, "modelled_mw": 2.1,
+                                 "modelled_mj_per_sample": 0.021}}}
+    monkeypatch.setattr(arm_bench, "bench", lambda *a, **k: doc)
+    got = insn_count.count_for_report(board, 10)
+    assert got["paths"]["network"]["insn_per_signal_s"] == 5900000 and "cortex-a72" in got["method"]
+    text = render_report({"instructions": got}, [])
+    assert "| network | 5.90M | 2.10 | 0.0210 |" in text and "adds 1.20M" in text
+
+    def refuse(*a, **k):
+        raise HardwareError("qemu-aarch64 not found on this host")
+
+    monkeypatch.setattr(arm_bench, "bench", refuse)
+    got = insn_count.count_for_report(board, 10)
+    assert "Not counted here: qemu-aarch64 not found" in render_report({"instructions": got}, [])
