@@ -514,6 +514,9 @@ def run_soak(step: Mapping[str, Any], board, model_path: Path, *, data_root=None
             scored[p.template.key].append(_score_placed(p, offline[p.template.key], fs, lag, margin_s, guard_s))
             p.beats = []                          # scored: the beats go (memory stays flat)
 
+    drv_overflow, overflow_diff = 0, 0
+    overflow_mismatch: list[dict] = []      # where the driver's overflow count departed from the chip's
+    other_events: list[dict] = []           # driver events other than I2C errors, overflows, saturation
     bar = None
     if progress:
         try:
@@ -529,6 +532,21 @@ def run_soak(step: Mapping[str, Any], board, model_path: Path, *, data_root=None
             for block in driver.blocks():
                 for ev in events:
                     pipe.sensor_event(ev)
+                    if ev.kind == "overflow":
+                        drv_overflow += int(ev.detail.get("lost", 0))
+                    elif ev.kind not in ("i2c_error", "saturation") and len(other_events) < 20:
+                        other_events.append({"kind": ev.kind, "t": round(ev.t, 3), "index": block.first_index,
+                                             **{k: v for k, v in ev.detail.items() if isinstance(v, (int, float, str))}})
+                if events and drv_overflow - chip.lost != overflow_diff:   # the driver's count left the chip's
+                    overflow_diff = drv_overflow - chip.lost
+                    if len(overflow_mismatch) < 50:
+                        overflow_mismatch.append({
+                            "block_first_index": block.first_index, "clock_s": round(clock.now(), 4),
+                            "driver_minus_chip": overflow_diff,
+                            "events": [{"kind": e.kind, **{k: v for k, v in e.detail.items()
+                                                           if isinstance(v, (int, float, str, bool))}}
+                                       for e in events if e.kind in ("overflow", "i2c_error")],
+                            "last_fault": faults.plan[faults.k - 1] if faults.k else None})
                 events.clear()
                 pipe.process_block(block)
                 pos = block.first_index + len(block)
@@ -559,8 +577,11 @@ def run_soak(step: Mapping[str, Any], board, model_path: Path, *, data_root=None
     rss.append({"signal_s": round(chip.produced / fs, 1), "rss_kb": rss_kb(), "wall_s": round(time.monotonic() - t_wall, 1),
                 "end": True})
     wall, cpu = time.monotonic() - t_wall, time.process_time() - t_cpu
-    return _results(step, sched, chip, driver, summary, sink, faults, rss, scored, offline, error, wall, cpu,
-                    t_offline, model_path, gate, settings, margin_s, guard_s)
+    res = _results(step, sched, chip, driver, summary, sink, faults, rss, scored, offline, error, wall, cpu,
+                   t_offline, model_path, gate, settings, margin_s, guard_s)
+    res["soak"]["accounting"]["overflow_count_departures"] = overflow_mismatch
+    res["soak"]["faults"]["other_driver_events"] = other_events
+    return res
 
 
 def _score_placed(p: Placed, off: np.ndarray, fs: float, lag: float, margin_s: float, guard_s: float) -> dict:
@@ -704,7 +725,9 @@ def soak_checks(step: Mapping[str, Any], res: Mapping[str, Any]) -> list[dict[st
               f"count {a.get('lost_by_reason')} = {by_reason}, as the driver's events reported them "
               f"{a.get('reported_lost_by_reason')} ({a.get('driver_overflow_events')} overflow events, "
               f"{a.get('overflow_events_estimated')} of them estimated past OVF_COUNTER's 31); driver counted "
-              f"{a.get('driver_samples_lost')} lost")
+              f"{a.get('driver_samples_lost')} lost"
+              + (f"; the driver's overflow count departed from the chip's at {a.get('overflow_count_departures')[:3]}"
+                 if a.get("overflow_count_departures") else ""))
     if "max_rss_growth_kb" in exp:
         rss = [r["rss_kb"] for r in s.get("rss", [])]
         growth = (max(rss[1:]) - rss[0]) if len(rss) >= 2 else None
@@ -764,7 +787,8 @@ def soak_events(res: Mapping[str, Any]) -> list[dict[str, Any]]:
             f"({f.get('stalled_s')} s: {a.get('driver_overflow_events')} overflow events, "
             f"{a.get('chip_overflow_lost')} samples lost); driver events {f.get('driver_events')}"
             + (f"; driver stall events (a read timing out empty) at clock {f.get('driver_stall_times_s')} s of "
-               f"{s.get('signal_s')} s" if f.get("driver_stall_times_s") else "")}]
+               f"{s.get('signal_s')} s" if f.get("driver_stall_times_s") else "")
+            + (f"; other driver events {f.get('other_driver_events')}" if f.get("other_driver_events") else "")}]
     for r in (s.get("f1") or {}).get("per_template", []):
         out.append({"kind": "soak", "message": f"F1 {r['template']}: soak {r['f1_soak']} (tp/fp/fn "
                     f"{r['soak_tp_fp_fn']}) vs offline {r['f1_offline']} ({r['offline_tp_fp_fn']}) over "
