@@ -132,10 +132,13 @@ class StreamDecoder:
         lo = 0 if start == 0 else start + self._lead
         return lo, start + self._lead + self.hop
 
-    def push(self, start: int, probs=None, filtered=None, raw=None) -> list[Beat]:
+    def push(self, start: int, probs=None, filtered=None, raw=None, lead=None) -> list[Beat]:
         """Add the window starting at ``start`` (``probs=None``: suppressed); returns new beats.
 
-        ``filtered``/``raw``: the window's band-passed and raw PPG (for the snaps)."""
+        ``filtered``/``raw``: the window's band-passed and raw PPG (for the snaps). ``lead``:
+        probabilities for the samples just before ``start`` (at most ``guard`` of them, so not
+        yet decided), raised to at least these values: what a detector that saw the previous
+        window's tail found there (the classic path when windows do not overlap)."""
         if start != self._expected_start:
             raise DataError(f"decoder expected the window at {self._expected_start}, got {start}")
         self._expected_start = start + self.hop
@@ -171,6 +174,15 @@ class StreamDecoder:
                 self._p[a:e] = 0.0
                 self._cnt[a:e] = 0
             self._valid[a:e] = False
+        if lead is not None and probs is not None and len(lead):
+            lp = np.clip(np.asarray(lead, dtype=np.float64), 0.0, 1.0)
+            if lp.ndim != 1 or lp.size > self.guard:
+                raise DataError(f"lead probabilities: {lp.size} samples, at most the decoder's guard ({self.guard})")
+            b0 = start - lp.size - self._start
+            if b0 >= 0 and start - lp.size >= self._decoded:
+                seg = slice(b0, b0 + lp.size)
+                # the stitched mean p / cnt rises to the lead where a window covers the sample
+                self._p[seg] = np.maximum(self._p[seg], lp * self._cnt[seg])
         self._final = hi
         self._end = end
         return self._decode(self._final - self.guard)

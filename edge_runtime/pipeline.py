@@ -62,6 +62,7 @@ from .stream import FLAG_HELD, FLAG_LOST, FLAG_NONFINITE, FLAG_SATURATED, Stream
 
 log = logging.getLogger(__name__)
 
+CLASSIC_CONTEXT_S = 0.5  # the previous window's tail the classic detector sees when windows do not overlap
 RATE_EVENT = 0.01  # a measured sensor rate this far (relative) from nominal is a ``rate`` event
 
 
@@ -195,6 +196,7 @@ class Pipeline:
         self.resampler = StreamResampler(self.sensor_fs, self.fs)
         self.rate = RateEstimator(self.sensor_fs)
         self._rate_off = False  # the measured rate departs from nominal by more than RATE_EVENT
+        self._prev_w = None  # the last window (context for the classic detector)
         if hop is None and hop_s is not None:  # a board's hop in seconds, at the model's rate
             hop = max(1, int(round(hop_s * self.fs)))
         self.stream = StreamPreprocessor(spec, hop=hop)
@@ -372,16 +374,34 @@ class Pipeline:
             self._emit("quality", t=t, window=w.index, start=w.start, ok=False, reason=q.reason, **q.detail)
             beats = self.decoder.push(w.start, None)
         else:
+            lead = None
             if q.path == "network":
                 probs = self.model.predict_window(w.x)
             else:
-                probs = classic_probs(w, self.fs, axis=self.classic_axis)
+                probs, lead = self._classic(w)
             self.counts[f"path_{q.path}"] += 1
             log.debug("window %d: %s path (sqi %.2f)", w.index, q.path, q.sqi)
             self._emit("quality", t=t, window=w.index, start=w.start, ok=True, sqi=round(q.sqi, 4), path=q.path)
-            beats = self.decoder.push(w.start, probs, w.filtered, w.raw)
+            beats = self.decoder.push(w.start, probs, w.filtered, w.raw, lead=lead)
+        self._prev_w = w
         self._beats(beats)
         self._show()
+
+    def _classic(self, w):
+        """The classic detector's probabilities for window ``w`` (and the lead before it).
+
+        When windows do not overlap (hop = window) a pulse at a window's edge has no neighbour
+        on one side and the detector cannot see it; with the previous window's last
+        :data:`CLASSIC_CONTEXT_S` before ``w`` as context it finds the pulses at ``w``'s start and
+        those cut off at the previous window's end (in the lead, up to the decoder's guard)."""
+        prev = self._prev_w
+        n = 0 if prev is None else min(prev.filtered.size, int(round(CLASSIC_CONTEXT_S * self.fs)))
+        if n <= 0 or prev.start + prev.filtered.size != w.start:
+            return classic_probs(w, self.fs, axis=self.classic_axis), None
+        lead = min(n, self.decoder.guard)
+        p = classic_probs(w, self.fs, axis=self.classic_axis, context=(prev.filtered[-n:], prev.raw[-n:]),
+                          lead=lead)
+        return p[lead:], p[:lead]
 
     def _beats(self, beats) -> None:
         for b in beats:

@@ -316,7 +316,8 @@ class QualityGate:
 
 
 def classic_probs(w: Window, fs: float, max_lag_s: float = 0.15, width: int = 2,
-                  axis: str = "raw") -> np.ndarray:
+                  axis: str = "raw", context: tuple[np.ndarray, np.ndarray] | None = None,
+                  lead: int = 0) -> np.ndarray:
     """Peak 'probabilities' from the classic detector: 1 at each systolic peak, fading to 0
     over ``width`` samples on each side, 0 elsewhere.
 
@@ -327,17 +328,32 @@ def classic_probs(w: Window, fs: float, max_lag_s: float = 0.15, width: int = 2,
     samples (about 2 at 125 Hz for the 0.5-8 Hz band-pass; far less than its ~28-sample group
     delay at the pulse rate, which applies to the fundamental only), so each peak is moved to
     the raw window's maximum up to ``max_lag_s`` before it: beats land on the raw pulse.
+
+    ``context``: the ``(filtered, raw)`` samples just before the window (the previous window's
+    tail, when windows do not overlap): the detector runs on them and the window together, so
+    a pulse at the window's first samples has the neighbours a local maximum needs. The result
+    then covers the window and the ``lead`` samples before it (where the previous window's last
+    pulse, cut off at its edge, is found): ``lead + window`` values.
     """
     from ppg_edge.dsp.pulses import find_systolic_peaks
 
     if axis not in ("raw", "filtered"):
         raise ConfigError(f"classic_probs axis must be 'raw' or 'filtered', got {axis!r}")
-    p = np.zeros(w.filtered.size)
+    filtered, raw, off = w.filtered, w.raw, 0
+    if context is not None and len(context[0]):
+        off = len(context[0])
+        if not 0 <= lead <= off or len(context[1]) != off:
+            raise ConfigError(f"classic_probs: lead {lead} and context of {off}/{len(context[1])} samples")
+        filtered = np.concatenate((context[0], filtered))
+        raw = np.concatenate((context[1], raw))
+    elif lead:
+        raise ConfigError("classic_probs: a lead needs the context before the window")
+    p = np.zeros(filtered.size)
     lag = max(1, int(round(max_lag_s * fs)))
-    for k in find_systolic_peaks(w.filtered, fs):
+    for k in find_systolic_peaks(filtered, fs):
         if axis == "raw":
             lo = max(0, k - lag)
-            k = lo + int(np.argmax(w.raw[lo:k + 1]))
+            k = lo + int(np.argmax(raw[lo:k + 1]))
         idx = np.arange(max(0, k - width), min(p.size, k + width + 1))
         p[idx] = np.maximum(p[idx], 1.0 - np.abs(idx - k) / (width + 1))
-    return p
+    return p[off - lead:]

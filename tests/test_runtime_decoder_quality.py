@@ -176,3 +176,27 @@ def test_classic_probs_land_on_the_raw_peaks(rng):
         hits += central.tolist()
     err = [np.min(np.abs(s.peaks - h)) for h in hits]
     assert hits and max(err) <= 1  # on the true systolic peak (synthetic, noise-free)
+
+
+
+@pytest.mark.data
+def test_classic_path_finds_pulses_at_the_edges_of_windows_that_do_not_overlap(data_root):
+    """hop = window (the Zero 2 W's 2 s hop): a pulse at a window's last or first samples has a
+    neighbour on one side only; with the previous window's tail as context the classic
+    detector still finds it (validation subject capnobase/0038: 8 beats missed without it, all
+    at window positions 244-249 of 250)."""
+    from ppg_edge.boards import load_board
+    from ppg_edge.data import load_record
+    from ppg_edge.edge_runtime.bench import capture, reference_on_model_axis, run_pipeline
+    from ppg_edge.edge_runtime.playback import settings_from_board
+    from ppg_edge.metrics.peaks import match_peaks
+
+    settings = settings_from_board(load_board("rpi-zero-2w"))
+    rec = load_record("capnobase", "0038", data_root)
+    n = int(240 * rec.fs)
+    cap = capture(rec.ppg[:n], rec.fs, settings)
+    ref = reference_on_model_axis(rec.peaks[rec.peaks < n], rec.fs, n, settings, 125.0)
+    summary, beats, _ = run_pipeline(cap, "models/device/peaks-Type30-float32.tflite", "classic", hop=250)
+    m = match_peaks(ref[ref < summary["windows"] * 250], beats, 125.0, 0.05)
+    edge = [int(r) % 250 for r in m.unmatched_ref]
+    assert m.unmatched_ref.size <= 1 and m.unmatched_det.size == 0, f"missed at window positions {edge}"
