@@ -55,7 +55,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_EPS = 1e-9
+# Conversions counted from clock times: a time t after the segment start makes floor(t * sr + _EPS)
+# conversions. The tolerance must exceed the clock's rounding in conversions: a float clock near
+# 65,000 s (18 h of a soak) carries ~1e-11 s of rounding, 6e-9 conversions at 400 sps, so 1e-9
+# left a conversion due at t for the next read (the 24 h soak: one sample the driver counted lost
+# that the chip never lost, and a false missing-interrupt event). 1e-6 conversions is 2.5 ns at
+# 400 sps, far below any real read's timing.
+_EPS = 1e-6
 
 
 def _eio() -> OSError:
