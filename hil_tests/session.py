@@ -172,6 +172,7 @@ def render_report(results: dict[str, Any], plots: list[str]) -> str:
              f"- DUT: {dut.get('name', '-')} on {dut.get('board', '-')}, pipeline {dut.get('pipeline', '-')}, "
              f"ppg-edge {dut.get('ppg_edge', '-')}, Python {dut.get('python', '-')}",
              f"- emulated chip: {chip_note(results)}",
+             *([f"- command: `{results['command']}`"] if results.get("command") else []),
              f"- stimulus: {results.get('stimulus', {}).get('id')} "
              f"({results.get('stimulus', {}).get('samples')} samples, crc {results.get('stimulus', {}).get('crc')})",
              f"- {results.get('windows')} windows after {results.get('warmups')} warm-ups, "
