@@ -22,7 +22,7 @@ and turns them into events on a sink:
 - the sensor's rate is measured from the blocks' read times
   (:class:`~.resample.RateEstimator`; lost samples counted): once it departs from
   the nominal one the resampler follows it (rate and phase, smoothly); a ``rate``
-  event reports a departure of more than 1 % (and a return), the summary gives
+  event reports a departure of more than 1 % (and a return within 0.8 %), the summary gives
   ``sensor_fs_measured`` beside ``sensor_fs``; beat ``sensor_index`` is the
   resampler's own input position of the beat;
 - the samples are resampled to the model rate (numpy, any ratio), band-passed and
@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 
 CLASSIC_CONTEXT_S = 0.5  # the previous window's tail the classic detector sees when windows do not overlap
 RATE_EVENT = 0.01  # a measured sensor rate this far (relative) from nominal is a ``rate`` event
+RATE_RETURN = 0.8  # ... and it has returned once within this fraction of that
 
 
 @dataclass(frozen=True)
@@ -337,7 +338,8 @@ class Pipeline:
             if self.bp is not None:
                 self.bp.resampler.steer(est.fs, pos0)
         dev = est.fs / self.sensor_fs - 1.0
-        off = abs(dev) > RATE_EVENT
+        # hysteresis: a rate near the limit would otherwise depart and return with every estimate
+        off = abs(dev) > RATE_EVENT * (RATE_RETURN if self._rate_off else 1.0)
         if off != self._rate_off:
             self._rate_off = off
             (log.warning if off else log.info)("sensor rate %.3f Hz measured, nominal %g Hz (%+.2f %%)",

@@ -51,6 +51,8 @@ def test_modelled_energy_from_the_board_file():
     assert m["modelled_mw"] == pytest.approx(0.006 * 0.35 * 1e3)
     with pytest.raises(ConfigError, match="at least 5"):
         arm_bench.lengths(1)
+    with pytest.raises(ConfigError, match="rate-error"):  # refused before anything is built or run
+        arm_bench.bench(zero, 10, rate_error=0.2)
 
 
 @pytest.mark.slow

@@ -285,3 +285,12 @@ def test_the_nominal_integer_grid_equals_the_general_path(fs_in, fs_out, rng):
     assert np.abs(y1 - y2).max() <= 1e-12 * np.abs(x).max()
     assert grid.inputs_needed(y1.size) == plain.inputs_needed(y1.size)
     assert StreamResampler(100.418, 125)._grid is None  # a measured rate: the general path
+
+
+def test_a_rate_at_the_event_limit_reports_once(rng):
+    """A chip 1 % fast sits on the rate event's limit: the estimate's scatter must not make it
+    depart and return again and again (hysteresis)."""
+    x, _ = _pulse_record(101.0, 80.0, rng)
+    sink = MemorySink()
+    Pipeline(100.0, sink).run(_jittered_blocks(x, 101.0, 100.0, rng))
+    assert len(sink.of("rate")) <= 1, [e["departed"] for e in sink.of("rate")]

@@ -85,6 +85,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--out", help="folder for the Markdown report, the JSON and the PNG")
     a.add_argument("--no-models", action="store_true", help="skip the per-model-file counts")
     a.add_argument("--no-stages", action="store_true", help="skip the per-stage counts")
+    a.add_argument("--rate-error", type=float, default=0.0,
+                   help="the chip's clock runs this fraction fast (e.g. 0.01): the runtime measures the rate "
+                        "and resamples at it, as with a real MAX30102")
     a.add_argument("--budget", metavar="FILE",
                    help="write the per-path counts as the instruction budget the CI test holds the device path "
                         "to (hil_tests/budgets/arm-insn.json; use --seconds 10 --no-stages --no-models)")
@@ -189,7 +192,8 @@ def _handle_arm(args: argparse.Namespace) -> int:
     from ppg_edge.evaluate.arm_bench import bench, write_report
 
     doc = bench(load_board(args.board), args.seconds, stages=not args.no_stages, models=not args.no_models,
-                chip=not args.budget, data_root=args.data_root, progress=sys.stderr.isatty())
+                chip=not args.budget, data_root=args.data_root, progress=sys.stderr.isatty(),
+                rate_error=args.rate_error)
     if args.budget:
         from ppg_edge.evaluate.arm_bench import budget_from
 
@@ -197,6 +201,8 @@ def _handle_arm(args: argparse.Namespace) -> int:
         log.info("wrote the budget %s", args.budget)
     parts = ["ppg-edge", "bench", "arm", "--board", args.board, "--seconds", f"{args.seconds:g}"]
     parts += [flag for flag, on in (("--no-models", args.no_models), ("--no-stages", args.no_stages)) if on]
+    if args.rate_error:
+        parts += ["--rate-error", f"{args.rate_error:g}"]
     if args.out:
         parts += ["--out", args.out]
         for path in write_report(doc, Path(args.out), " ".join(shlex.quote(p) for p in parts)):

@@ -230,7 +230,10 @@ def lengths(seconds: float) -> tuple[float, float]:
 
 
 def bench(board, seconds: float = 60.0, *, stages: bool = True, models: bool = True, chip: bool = True,
-          equivalence: bool = True, data_root=None, progress: bool = True) -> dict:
+          equivalence: bool = True, data_root=None, progress: bool = True, rate_error: float = 0.0) -> dict:
+    """Count the device path (see the module docstring). ``rate_error``: the chip's clock runs
+    this fraction fast, as a real MAX30102's oscillator does, so that the pipeline measures the
+    rate and the resampler follows it (its floating-point path; 0: the nominal grid)."""
     from tqdm import tqdm
 
     from ppg_edge.boards.registry import list_boards
@@ -238,11 +241,14 @@ def bench(board, seconds: float = 60.0, *, stages: bool = True, models: bool = T
 
     short, long_ = lengths(seconds)
     dt = long_ - short
+    if not -0.05 <= rate_error <= 0.05:
+        raise ConfigError(f"--rate-error must be within +-0.05 (5 %), got {rate_error}")
     with tempfile.TemporaryDirectory(prefix="ppg-arm-bench-") as tmp:
         work = Path(tmp)
         runner = Runner(board, work)
         inp = prepare_input(board, long_, work, data_root)
         inp["hop"] = board_hop(board)
+        inp["rate_error"] = float(rate_error)
         fs = inp.pop("fs")
         paths_run = board_paths(board)
         jobs = [(p, staged) for p in paths_run for staged in ((False, True) if stages else (False,))]
@@ -283,6 +289,7 @@ def bench(board, seconds: float = 60.0, *, stages: bool = True, models: bool = T
                                                    "core_active_w": board.power.core_active_w,
                                                    "core_active_source": board.power.core_active_source},
                "record": "/".join(RECORD), "seconds": seconds, "lengths_s": [short, long_], "sample_rate_hz": fs,
+               "rate_error": float(rate_error),
                "runtime": {"peak_model": Path(paths_run["network"][0]).name, "hop": inp["hop"],
                            "fifo_almost_full": inp["settings"]["almost_full"],
                            "peak_model_source": getattr(board.runtime, "peak_model_source", None),

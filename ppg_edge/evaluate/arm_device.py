@@ -112,7 +112,8 @@ def run_path(spec: dict) -> dict:
             wrap(bus, name, "chip")
     else:
         fifo = np.load(spec["fifo"]).tobytes()[:6 * n]
-        bus = FifoBus(fifo, settings.almost_full, clock, fs)
+        # rate_error: the chip's clock runs this fraction fast (bursts come sooner; the same bytes)
+        bus = FifoBus(fifo, settings.almost_full, clock, fs * (1.0 + float(spec.get("rate_error", 0.0))))
         for name in ("read_byte_data", "write_byte_data", "i2c_rdwr", "wait_for_interrupt"):
             wrap(bus, name, "bus-fake")
     sensor = Max30102(bus, settings=settings, clock=clock, wait_for_interrupt=bus.wait_for_interrupt)
