@@ -273,7 +273,7 @@ class DevicePipeline:
 
         if self.model_path is None and self.gate == "network":
             raise ConfigError("device pipeline: no model loaded (start the DUT with --model, or cfg model=PATH)")
-        self.clock = VirtualClock()
+        self.clock = VirtualClock(keep_sleeps=False)  # a DUT soak runs for hours: no list of every wait
         self.sensor_events: list = []
         self.chip = EmulatedMax30102(self.stim.samples, self.stim.fs, clock=self.clock)
         self.driver = Max30102(self.chip, settings=self.sensor_settings, clock=self.clock,

@@ -19,7 +19,7 @@ source array played by :class:`~ppg_edge.edge_runtime.sensors.EmulatedMax30102` 
 by :class:`SoakChip`, which counts what the chip handed out), read by the real
 :class:`~ppg_edge.edge_runtime.sensors.Max30102` driver on the chip's interrupt, and
 streamed block by block through :class:`ppg_edge.edge_runtime.pipeline.Pipeline`, all
-sharing one virtual clock (:class:`SoakClock`: as fast as the CPU allows)
+sharing one virtual clock (``VirtualClock(keep_sleeps=False)``: as fast as the CPU allows)
 in this process: RSS is this process's.
 
 Faults (``[step.faults]``, counts per hour of signal, placed at seeded random times):
@@ -336,42 +336,15 @@ class SoakSink:
         pass
 
 
-class SoakClock:
-    """Virtual time like :class:`~ppg_edge.edge_runtime.sensors.VirtualClock`, without its
-    ``sleeps`` list: that list (every sleep, for tests) grows by one float per driver wait, about
-    0.7 MB per hour of signal, which is the test clock's memory, not the device path's (a Pi runs
-    on :class:`~ppg_edge.edge_runtime.sensors.MonotonicClock`). ``sleeps`` counts them instead."""
-
-    def __init__(self, start: float = 0.0) -> None:
-        self._t = float(start)
-        self.sleeps = 0
-        self.slept_s = 0.0
-
-    def now(self) -> float:
-        return self._t
-
-    def sleep(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError(f"sleep length must be non-negative, got {seconds!r}")
-        self.sleeps += 1
-        self.slept_s += float(seconds)
-        self._t += float(seconds)
-
-    def advance(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError(f"cannot move a clock backwards ({seconds!r} s)")
-        self._t += float(seconds)
-
-
 def open_device_path(light: np.ndarray, board, model_path: Path, sink, *, gate: str, clock=None):
     """Emulated chip (:class:`SoakChip`) -> real driver -> :class:`Pipeline` on one virtual clock."""
     from ppg_edge.edge_runtime.pipeline import Pipeline
     from ppg_edge.edge_runtime.playback import settings_from_board
     from ppg_edge.edge_runtime.quality import QualityConfig
-    from ppg_edge.edge_runtime.sensors import Max30102
+    from ppg_edge.edge_runtime.sensors import Max30102, VirtualClock
 
     settings = settings_from_board(board)
-    clock = clock or SoakClock()
+    clock = clock or VirtualClock(keep_sleeps=False)  # hours of waits: count them, keep none
     events: list = []
     chip = _soak_chip_class()(light, SOURCE_FS, clock=clock)
     driver = Max30102(chip, settings=settings, clock=clock, wait_for_interrupt=chip.wait_for_interrupt,
@@ -665,8 +638,8 @@ def _results(step, sched, chip, driver, summary, sink, faults, rss, scored, offl
                      "unscored_tail_s": margin_s},
         "soak": {
             "in_process": {"pid": os.getpid(), "note": "the emulated MAX30102, the real driver and the edge "
-                           "Pipeline ran in this (the measured) process on one virtual clock (SoakClock: VirtualClock "
-                           "without its list of every sleep); no DUT process"},
+                           "Pipeline ran in this (the measured) process on one virtual clock (VirtualClock(keep_sleeps=False): "
+                           "it counts its sleeps and keeps no list of them); no DUT process"},
             "signal_s": round(signal_s, 1), "signal_h": round(signal_s / 3600, 3),
             "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "offline_wall_s": round(t_offline, 1),
             "speed_x_real_time": round(signal_s / max(wall - t_offline, 1e-9), 1),

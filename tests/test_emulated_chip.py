@@ -279,6 +279,10 @@ def test_clocks():
     clock.sleep(0.5)
     clock.advance(1.0)
     assert clock.now() == 6.5 and clock.sleeps == [0.5]
+    counting = VirtualClock(keep_sleeps=False)  # hours of accelerated signal: counts, no list
+    for _ in range(3):
+        counting.sleep(0.25)
+    assert counting.sleeps == [] and counting.n_sleeps == 3 and counting.slept_s == 0.75 and counting.now() == 0.75
     with pytest.raises(ValueError):
         clock.sleep(-1)
     with pytest.raises(ValueError):
