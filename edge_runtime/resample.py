@@ -144,6 +144,11 @@ class StreamResampler:
 
     # ------------------------------------------------------------ position map
     @property
+    def _on_grid(self) -> bool:
+        """Outputs sit on the nominal rational grid (a small exact ratio, never steered)."""
+        return self._grid is not None and len(self._seg_m) == 1
+
+    @property
     def step(self) -> float:
         """Input samples per output sample now (the measured rate over ``fs_out`` once steered)."""
         _, r, d, a = self._seg[-1]
@@ -206,7 +211,7 @@ class StreamResampler:
             return 0
         if self.identity:
             return int(n_out)
-        if self._grid is not None and len(self._seg_m) == 1:
+        if self._on_grid:
             return (n_out - 1) * self._grid[0] // self._grid[1] + self.hi + 1
         p = float(self._pos(np.array([n_out - 1], dtype=np.int64))[0])
         return int(math.floor(p)) + self.hi + 1
@@ -269,7 +274,7 @@ class StreamResampler:
         self._n_in += x.size
         # outputs m >= self._m with floor(p(m)) + hi <= last input are computable
         limit = self._n_in - 1 - self.hi
-        if self._grid is not None and len(self._seg_m) == 1:
+        if self._on_grid:
             return self._push_grid(limit)
         m0 = self._seg_m[-1]
         p0, r, d, _ = self._seg[-1]
@@ -288,12 +293,7 @@ class StreamResampler:
         u = (pos - ip) * self.phases
         row = np.minimum(u.astype(np.int64), self.phases - 1)
         a = u - row
-        base = i - self.lo - self._x_start
-        rel = base[:, None] + np.arange(self.taps)[None, :]
-        if base[0] < 0:  # before the first sample the input is held at it (never past the input)
-            xs = np.where(rel < -self._x_start, self._first, self._x[np.maximum(rel, 0)])
-        else:
-            xs = self._x[rel]
+        xs = self._taps_of(i)
         y = np.einsum("ij,ij->i", self._a[row], xs) + a * np.einsum("ij,ij->i", self._d[row], xs)
         return y, self._finish(ms, i)
 
@@ -306,13 +306,16 @@ class StreamResampler:
             return np.zeros(0), np.zeros(0, dtype=np.uint8)
         ms = np.arange(self._m, m_end + 1, dtype=np.int64)
         i = ms * num // den
+        return np.einsum("ij,ij->i", w[ms % den], self._taps_of(i)), self._finish(ms, i)
+
+    def _taps_of(self, i: np.ndarray) -> np.ndarray:
+        """The input samples under the kernel of each output at integer position ``i``
+        ``(outputs, taps)``; before the first sample the input is held at it."""
         base = i - self.lo - self._x_start
         rel = base[:, None] + np.arange(self.taps)[None, :]
-        if base[0] < 0:  # before the first sample the input is held at it
-            xs = np.where(rel < -self._x_start, self._first, self._x[np.maximum(rel, 0)])
-        else:
-            xs = self._x[rel]
-        return np.einsum("ij,ij->i", w[ms % den], xs), self._finish(ms, i)
+        if base[0] < 0:
+            return np.where(rel < -self._x_start, self._first, self._x[np.maximum(rel, 0)])
+        return self._x[rel]
 
     def _finish(self, ms: np.ndarray, i: np.ndarray) -> np.ndarray:
         """The output flags (inputs within one sample of each output), then advance and trim."""
@@ -329,7 +332,7 @@ class StreamResampler:
 
     def _trim(self) -> None:
         """Drop input no future output needs."""
-        if self._grid is not None and len(self._seg_m) == 1:
+        if self._on_grid:
             p = float(self._m * self._grid[0] // self._grid[1])
         else:
             p = float(self._pos(np.array([self._m], dtype=np.int64))[0])
