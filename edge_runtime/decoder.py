@@ -141,6 +141,11 @@ class StreamDecoder:
         window's tail found there (the classic path when windows do not overlap)."""
         if start != self._expected_start:
             raise DataError(f"decoder expected the window at {self._expected_start}, got {start}")
+        lp = None  # checked before anything changes
+        if lead is not None and probs is not None and len(lead):
+            lp = np.clip(np.asarray(lead, dtype=np.float64), 0.0, 1.0)
+            if lp.ndim != 1 or lp.size > self.guard:
+                raise DataError(f"lead probabilities: {lp.size} samples, at most the decoder's guard ({self.guard})")
         self._expected_start = start + self.hop
         lo, hi = self._owned(start)
         end = start + self.window  # [hi, end) is provisional until the next window comes
@@ -174,10 +179,7 @@ class StreamDecoder:
                 self._p[a:e] = 0.0
                 self._cnt[a:e] = 0
             self._valid[a:e] = False
-        if lead is not None and probs is not None and len(lead):
-            lp = np.clip(np.asarray(lead, dtype=np.float64), 0.0, 1.0)
-            if lp.ndim != 1 or lp.size > self.guard:
-                raise DataError(f"lead probabilities: {lp.size} samples, at most the decoder's guard ({self.guard})")
+        if lp is not None:
             b0 = start - lp.size - self._start
             if b0 >= 0 and start - lp.size >= self._decoded:
                 seg = slice(b0, b0 + lp.size)

@@ -178,6 +178,24 @@ def test_classic_probs_land_on_the_raw_peaks(rng):
     assert hits and max(err) <= 1  # on the true systolic peak (synthetic, noise-free)
 
 
+def test_classic_context_and_decoder_lead_refuse_what_does_not_fit(rng):
+    spec = peaks_preprocessing(FS)
+    w = StreamPreprocessor(spec).push(synth_ppg(10, FS, rng, hr_bpm=70).signal)[1]
+    ctx = (w.filtered[-40:], w.raw[-40:])
+    assert classic_probs(w, FS, context=ctx, lead=20).size == 20 + w.filtered.size
+    with pytest.raises(ConfigError, match="lead"):
+        classic_probs(w, FS, context=ctx, lead=41)  # longer than the context
+    with pytest.raises(ConfigError, match="lead"):
+        classic_probs(w, FS, context=(ctx[0], ctx[1][:10]))  # filtered and raw disagree
+    with pytest.raises(ConfigError, match="context"):
+        classic_probs(w, FS, lead=5)
+    dec = StreamDecoder(FS, 250, 250, {"threshold": 0.5})
+    dec.push(0, np.zeros(250))
+    with pytest.raises(DataError, match="guard"):
+        dec.push(250, np.zeros(250), lead=np.ones(dec.guard + 1))  # reaching into decided samples
+    dec.push(250, np.zeros(250))  # the refused push changed nothing: the same window is next
+
+
 
 @pytest.mark.data
 def test_classic_path_finds_pulses_at_the_edges_of_windows_that_do_not_overlap(data_root):
