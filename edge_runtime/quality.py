@@ -130,19 +130,16 @@ class Quality:
     detail: dict = field(default_factory=dict)
 
 
-def median(x: np.ndarray) -> float:
-    """``np.median`` of a 1-D array (the same value) in one partition."""
-    n = x.size
-    h = n // 2
-    if n % 2:
-        return float(np.partition(x, h)[h])
-    part = np.partition(x, (h - 1, h))
-    return float((part[h - 1] + part[h]) / 2)
-
-
-def _median_of(values) -> float:
-    """Median of a few floats (the motion history) without numpy."""
-    s = sorted(values)
+def median(x) -> float:
+    """``np.median``'s value without its wrapper: a 1-D array in one partition; a short
+    sequence of floats (the motion history) sorted in Python."""
+    if isinstance(x, np.ndarray):
+        h = x.size // 2
+        if x.size % 2:
+            return float(np.partition(x, h)[h])
+        part = np.partition(x, (h - 1, h))
+        return float((part[h - 1] + part[h]) / 2)
+    s = sorted(x)
     h = len(s) // 2
     return float(s[h]) if len(s) % 2 else (s[h - 1] + s[h]) / 2
 
@@ -274,7 +271,7 @@ class QualityGate:
         cfg = self.cfg
         if not self._spreads:
             return True
-        ref = _median_of(self._spreads)
+        ref = median(self._spreads)
         if ref <= 0 or ref / cfg.motion_ratio <= spread <= ref * cfg.motion_ratio:
             self._rejected.clear()
             self._rejected_since = None
@@ -285,13 +282,13 @@ class QualityGate:
         if (w.start - self._rejected_since) / self.fs >= cfg.motion_relearn_s:
             # every window for motion_relearn_s disagreed with the reference: it is the stale one
             log.info("motion reference relearned at window %d: median spread %.4g -> %.4g over %d windows",
-                     w.index, ref, _median_of(self._rejected), len(self._rejected))
+                     w.index, ref, median(self._rejected), len(self._rejected))
             self.relearned += 1
             self._spreads.clear()
             self._spreads.extend(self._rejected[-cfg.motion_history:])
             self._rejected.clear()
             self._rejected_since = None
-            ref = _median_of(self._spreads)
+            ref = median(self._spreads)
             if ref <= 0 or ref / cfg.motion_ratio <= spread <= ref * cfg.motion_ratio:
                 return True
         detail["spread_ratio"] = round(spread / ref, 3)

@@ -218,3 +218,11 @@ def test_classic_path_finds_pulses_at_the_edges_of_windows_that_do_not_overlap(d
     m = match_peaks(ref[ref < summary["windows"] * 250], beats, 125.0, 0.05)
     edge = [int(r) % 250 for r in m.unmatched_ref]
     assert m.unmatched_ref.size <= 1 and m.unmatched_det.size == 0, f"missed at window positions {edge}"
+
+
+def test_quality_median_is_numpys(rng):
+    from ppg_edge.edge_runtime.quality import median
+
+    for n in (1, 2, 7, 250):
+        x = np.round(rng.standard_normal(n), 1)  # ties included
+        assert median(x) == float(np.median(x)) == median(list(x))
