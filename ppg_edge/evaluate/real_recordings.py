@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from ppg_edge.edge_runtime.sinks import MemorySink
 from ppg_edge.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -78,20 +79,6 @@ MODELS = {"float32": "models/device/peaks-Type30-float32.tflite",
 
 
 # ------------------------------------------------------------------ running the device path
-class _Sink:
-    def __init__(self):
-        self.events: list[dict] = []
-
-    def emit(self, ev: dict) -> None:
-        self.events.append(ev)
-
-    def close(self) -> None:
-        pass
-
-    def of(self, kind: str) -> list[dict]:
-        return [e for e in self.events if e["type"] == kind]
-
-
 def path_specs(board, models: dict[str, str] | None = None) -> dict[str, tuple[str | None, str]]:
     """``{path: (model file, gate)}``: the two network paths, and the gated and classic paths with
     the board's own peak model (its preprocessing; the network where the gate sends a window)."""
@@ -133,7 +120,7 @@ def run_device(red, ir, fs: float, *, source: str, model: str | None, gate: str,
     windows, summary; for the emulated chip also how its delivered codes compare with the log."""
     from ppg_edge.data.max30102_raw import FULL_SCALE
 
-    sink = _Sink()
+    sink = MemorySink()
     out: dict[str, Any] = {"source": source}
     if source == "replay":
         from ppg_edge.edge_runtime.sensors import ReplaySensor
@@ -497,7 +484,7 @@ def evaluate_synth(paths: dict, hop_s: float | None, seed: int = 0, rates=SYNTH_
                                    "checked": kind in SYNTH_KINDS, "paths": {}}
             beats = {}
             for name, (model, gate) in paths.items():
-                sink = _Sink()
+                sink = MemorySink()
                 pipe = Pipeline(fs, sink, model_path=model, quality=QualityConfig(gate=gate), hop_s=hop_s)
                 summary = pipe.run(ArrayReplay(x, fs).blocks())
                 b = np.array([e["sensor_index"] for e in sink.of("beat")], dtype=np.int64)
