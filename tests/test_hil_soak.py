@@ -1,18 +1,19 @@
 """The soak step (hil_tests/soak.py): 10 minutes of signal (soak-10min) through emulated chip ->
-real driver -> Pipeline in this process, with I2C errors, cut-off bursts and FIFO overflows injected;
+real driver -> Pipeline in one process (`ppg-edge hil run`, as a user runs it), with I2C errors, cut-off bursts and FIFO overflows injected;
 every sample accounted for, no duplicate beat, flat RSS, F1 as the offline runs give. Plus the checks
 themselves failing on bad input (so they can fail)."""
 from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from ppg_edge.boards import load_board
 from ppg_edge.hil_tests import soak
-from ppg_edge.hil_tests.suites import LocalDut, load_suite, run_suite
+from ppg_edge.hil_tests.suites import load_suite
 
 REPO = Path(__file__).resolve().parents[1]
 INT8 = REPO / "models" / "device" / "peaks-Type30-int8.tflite"
@@ -20,14 +21,20 @@ INT8 = REPO / "models" / "device" / "peaks-Type30-int8.tflite"
 
 @pytest.fixture(scope="module")
 def soak10(data_root, tmp_path_factory):
+    """The suite as a user runs it: ``ppg-edge hil run`` in a process of its own. The RSS check
+    measures that process; inside pytest's, the heap left by the tests before it (2 GB, its
+    allocator's thresholds raised by freed arrays) made RSS grow by up to 7 MB without a leak."""
     if not INT8.is_file():
         pytest.skip(f"no committed device model {INT8}")
-    board = load_board("virtual-rpi4")
-    work = tmp_path_factory.mktemp("soak")
-    dut = LocalDut(board, {"int8": INT8}, work)     # never started: a soak-only suite runs in-process
-    folder, results = run_suite("soak-10min", board, dut, {"int8": INT8}, runs_dir=work / "runs",
-                                data_root=data_root)
-    return folder, results
+    runs = tmp_path_factory.mktemp("soak") / "runs"
+    cmd = [sys.executable, "-m", "ppg_edge", "hil", "run", "--board", "virtual-rpi4", "--local-dut",
+           "--suite", "soak-10min", "--model", f"int8={INT8}", "--data-root", str(data_root),
+           "--runs-dir", str(runs), "--json"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    folders = sorted(f.parent for f in runs.rglob("results.json"))
+    assert len(folders) == 1, f"rc {p.returncode}; stderr tail:\n{p.stderr[-3000:]}"
+    json.loads(p.stdout)                             # --json: one document on stdout
+    return folders[0], json.loads((folders[0] / "results.json").read_text())
 
 
 def test_soak_10min_accounts_for_every_sample(soak10):
