@@ -31,7 +31,9 @@ and turns them into events on a sink:
   classic detector when clean, the network when quality drops); the
   :class:`~.decoder.StreamDecoder` emits each beat once; HR/HRV follow every
   window with new beats;
-- an optional :class:`~.bp.BPStage` adds ``bp`` events per window;
+- an optional :class:`~.bp.BPStage` adds a ``bp`` event per accepted window: the estimate over the
+  stable stretch, its CV MAE and MASE, withheld quantities, calibrated or not (with the wearer's
+  profile and cuff calibration when given);
 - sensor events (overflow, I2C errors, saturation, stall) go to the sink as
   ``sensor`` events.
 
@@ -167,7 +169,8 @@ class Pipeline:
     def __init__(self, sensor_fs: float, sink, *, model_path=None, bp_model_path=None,
                  full_scale: int | None = None, quality: QualityConfig | None = None,
                  backend: str | None = None, preference=None, hop: int | None = None,
-                 hop_s: float | None = None, status: StatusLine | None = None):
+                 hop_s: float | None = None, status: StatusLine | None = None,
+                 profile=None, calibration=None):
         self.sensor_fs = float(sensor_fs)
         self.full_scale = full_scale
         self._prev_count: float | None = None  # last ADC sample (held-sample flags across blocks)
@@ -206,8 +209,12 @@ class Pipeline:
         # the classic path puts its peaks where the decoder expects the network's: on the
         # filtered maxima when the decoder moves beats onto the raw axis, else on the raw peaks
         self.classic_axis = "filtered" if self.decoder.raw_shift is not None else "raw"
+        if bp_model_path is None and (profile is not None or calibration is not None):
+            raise ConfigError("a profile or a calibration is for the BP model: give the BP model too")
         self.bp = BPStage(bp_model_path, self.sensor_fs, QualityConfig(**{**qcfg.__dict__, "gate": "classic"}),
-                          backend=backend) if bp_model_path is not None else None
+                          backend=backend, profile=profile,
+                          calibration=calibration) if bp_model_path is not None else None
+        self._bp_last = None  # the last BP estimate (the status line)
         self.n_sensor = 0  # sensor samples accounted for (read + lost)
         self.counts = collections.Counter()
         self._hold = None
@@ -322,7 +329,8 @@ class Pipeline:
         self._track_rate()
         if self.bp is not None:
             for est in self.bp.push(x, flags):
-                self._emit("bp", t=est.t, window=est.window, **est.values)
+                self._emit("bp", **est.event(self.bp))
+                self._bp_last = est
         y, f = self.resampler.push(x, flags)
         for w in self.stream.push(y, f):
             self._window(w)
@@ -425,7 +433,8 @@ class Pipeline:
         ev = sum(v for k, v in self.counts.items() if k.startswith("sensor_"))
         self.status.update(f"beats {self.counts['beats']}  HR {hr} bpm  windows {self.counts['windows']} "
                            f"(suppressed {self.counts['suppressed']})  lost {self.counts['lost']}  "
-                           f"nonfinite {self.counts['nonfinite']}  sensor events {ev}", force)
+                           f"nonfinite {self.counts['nonfinite']}  sensor events {ev}"
+                           + (f"  {self.bp.status(self._bp_last)}" if self.bp is not None else ""), force)
 
     # ------------------------------------------------------------ run
     def finish(self) -> dict:

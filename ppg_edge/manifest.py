@@ -27,7 +27,7 @@ from .errors import ModelError
 
 SCHEMA_VERSION = 1
 KINDS = ("peaks", "bp")
-MODES = ("float32", "float16", "dynamic", "int8", "pruned-int8", "qat-int8", "keras")
+MODES = ("float32", "float16", "dynamic", "int8", "pruned-int8", "qat-int8", "keras", "trees")
 REQUIRED = (
     "schema", "kind", "name", "mode", "model_file", "sha256", "size_bytes",
     "inputs", "outputs", "sample_rate_hz", "window", "hop", "preprocessing",

@@ -30,6 +30,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "deploy",
     "vpi",
     "run",
+    "calibrate",
     "train",
     "convert",
     "compare",

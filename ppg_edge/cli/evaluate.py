@@ -240,5 +240,7 @@ def _command_line(args) -> str:
 
 def _register_bp(sub) -> None:
     from .evaluate_bp import register_bp
+    from .evaluate_bp_calibration import register as register_bp_calibration
 
     register_bp(sub)
+    register_bp_calibration(sub)

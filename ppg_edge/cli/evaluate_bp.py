@@ -33,7 +33,7 @@ def register_bp(sub) -> None:
         ),
     )
     p.add_argument("--model", action="append", metavar="NAME",
-                   help="model (repeatable; default feature-gbm): feature-gbm, feature-gbm-demo, "
+                   help="model (repeatable; default feature-gbm): feature-gbm, feature-gbm-demo, feature-gbm-nested[-demo], "
                         "cnn-lstm, cnn-lstm-search, derivatives, multistage, ann, lstm")
     p.add_argument("--folds", default="ppg-bp-10fold", metavar="NAME|FILE",
                    help="committed split name or a split JSON file (default ppg-bp-10fold)")

@@ -1,10 +1,9 @@
 """``ppg-edge evaluate bp-calibration``: BP calibration tested against continuous ABP.
 
-Registered under ``evaluate`` by :func:`register` (wire it into ``evaluate.py``). Runs
-:func:`ppg_edge.evaluate.bp_calibration.evaluate_calibration` on the WFDB sample records
-with an ABP channel (``mixedsignals``, ``041s``) with the host estimator
-(:func:`~ppg_edge.evaluate.bp_calibration.host_feature_estimator`: FeatureBaseline trained
-on every PPG-BP subject at 100 Hz). The population mean is the PPG-BP training mean.
+Runs :func:`ppg_edge.evaluate.bp_calibration.evaluate_calibration` on the WFDB sample records
+with an ABP channel (``mixedsignals``, ``041s``) through the device's BP stage
+(:func:`~ppg_edge.evaluate.bp_calibration.device_estimator`, the ``--bp-model`` file). The
+population mean is the model's training (PPG-BP) mean from its manifest.
 """
 from __future__ import annotations
 
@@ -21,6 +20,7 @@ from .outputs import write_outputs
 log = logging.getLogger(__name__)
 
 DEFAULT_RECORDS = ("mixedsignals", "041s")
+DEFAULT_BP_MODEL = Path("models/device/bp-ppg-100hz.trees")
 
 
 def register(sub) -> None:
@@ -43,7 +43,8 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the Markdown")
     p.add_argument("--out", type=Path, metavar="FILE.json", help="write the full JSON result here")
     p.add_argument("--markdown", type=Path, metavar="FILE.md", help="write the Markdown report here")
-    p.add_argument("--no-cache", action="store_true", help="rebuild the PPG-BP training inputs")
+    p.add_argument("--bp-model", type=Path, default=DEFAULT_BP_MODEL, metavar="FILE",
+                   help=f"the device BP model (default {DEFAULT_BP_MODEL})")
     p.set_defaults(func=run_bp_calibration)
 
 
@@ -55,7 +56,8 @@ def command_line(args, prog: str = "ppg-edge evaluate bp-calibration") -> str:
     for opt in ("out", "markdown"):
         if getattr(args, opt):
             parts.append(f"--{opt} {getattr(args, opt)}")
-    for flag in ("json", "no_cache"):
+    parts.append(f"--bp-model {args.bp_model}")
+    for flag in ("json",):
         if getattr(args, flag):
             parts.append("--" + flag.replace("_", "-"))
     return " ".join(parts)
@@ -63,20 +65,20 @@ def command_line(args, prog: str = "ppg-edge evaluate bp-calibration") -> str:
 
 def run_bp_calibration(args: argparse.Namespace) -> int:
     from .. import data
-    from ..evaluate.bp_calibration import evaluate_calibration, host_feature_estimator, markdown_report
+    from ..evaluate.bp_calibration import device_estimator, evaluate_calibration, markdown_report
 
     if not args.calib_s > 0:
         raise ConfigError(f"--calib-s must be positive, got {args.calib_s}")
     start = time.perf_counter()
     records = [data.load_record("wfdb-samples", rid, root=args.data_root)
                for rid in (args.record or DEFAULT_RECORDS)]
-    estimator = host_feature_estimator(args.data_root, 100.0, cache=not args.no_cache)
+    estimator = device_estimator(args.bp_model)
     t_train = time.perf_counter() - start
     result = evaluate_calibration(records, estimator, calib_s=args.calib_s,
                                   population_mean=estimator.population_mean)
     result["command"] = command_line(args)
     result["estimator"] = estimator.description
-    result["seconds"] = {"load_and_train": round(t_train, 2), "total": round(time.perf_counter() - start, 2)}
+    result["seconds"] = {"load": round(t_train, 2), "total": round(time.perf_counter() - start, 2)}
     result["machine"] = machine()
     result["benchmark"] = "bp-calibration"
     result["dataset"] = "wfdb-samples (PhysioNet; MIMIC DB, Moody & Mark 1996); trained on PPG-BP (Liang et al. 2018)"

@@ -19,7 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--record", help="DATASET/RECORD to play (e.g. capnobase/0009); emulated default: "
                                     "a synthetic PPG")
     p.add_argument("--model", help="peak model .tflite (its manifest beside it)")
-    p.add_argument("--bp-model", help="BP model .tflite (manifest kind 'bp')")
+    p.add_argument("--bp-model", help="BP model: .trees (feature model) or .tflite, manifest kind 'bp' beside it")
+    p.add_argument("--profile", help="the wearer's profile (TOML/JSON: age, sex, height_cm, weight_kg): the BP "
+                                     "model's profile variant (its manifest's profile_model) then runs")
+    p.add_argument("--calibration", help="cuff calibration file (ppg-edge calibrate) for the BP model")
     p.add_argument("--duration", type=float, help="seconds to run (sensor time)")
     p.add_argument("--speed", type=float, default=1.0,
                    help="emulated/replay clock speed: 1 real time, 10 ten times faster, 0 a virtual "
@@ -46,6 +49,31 @@ def _clock(speed: float):
     if speed == 0:
         return VirtualClock()
     return MonotonicClock() if speed == 1 else AcceleratedClock(speed)
+
+
+def bp_inputs(args):
+    """(BP model path, Profile or None, calibration path or None) from --bp-model/--profile/--calibration:
+    with a profile, the PPG model's manifest names the profile model that runs instead."""
+    from pathlib import Path
+
+    from ppg_edge.edge_runtime.user import Profile
+    from ppg_edge.errors import ConfigError
+    from ppg_edge.manifest import manifest_path_for, read_manifest
+
+    if args.bp_model is None:
+        if args.profile or args.calibration:
+            raise ConfigError("--profile and --calibration are for the BP model: give --bp-model too")
+        return None, None, None
+    path = Path(args.bp_model)
+    profile = Profile.load(args.profile) if args.profile else None
+    if profile is not None:
+        man = read_manifest(manifest_path_for(path))
+        if man.get("inputs_kind", "ppg") == "ppg":
+            other = man.get("profile_model")
+            if not other:
+                raise ConfigError(f"{path.name} has no profile variant (no profile_model in its manifest)")
+            path = path.with_name(other)
+    return path, profile, args.calibration
 
 
 def _load_record(name: str, data_root):
@@ -118,7 +146,9 @@ def _handle(args: argparse.Namespace) -> int:
             sensor = open_sensor("max30102", bus=board.i2c.bus, address=board.max30102.address,
                                  int_pin=board.max30102.interrupt_gpio, settings=settings,
                                  on_event=events.append)
-        pipe = Pipeline(fs, sink, model_path=args.model, bp_model_path=args.bp_model,
+        bp_model, profile, calibration = bp_inputs(args)
+        pipe = Pipeline(fs, sink, model_path=args.model, bp_model_path=bp_model, profile=profile,
+                        calibration=calibration,
                         full_scale=full_scale, quality=QualityConfig(gate=args.gate),
                         backend=args.interpreter, preference=board.interpreters, hop=args.hop,
                         hop_s=board.runtime.hop_s if board.runtime is not None else None, status=status)

@@ -54,16 +54,17 @@ def _register_sweep(sub) -> None:
 
 
 def _register_bp(sub) -> None:
-    from .train_bp import add_bp_parser
+    from .train_bp import add_bp_device_parser, add_bp_parser
 
     add_bp_parser(sub)
+    add_bp_device_parser(sub)
 
 
 _JOBS = (_register_peaks, _register_sweep, _register_bp)
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train models (peaks, sweep, bp)",
+    p = subparsers.add_parser("train", help="train models (peaks, sweep, bp, bp-device)",
                               description="Train models on the real data sets.")
     sub = p.add_subparsers(dest="train_job", metavar="JOB")
     for reg in _JOBS:

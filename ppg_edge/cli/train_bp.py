@@ -145,3 +145,65 @@ def run_train_bp(args: argparse.Namespace) -> int:
     print(f"saved {args.model} @ {args.fs:g} Hz to {out}; training-data MAE (not held-out) "
           f"SBP {fit_mae[0]:.2f}, DBP {fit_mae[1]:.2f}")
     return 0
+
+
+def add_bp_device_parser(train_subparsers) -> None:
+    """``train bp-device``: choose the device's BP model by CV, train it on every subject, export it."""
+    p = train_subparsers.add_parser(
+        "bp-device", help="choose the device's BP models by subject-wise CV MASE, train and export them",
+        description=("Read `ppg-edge evaluate bp` results (with per-fold figures), choose one device-runnable "
+                     "model per input kind (PPG only; PPG + the wearer's profile) by the rule of "
+                     "ppg_edge.train.bp.device, train each on every PPG-BP subject and write its numpy tree "
+                     "file (*.trees) with a manifest carrying its CV figures."))
+    p.add_argument("--cv", type=Path, action="append", required=True, metavar="FILE",
+                   help="an `evaluate bp --out` result (repeatable)")
+    p.add_argument("--fs", type=float, default=100.0, help="the device's model rate (default 100)")
+    p.add_argument("--out", type=Path, default=Path("models/device"), metavar="DIR")
+    p.add_argument("--choice", type=Path, metavar="STEM",
+                   help="write the choice as STEM.json and STEM.md (e.g. docs/results/bp-device-choice)")
+    p.add_argument("--choose-only", action="store_true", help="print the choice, train nothing")
+    p.add_argument("--json", action="store_true", help="print the choice as JSON (the only thing on stdout)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--data-root", metavar="DIR", help="data root (default: PPG_EDGE_DATA, ../shared/data)")
+    p.set_defaults(func=run_train_bp_device)
+
+
+def run_train_bp_device(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..provenance import machine
+    from ..train.bp import device
+    from ..train.bp.dataset import load_bp_dataset
+
+    docs = []
+    for path in args.cv:
+        try:
+            docs.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"--cv {path}: not a readable `evaluate bp` JSON ({exc})") from None
+    choice = device.choose(docs, fs=args.fs)
+    command = " ".join(["ppg-edge train bp-device", *[f"--cv {p}" for p in args.cv], f"--fs {args.fs:g}",
+                        f"--out {args.out}", f"--seed {args.seed}"]
+                       + ([f"--choice {args.choice}"] if args.choice else []))
+    choice |= {"command": command, "machine": machine(), "files": {}}
+    if not args.choose_only:
+        rows = {r["model"]: r for r in choice["candidates"]}
+        ds = load_bp_dataset(args.fs, root=args.data_root, progress=not getattr(args, "quiet", False))
+        files = {}
+        for inputs in ("ppg+profile", "ppg"):  # the profile model first: the PPG model's manifest names it
+            name = choice["chosen"].get(inputs)
+            if name is None or device.DEVICE_RUNNABLE[name] != "trees":
+                log.warning("%s: the chosen model %s is not a feature model; nothing exported", inputs, name)
+                continue
+            rng = np.random.default_rng(args.seed)
+            path = device.build_device_model(ds, rows[name], args.out, rng=rng, command=command,
+                                             profile_model=files.get("ppg+profile") if inputs == "ppg" else None)
+            files[inputs] = path.name
+        choice["files"] = files
+    table = device.choice_markdown(choice) + f"\n\nCommand: `{command}`\n"
+    if args.choice:
+        args.choice.parent.mkdir(parents=True, exist_ok=True)
+        args.choice.with_suffix(".json").write_text(json.dumps(choice, indent=1) + "\n")
+        args.choice.with_suffix(".md").write_text(table)
+    print(json.dumps(choice, indent=1) if args.json else table)
+    return 0

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,8 +48,6 @@ QUANTITIES = ("sbp", "dbp")
 #: Estimator interface: PPG samples and their rate -> estimates.
 Estimator = Callable[[np.ndarray, float], list]
 
-WINDOW_S = 2.1
-WINDOWS_PER_ESTIMATE = 5
 
 
 def _empty_beats(reason: str, n_samples: int = 0) -> dict[str, Any]:
@@ -341,56 +340,34 @@ def markdown_report(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def host_feature_estimator(data_root=None, fs: float = 100.0, *, seed: int = 20251122,
-                           cache: bool = True) -> Estimator:
-    """An estimator on the host: ``FeatureBaseline`` ("ppg" variant) fitted on every PPG-BP
-    window at ``fs`` (``load_bp_dataset``: segment features of raw 2.1 s windows), applied
-    to consecutive 2.1 s windows of the PPG resampled to ``fs``; one estimate per
-    ``WINDOWS_PER_ESTIMATE`` windows (their mean prediction over windows with a pulse),
-    with ``t0``/``t1`` of the stretch. Swap it for the device BP stage: same interface.
-    """
-    from ppg_edge.dsp.rates import rational_factor
-    from ppg_edge.features.bp import FEATURE_NAMES, segment_features
-    from ppg_edge.train.bp.dataset import load_bp_dataset
-    from ppg_edge.train.bp.feature_baseline import FeatureBaseline
+def device_estimator(model_path, *, min_windows: int = 3, max_windows: int = 5) -> Estimator:
+    """The device's own BP stage (:class:`ppg_edge.edge_runtime.bp.BPStage`) as the estimator: the
+    record's PPG at its own rate through the stage's resampler, quality gate and stretch average;
+    one estimate per accepted window, its stretch as ``t0``/``t1``, the **uncalibrated** stretch
+    mean of both quantities (also of one the device withholds: this evaluates the model; the
+    device's calibrated output is ``estimate + offset`` as here, :class:`~ppg_edge.edge_runtime.user.Calibration`).
+    ``population_mean``: the manifest's training mean; estimates still settling are left out."""
+    from ppg_edge.edge_runtime.bp import MASE_LIMIT, BPStage
+    from ppg_edge.manifest import manifest_path_for, read_manifest
 
-    from ..data.resample import resample_signal
-
-    fs = check_rate(fs)
-    ds = load_bp_dataset(fs, root=data_root, cache=cache)
-    model = FeatureBaseline(rng=np.random.default_rng(seed)).fit(ds.features, ds.y)
-    i_np = FEATURE_NAMES.index("n_pulses")
-    log.info("host feature estimator: FeatureBaseline on %d PPG-BP windows of %d subjects at %g Hz",
-             len(ds), np.unique(ds.subjects).size, fs)
+    man = read_manifest(manifest_path_for(model_path))
 
     def estimate(ppg: np.ndarray, fs_in: float) -> list[dict[str, Any]]:
-        fs_in = check_rate(fs_in)
         x = np.asarray(ppg, dtype=np.float64)
         if x.ndim != 1 or not np.all(np.isfinite(x)):
-            raise DataError("host estimator: PPG must be a finite 1-D array")
-        up, down = rational_factor(fs_in, fs)
-        y = resample_signal(x, up, down)
-        fs_y = fs_in * up / down  # the true rate after resampling (times follow it)
-        n = int(round(WINDOW_S * fs))
-        n_win = y.size // n
-        if n_win == 0:
-            return []
-        feats = np.stack([segment_features(y[w * n:(w + 1) * n], fs_y).to_vector() for w in range(n_win)])
-        pred = model.predict(feats)
-        has_pulse = np.nan_to_num(feats[:, i_np]) > 0
+            raise DataError("device estimator: PPG must be a finite 1-D array")
+        stage = BPStage(model_path, check_rate(fs_in), min_windows=min_windows, max_windows=max_windows)
         out = []
-        for g in range(n_win // WINDOWS_PER_ESTIMATE):
-            sl = slice(g * WINDOWS_PER_ESTIMATE, (g + 1) * WINDOWS_PER_ESTIMATE)
-            t0, t1 = sl.start * n / fs_y, sl.stop * n / fs_y
-            ok = has_pulse[sl]
-            if ok.any():
-                s, d = pred[sl][ok].mean(axis=0)
-                out.append({"t": t1, "t0": t0, "t1": t1, "sbp": float(s), "dbp": float(d)})
-            else:
-                out.append({"t": t1, "t0": t0, "t1": t1, "sbp": None, "dbp": None})
+        for e in stage.push(x):
+            if e.stretch["quality"] != "stable":
+                continue
+            out.append({"t": e.t, "t0": e.stretch["t0"], "t1": e.stretch["t1"],
+                        "sbp": e.stretch_values.get("sbp"), "dbp": e.stretch_values.get("dbp")})
         return out
 
-    estimate.population_mean = tuple(float(v) for v in ds.y.mean(axis=0))  # type: ignore[attr-defined]
-    estimate.description = (f"FeatureBaseline (ppg) on {len(ds)} PPG-BP windows at {fs:g} Hz; "  # type: ignore[attr-defined]
-                            f"{WINDOWS_PER_ESTIMATE} x {WINDOW_S} s windows per estimate")
+    mean = man.get("naive_mean")
+    estimate.population_mean = tuple(float(v) for v in mean) if mean else None  # type: ignore[attr-defined]
+    estimate.description = (f"device BP stage: {Path(model_path).name} ({man.get('inputs_kind', 'ppg')}), "  # type: ignore[attr-defined]
+                            f"stretch mean of {min_windows}-{max_windows} accepted windows, uncalibrated; "
+                            f"withheld on the device: {sorted(q for q, c in (man.get('cv') or {}).items() if isinstance(c, dict) and c.get('mase', 9) >= MASE_LIMIT)}")
     return estimate

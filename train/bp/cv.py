@@ -177,6 +177,24 @@ def fit_feature_gbm(train: BPDataset, rng, opts, demographics: bool = False) -> 
                        sklearn_models=m, info={"variant": m.variant, "params": m.params})
 
 
+def fit_feature_gbm_nested(train: BPDataset, rng, opts, demographics: bool = False) -> FittedModel:
+    """Gradient boosting with each target's parameters chosen by a nested subject-wise CV inside
+    the training subjects (:func:`.feature_baseline.nested_search`); never on the test fold."""
+    from .feature_baseline import FeatureBaseline, nested_search
+
+    demo = train.demographics if demographics else None
+    search = nested_search(train.features, train.y, train.subjects, rng=rng, demographics=demo)
+    m = FeatureBaseline(use_demographics=demographics, rng=rng, per_target=search["per_target"])
+    m.fit(train.features, train.y, demo)
+
+    def predict(ds):
+        return m.predict(ds.features, ds.demographics if demographics else None)
+
+    return FittedModel("feature-gbm-nested-demo" if demographics else "feature-gbm-nested", predict,
+                       sklearn_models=m, info={"variant": m.variant, "params": m.target_params,
+                                               "search": search})
+
+
 def _cnn_x(ds: BPDataset) -> np.ndarray:
     return ds.x[..., :1]
 
@@ -332,6 +350,10 @@ MODELS: dict[str, tuple[Callable, str, bool]] = {
     "feature-gbm": (fit_feature_gbm, "gradient boosting, segment features (PPG only)", False),
     "feature-gbm-demo": (lambda tr, rng, o: fit_feature_gbm(tr, rng, o, demographics=True),
                          "gradient boosting, features + age/sex/BMI (NOT PPG-only)", False),
+    "feature-gbm-nested": (fit_feature_gbm_nested, "gradient boosting, segment features, parameters per "
+                           "target by nested subject-wise CV (PPG only)", False),
+    "feature-gbm-nested-demo": (lambda tr, rng, o: fit_feature_gbm_nested(tr, rng, o, demographics=True),
+                                "gradient boosting, features + age/sex/BMI, nested CV (NOT PPG-only)", False),
     "cnn-lstm": (fit_cnn_lstm, "CNN-LSTM, paper 002 Table 2", True),
     "cnn-lstm-search": (fit_cnn_lstm_search, "CNN-LSTM, Table 1 random search in training folds", True),
     "derivatives": (fit_derivatives, "pulse PPG/VPG/APG/JPG CNN+BiLSTM (001)", True),
@@ -372,6 +394,8 @@ class ModelCV:
     seconds: float
     fold_info: list = field(default_factory=list)
     max_epochs: int | None = None
+    report_y: np.ndarray | None = None      # the targets and subjects of the rows (per-fold reports)
+    subjects: np.ndarray | None = None
 
 
 def _report(y, pred, naive, subjects) -> dict:
@@ -447,14 +471,54 @@ def cross_validate(ds: BPDataset, model: str, fold_of, *, rng: np.random.Generat
     return ModelCV(model=model, label=label + (" [LEAKY record-wise split]" if leaky else ""),
                    fs=ds.fs, leaky=leaky, pred=pred, naive=naive, fold_of=fold_of, report=rep,
                    seconds=time.perf_counter() - t0, fold_info=infos,
-                   max_epochs=opts.epochs if MODELS[model][2] else None)
+                   max_epochs=opts.epochs if MODELS[model][2] else None, report_y=ds.y, subjects=ds.subjects)
+
+
+def _mae_row(y, pred, naive) -> dict:
+    out = {}
+    for j, t in enumerate(("sbp", "dbp")):
+        mae = float(np.mean(np.abs(pred[:, j] - y[:, j])))
+        nm = float(np.mean(np.abs(naive[:, j] - y[:, j])))
+        out[t] = {"mae": mae, "naive_mae": nm, "mase": mae / nm if nm > 0 else float("nan")}
+    return out
+
+
+def per_fold(y, pred, naive, fold_of, subjects) -> list[dict]:
+    """MAE, naive MAE and MASE of every fold's test subjects, per window (``segment``) and per
+    subject (``subject``: a subject's mean prediction against its cuff reading)."""
+    y, pred, naive, fold_of, subjects = map(np.asarray, (y, pred, naive, fold_of, subjects))
+    rows = []
+    for k in np.unique(fold_of):
+        te = fold_of == k
+        uniq, (ys, ps, ns) = subject_level(subjects[te], y[te], pred[te], naive[te])
+        rows.append({"fold": int(k), "n_windows": int(te.sum()), "n_subjects": int(uniq.size),
+                     "segment": _mae_row(y[te], pred[te], naive[te]), "subject": _mae_row(ys, ps, ns)})
+    return rows
+
+
+def fold_spread(folds: list[dict]) -> dict:
+    """Across folds, per level and target: mean, SD, min and max of the MASE, and how many
+    folds the model beats the naive predictor on (MASE < 1)."""
+    out: dict = {}
+    for level in ("segment", "subject"):
+        out[level] = {}
+        for t in ("sbp", "dbp"):
+            m = np.array([f[level][t]["mase"] for f in folds], dtype=np.float64)
+            out[level][t] = {"mase_mean": float(m.mean()), "mase_sd": float(m.std(ddof=1)) if m.size > 1 else 0.0,
+                             "mase_min": float(m.min()), "mase_max": float(m.max()),
+                             "folds_beating_naive": int(np.sum(m < 1.0)), "n_folds": int(m.size)}
+    return out
 
 
 def result_dict(r: ModelCV, with_predictions: bool = False) -> dict:
+    folds = per_fold(r.report_y, r.pred, r.naive, r.fold_of, r.subjects) if r.report_y is not None else None
     d = {"model": r.model, "label": r.label, "fs": r.fs, "leaky": r.leaky,
          "split": "record-wise LEAKY" if r.leaky else "subject-wise", "seconds": round(r.seconds, 1),
          "max_epochs": r.max_epochs,
          "n_windows": int(r.pred.shape[0]), "report": r.report, "folds": r.fold_info}
+    if folds is not None:
+        d["per_fold"] = folds
+        d["spread"] = fold_spread(folds)
     if with_predictions:
         d["predictions"] = r.pred.round(2).tolist()
     return d
