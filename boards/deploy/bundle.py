@@ -5,7 +5,7 @@ Layout (the folder is pushed as is into ``/opt/ppg-edge/releases/<release>/``)::
     MANIFEST.json      release name, board, version, time, sha256 of every other file
     SHA256SUMS         the same hashes in ``sha256sum --check`` format
     wheels/            the project wheel (+ any extra wheels given)
-    models/            *.tflite, each with its *.json manifest
+    models/            *.tflite and *.trees (numpy tree BP models), each with its *.json manifest
     board/<id>.toml    the board file
     service.json       what the service runs: board, sensor source, peak and BP model
     systemd/ppg-edge.service   its ExecStart made from service.json
@@ -49,6 +49,8 @@ def release_sort_key(name: str) -> tuple[str, str]:
 
 # The peak model a release's service runs when the deploy does not name one.
 DEFAULT_PEAK_MODEL = "peaks-Type30-int8.tflite"
+DEFAULT_BP_MODEL = "bp-ppg-100hz.trees"  # chosen by subject-wise CV (train bp-device); its profile variant beside it
+MODEL_SUFFIXES = (".tflite", ".trees")
 SERVICE_FILE = "service.json"
 
 
@@ -68,7 +70,8 @@ def service_config(board_id: str, models: Sequence[tuple[Path, Path]], *, peak_m
     ``peak_model`` / ``bp_model`` name a file of the bundle (with or without ``.tflite``);
     by default the peak model is the board file's ``runtime.peak_model`` (chosen by measured counts
     on its core; ``model_chosen_by`` says why), else :data:`DEFAULT_PEAK_MODEL` when present, else
-    the first int8 peak model by name, else any peak model; the BP model is the first int8 BP model, else any.
+    the first int8 peak model by name, else any peak model; the BP model is :data:`DEFAULT_BP_MODEL` when
+    present, else the first int8 BP model, else any.
     """
     by_kind: dict[str, list[tuple[bool, str]]] = {}
     names = {}
@@ -79,7 +82,8 @@ def service_config(board_id: str, models: Sequence[tuple[Path, Path]], *, peak_m
 
     def pick(kind: str, wanted: str | None, default: str | None) -> str | None:
         if wanted:
-            name = wanted if wanted.endswith(".tflite") else f"{wanted}.tflite"
+            name = wanted if wanted.endswith(MODEL_SUFFIXES) else next(
+                (f"{wanted}{x}" for x in MODEL_SUFFIXES if f"{wanted}{x}" in names), f"{wanted}.tflite")
             if name not in names:
                 raise ConfigError(f"{kind} model {wanted!r} is not in the bundle's models "
                                   f"({', '.join(sorted(names)) or 'none'})")
@@ -98,7 +102,7 @@ def service_config(board_id: str, models: Sequence[tuple[Path, Path]], *, peak_m
     elif peak != board_model:
         why = ((f"the board's {board_model} is not in the bundle; " if board_model else "")
                + ("the project's default" if peak == DEFAULT_PEAK_MODEL else "the first peak model of the bundle"))
-    bp = pick("bp", bp_model, None)
+    bp = pick("bp", bp_model, DEFAULT_BP_MODEL)
     return {"format": 1, "board": board_id, "source": source,
             "model": f"models/{peak}" if peak else None, "model_chosen_by": why,
             "bp_model": f"models/{bp}" if bp else None}
@@ -180,12 +184,13 @@ def wheel_version(wheel: Path) -> str:
 
 
 def check_models(models_dir: Path) -> list[tuple[Path, Path]]:
-    """Every ``*.tflite`` with its ``*.json`` manifest; a manifest ``sha256`` must match the file."""
+    """Every model file (``*.tflite``, ``*.trees``) with its ``*.json`` manifest; a manifest ``sha256``
+    must match the file."""
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         raise ConfigError(f"--models {models_dir}: not a folder")
     pairs = []
-    for model in sorted(models_dir.glob("*.tflite")):
+    for model in sorted(p for x in MODEL_SUFFIXES for p in models_dir.glob(f"*{x}")):
         manifest = model.with_suffix(".json")
         if not manifest.is_file():
             raise ModelError(f"{model}: no manifest {manifest.name} beside it")
@@ -201,7 +206,7 @@ def check_models(models_dir: Path) -> list[tuple[Path, Path]]:
         pairs.append((model, manifest))
     stray = sorted(set(models_dir.glob("*.json")) - {m for _, m in pairs})
     if stray:
-        log.warning("model manifests without a .tflite ignored: %s", ", ".join(p.name for p in stray))
+        log.warning("model manifests without a model file ignored: %s", ", ".join(p.name for p in stray))
     return pairs
 
 

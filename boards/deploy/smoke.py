@@ -56,11 +56,21 @@ def smoke_input(shape: Sequence[int], dtype) -> Any:
 
 
 def run_model(path: Path) -> dict:
-    """Load one .tflite, infer :func:`smoke_input` once; outputs with their raw-byte sha256."""
+    """Load one .tflite, infer :func:`smoke_input` once (a .trees model: one row of missing features);
+    outputs with their raw-byte sha256."""
     import numpy as np
 
     from ppg_edge.edge_runtime.interpreter import TFLiteModel
 
+    if Path(path).suffix == ".trees":  # a numpy tree BP model: one all-missing feature row through it
+        from ppg_edge.edge_runtime.trees import TreeEnsemble
+
+        t = TreeEnsemble.load(path)
+        y = t.predict_one(np.full(t.n_features, np.nan))
+        return {"backend": "numpy-trees", "outputs": [{
+            "name": "bp", "dtype": str(y.dtype), "shape": list(y.shape),
+            "sha256": hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest(),
+            "values": y.tolist(), "finite": bool(np.all(np.isfinite(y)))}]}
     m = TFLiteModel(path)  # reset_all_variables() runs before the window
     ys = m.invoke_raw([smoke_input(d["shape"], d["dtype"]) for d in m.interpreter.get_input_details()])
     outputs = []
@@ -95,7 +105,7 @@ def check_release(release_dir: Path, *, hook: bool = True) -> dict:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         add("files", "fail", f"{manifest_path}: unreadable manifest ({exc})")
 
-    model_paths = sorted((release_dir / "models").glob("*.tflite"))
+    model_paths = sorted(p for x in (".tflite", ".trees") for p in (release_dir / "models").glob(f"*{x}"))
     if not model_paths:
         add("models", "skipped", "no models in this release")
     for path in model_paths:
