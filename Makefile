@@ -91,7 +91,8 @@ device-models: $(STAMP)
 	    --stem peaks-Type24 --tolerance $(PEAK_INT8_TOL) --out $(DEVICE)
 	$(BIN)/ppg-edge convert models/bp/cnn-lstm-100hz --mode int8 --mode float32 --bp-scheme scaled \
 	    --stem bp-cnn-lstm-100hz --out $(DEVICE)
-	$(BIN)/ppg-edge train bp-device --cv docs/results/bp-device-cv.json --fs 100 --out $(DEVICE) \
+	$(BIN)/ppg-edge train bp-device --cv docs/results/bp-device-cv.json --cv docs/results/bp-device-cv-portable.json \
+	    --fs 100 --out $(DEVICE) \
 	    --choice docs/results/bp-device-choice
 
 clean:

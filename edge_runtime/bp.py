@@ -6,7 +6,7 @@ built from the manifest's spec. Two kinds of BP model run here:
 
 * **feature models** (manifest ``mode = "trees"``): the segment features of each window's
   raw PPG (:func:`ppg_edge.features.bp.segment_features`, the one implementation training
-  used) plus, for ``inputs = "ppg+profile"``, the wearer's age, sex and BMI
+  used; without those in sensor units, ``PORTABLE_FEATURE_NAMES``) plus, for ``inputs = "ppg+profile"``, the wearer's age, sex and BMI
   (:class:`~.user.Profile`), into a gradient-boosted tree ensemble evaluated in numpy
   (:class:`~.trees.TreeEnsemble`);
 * **window models** (TFLite): the preprocessed window into the network; an optional
@@ -21,8 +21,9 @@ estimate reports its stretch (``t0``, ``t1``, windows, pulses).
 
 **What it is worth.** The manifest's ``cv`` block holds the subject-wise CV MAE, the
 naive (training-mean) MAE and the MASE of each quantity. A quantity whose CV MASE is
->= :data:`MASE_LIMIT` carries no information beyond the population mean, so it is not
-output: its value is None and ``withheld`` says why. A model without a ``cv`` block
+>= :data:`MASE_LIMIT` carries no information beyond the population mean, and one that beats
+the mean on fewer than :data:`MIN_FOLD_SHARE` of the folds is not stable across wearers: neither
+is output (value None, ``withheld`` says why, :func:`withheld_reason`). A model without a ``cv`` block
 withholds everything (nobody measured what it is worth). A :class:`~.user.Calibration`
 made for this model file (its sha256) maps the estimate through the wearer's cuff
 readings; the output then says ``calibrated = True``.
@@ -53,7 +54,23 @@ log = logging.getLogger(__name__)
 
 #: a quantity whose CV MASE is at least this is withheld (issue 16: no better than the mean)
 MASE_LIMIT = 0.95
+#: ... and one that beats the mean on fewer than this share of the CV folds is withheld too: a
+#: pooled MASE below the limit made of a few good folds is not a model that works on most wearers
+MIN_FOLD_SHARE = 0.8
 INPUTS = ("ppg", "ppg+profile")
+
+
+def withheld_reason(c: dict) -> str | None:
+    """Why a quantity with CV figures ``c`` (the manifest's ``cv[q]``) is not shown, or None."""
+    mase = c.get("mase", float("inf"))
+    if not mase < MASE_LIMIT:
+        return (f"CV MASE {mase:.2f} >= {MASE_LIMIT}: no better than the population mean "
+                f"(CV MAE {c.get('mae', float('nan')):.1f} mmHg, the mean's {c.get('naive_mae', float('nan')):.1f})")
+    k, n = c.get("folds_beating_naive"), c.get("n_folds")
+    if k is None or not n or k < MIN_FOLD_SHARE * n:
+        return (f"CV MASE {mase:.2f}, but better than the population mean on only {k} of {n} folds "
+                f"(needs {MIN_FOLD_SHARE:.0%}): not stable across subjects")
+    return None
 
 
 @dataclass(frozen=True)
@@ -80,13 +97,14 @@ class _FeatureTrees:
     """A manifest-verified tree ensemble on :data:`ppg_edge.features.bp.FEATURE_NAMES` (+ profile)."""
 
     def __init__(self, path: Path, manifest: dict):
-        from ppg_edge.features.bp import FEATURE_NAMES
+        from ppg_edge.features.bp import PORTABLE_COLUMNS, PORTABLE_FEATURE_NAMES
 
         self.path = path
         self.trees = TreeEnsemble.load(path)
         src = str(_mf.manifest_path_for(path))
         inputs = manifest.get("inputs_kind", "ppg")
-        want = list(FEATURE_NAMES) + (list(PROFILE_NAMES) if inputs == "ppg+profile" else [])
+        want = list(PORTABLE_FEATURE_NAMES) + (list(PROFILE_NAMES) if inputs == "ppg+profile" else [])
+        self.columns = np.asarray(PORTABLE_COLUMNS)
         names = list(self.trees.feature_names)
         if names != want:
             raise ModelError(f"{src}: the model's features {names[:4]}… ({len(names)}) are not this ppg-edge's "
@@ -101,7 +119,7 @@ class _FeatureTrees:
         n_pulses = int(f["n_pulses"]) if np.isfinite(f["n_pulses"]) else 0
         if n_pulses == 0:
             return None, 0
-        x = f.to_vector()
+        x = f.to_vector()[self.columns]
         if profile is not None:
             x = np.concatenate([x, profile])
         return self.trees.predict_one(x), n_pulses
@@ -174,9 +192,10 @@ class BPStage:
             c = (self.cv or {}).get(q)
             if c is None:
                 self.withheld[q] = "no cross-validation in the model's manifest: its worth is unknown"
-            elif not c.get("mase", float("inf")) < MASE_LIMIT:
-                self.withheld[q] = (f"CV MASE {c['mase']:.2f} >= {MASE_LIMIT}: no better than the population mean "
-                                    f"(CV MAE {c['mae']:.1f} mmHg, the mean's {c['naive_mae']:.1f})")
+            else:
+                why = withheld_reason(c)
+                if why:
+                    self.withheld[q] = why
         if isinstance(calibration, (str, Path)):
             calibration = Calibration.load(calibration, model_sha256=m["sha256"])
         elif calibration is not None and calibration.model_sha256 != m["sha256"]:

@@ -10,7 +10,7 @@ import pytest
 
 from ppg_edge import manifest as mf
 from ppg_edge.cli import main
-from ppg_edge.edge_runtime.bp import MASE_LIMIT, BPStage
+from ppg_edge.edge_runtime.bp import MASE_LIMIT, BPStage, withheld_reason
 from ppg_edge.edge_runtime.pipeline import ArrayReplay, Pipeline
 from ppg_edge.edge_runtime.sinks import MemorySink
 from ppg_edge.edge_runtime.user import Calibration, Profile
@@ -43,9 +43,9 @@ def ds100(data_root):
 def models(ds100, tmp_path_factory):
     """A PPG model (SBP shown, DBP withheld) and its profile variant, trained here on PPG-BP."""
     out = tmp_path_factory.mktemp("bpdev")
-    prof = device.build_device_model(ds100, _row("feature-gbm-demo", 0.7, 0.9), out,
+    prof = device.build_device_model(ds100, _row("feature-gbm-portable-demo", 0.7, 0.9), out,
                                      rng=np.random.default_rng(1), command="test")
-    ppg = device.build_device_model(ds100, _row("feature-gbm", 0.8, 0.97), out, rng=np.random.default_rng(1),
+    ppg = device.build_device_model(ds100, _row("feature-gbm-portable", 0.8, 0.97), out, rng=np.random.default_rng(1),
                                     command="test", profile_model=prof.name)
     return ppg, prof
 
@@ -55,10 +55,9 @@ def _ppg(seconds=40, seed=3, fs=100.0):
 
 
 def test_rule_prefers_more_outputs_then_a_stable_dbp_then_lower_mase():
-    rows = [_row("feature-gbm", 0.80, 0.96), _row("feature-gbm-nested", 0.85, 0.94, dbp_folds=6),
-            _row("cnn-lstm", 0.90, 0.93), _row("ann", 0.50, 0.50)]        # ann: the runtime cannot frame it
-    for r in rows:
-        r["outputs"] = [q for q in ("sbp", "dbp") if r[q]["mase"] < MASE_LIMIT]
+    rows = [_row("feature-gbm-portable", 0.80, 0.96), _row("cnn-lstm-search", 0.85, 0.94, dbp_folds=6),
+            _row("cnn-lstm", 0.90, 0.93), _row("ann", 0.50, 0.50),   # ann: the runtime cannot frame its input
+            _row("feature-gbm", 0.50, 0.50)]                         # features in sensor units: not for the device
     keyed = []
     for r in rows:
         doc = {"model": r["model"], "leaky": False, "fs": 100.0,
@@ -71,7 +70,10 @@ def test_rule_prefers_more_outputs_then_a_stable_dbp_then_lower_mase():
     # both outputs beat one output; of the two with both, the DBP that beats the mean on every fold wins
     assert ch["chosen"] == {"ppg": "cnn-lstm"}
     keyed[2]["spread"]["subject"]["dbp"]["folds_beating_naive"] = 6
-    assert device.choose([{"results": keyed}])["chosen"] == {"ppg": "feature-gbm-nested"}  # then lower MASE
+    # now no model shows DBP (below 80% of folds beating the mean): the lower SBP MASE wins
+    ch2 = device.choose([{"results": keyed}])
+    assert ch2["chosen"] == {"ppg": "feature-gbm-portable"}
+    assert {r["model"]: r["outputs"] for r in ch2["candidates"]}["cnn-lstm-search"] == ["sbp"]
     assert "nothing" not in device.choice_markdown(ch) and "(chosen)" in device.choice_markdown(ch)
     with pytest.raises(ConfigError, match="no subject-wise results"):
         device.choose([{"results": [dict(keyed[0], leaky=True)]}])
@@ -98,6 +100,18 @@ def test_exported_model_shows_sbp_withholds_dbp_and_says_what_it_is_worth(models
     assert json.loads(json.dumps(ev)) == ev
     line = st.status(later[-1])
     assert "uncalibrated estimate, CV MAE 8 mmHg" in line and "DBP --" in line
+
+
+def test_the_device_model_reads_any_sensor_scale(models):
+    """No feature in sensor units: a MAX30102's counts (gain, DC, any offset) give PPG-BP-scale
+    estimates, the same to rounding for the same waveform."""
+    ppg, _ = models
+    x = _ppg()
+    a = BPStage(ppg, 100.0).push(x)
+    b = BPStage(ppg, 100.0).push(37.0 * x - 2.6e6)
+    assert len(a) == len(b) > 10
+    for ea, eb in zip(a, b):
+        assert ea.stretch_values == pytest.approx(eb.stretch_values, abs=1e-6)
 
 
 def test_a_suppressed_window_ends_the_stretch(models):
@@ -226,4 +240,13 @@ def test_committed_device_model_is_the_choice_and_carries_its_cv():
     prof = COMMITTED.with_name(man["profile_model"])
     pm = mf.read_manifest(mf.manifest_path_for(prof))
     assert pm["name"] == choice["chosen"]["ppg+profile"] and pm["inputs_kind"] == "ppg+profile"
-    assert BPStage(COMMITTED, 50.0).withheld.keys() == {q for q in ("sbp", "dbp") if man["cv"][q]["mase"] >= MASE_LIMIT}
+    assert BPStage(COMMITTED, 50.0).withheld.keys() == {q for q in ("sbp", "dbp") if withheld_reason(man["cv"][q])}
+    assert set(row["outputs"]) == {q for q in ("sbp", "dbp") if not withheld_reason(man["cv"][q])}
+
+
+def test_withheld_reasons():
+    assert withheld_reason({"mase": 0.8, "mae": 8, "naive_mae": 10, "folds_beating_naive": 9, "n_folds": 10}) is None
+    assert "0.97 >= 0.95" in withheld_reason({"mase": 0.97, "mae": 8, "naive_mae": 8.2})
+    assert "only 4 of 10 folds" in withheld_reason({"mase": 0.94, "folds_beating_naive": 4, "n_folds": 10})
+    assert withheld_reason({"mase": 0.9}) is not None          # no per-fold figures: not shown
+    assert MASE_LIMIT == 0.95

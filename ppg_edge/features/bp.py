@@ -77,6 +77,13 @@ COMMON_FEATURE_NAMES: tuple[str, ...] = (
 #: the common features.
 FEATURE_NAMES: tuple[str, ...] = PULSE_FEATURE_NAMES + ("n_pulses",) + COMMON_FEATURE_NAMES
 
+#: Features in the sensor's own units (its gain, its DC level and sign): a model trained on one
+#: sensor's values of these reads another sensor's (a MAX30102's 18-bit counts, negated into blood
+#: volume) as far outside its training range. The device's BP models leave them out.
+SENSOR_UNIT_FEATURES: tuple[str, ...] = ("mean", "std", "ac_dc_ratio")
+PORTABLE_FEATURE_NAMES: tuple[str, ...] = tuple(n for n in FEATURE_NAMES if n not in SENSOR_UNIT_FEATURES)
+PORTABLE_COLUMNS: tuple[int, ...] = tuple(FEATURE_NAMES.index(n) for n in PORTABLE_FEATURE_NAMES)
+
 _FEATURE_DOCS: dict[str, str] = {
     "hr_bpm": "Heart rate, 60 / foot-to-foot interval (beats/min).",
     "sv_proxy_s": (

@@ -164,17 +164,26 @@ def _clear():
     keras().backend.clear_session()
 
 
-def fit_feature_gbm(train: BPDataset, rng, opts, demographics: bool = False) -> FittedModel:
+def _columns(portable: bool):
+    from ppg_edge.features.bp import PORTABLE_COLUMNS
+
+    return list(PORTABLE_COLUMNS) if portable else slice(None)
+
+
+def fit_feature_gbm(train: BPDataset, rng, opts, demographics: bool = False, portable: bool = False) -> FittedModel:
+    """``portable``: without the features in sensor units (``features.bp.SENSOR_UNIT_FEATURES``)."""
     from .feature_baseline import FeatureBaseline
 
+    cols = _columns(portable)
     m = FeatureBaseline(use_demographics=demographics, rng=rng)
-    m.fit(train.features, train.y, train.demographics if demographics else None)
+    m.fit(train.features[:, cols], train.y, train.demographics if demographics else None)
 
     def predict(ds):
-        return m.predict(ds.features, ds.demographics if demographics else None)
+        return m.predict(ds.features[:, cols], ds.demographics if demographics else None)
 
-    return FittedModel("feature-gbm-demo" if demographics else "feature-gbm", predict,
-                       sklearn_models=m, info={"variant": m.variant, "params": m.params})
+    name = "feature-gbm" + ("-portable" if portable else "") + ("-demo" if demographics else "")
+    return FittedModel(name, predict, sklearn_models=m, info={"variant": m.variant, "params": m.params,
+                                                              "portable": portable})
 
 
 def fit_feature_gbm_nested(train: BPDataset, rng, opts, demographics: bool = False) -> FittedModel:
@@ -350,6 +359,11 @@ MODELS: dict[str, tuple[Callable, str, bool]] = {
     "feature-gbm": (fit_feature_gbm, "gradient boosting, segment features (PPG only)", False),
     "feature-gbm-demo": (lambda tr, rng, o: fit_feature_gbm(tr, rng, o, demographics=True),
                          "gradient boosting, features + age/sex/BMI (NOT PPG-only)", False),
+    "feature-gbm-portable": (lambda tr, rng, o: fit_feature_gbm(tr, rng, o, portable=True),
+                             "gradient boosting, segment features without those in sensor units (PPG only)", False),
+    "feature-gbm-portable-demo": (lambda tr, rng, o: fit_feature_gbm(tr, rng, o, demographics=True, portable=True),
+                                  "gradient boosting, features without sensor units + age/sex/BMI (NOT PPG-only)",
+                                  False),
     "feature-gbm-nested": (fit_feature_gbm_nested, "gradient boosting, segment features, parameters per "
                            "target by nested subject-wise CV (PPG only)", False),
     "feature-gbm-nested-demo": (lambda tr, rng, o: fit_feature_gbm_nested(tr, rng, o, demographics=True),

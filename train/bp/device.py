@@ -6,7 +6,9 @@ among those the device runs (:data:`DEVICE_RUNNABLE`). The rule, fixed before th
 results were read:
 
 1. per quantity (SBP, DBP) the model *outputs* it only when its CV MASE is below
-   :data:`ppg_edge.edge_runtime.bp.MASE_LIMIT` (0.95); more quantities output wins;
+   :data:`ppg_edge.edge_runtime.bp.MASE_LIMIT` (0.95) and it beats the naive mean on at least
+   ``MIN_FOLD_SHARE`` (80%) of the folds (the runtime's :func:`~ppg_edge.edge_runtime.bp.withheld_reason`);
+   more quantities output wins;
 2. then a model whose DBP beats the naive mean on every fold wins over one that does not
    (stability across subjects);
 3. then the lower mean MASE over the quantities it outputs.
@@ -29,14 +31,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ppg_edge.edge_runtime.bp import MASE_LIMIT
+from ppg_edge.edge_runtime.bp import MASE_LIMIT, withheld_reason
 from ppg_edge.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 #: model -> how the device runs it ("trees": numpy tree ensemble; "window-tflite": the runtime's TFLite BP path)
-DEVICE_RUNNABLE = {"feature-gbm": "trees", "feature-gbm-nested": "trees", "feature-gbm-demo": "trees",
-                   "feature-gbm-nested-demo": "trees", "cnn-lstm": "window-tflite", "cnn-lstm-search": "window-tflite"}
+#: The feature models on every feature (``feature-gbm``, ``-nested``) are not: three of their features are
+#: in PPG-BP's sensor units (``features.bp.SENSOR_UNIT_FEATURES``), meaningless for the device's sensor.
+DEVICE_RUNNABLE = {"feature-gbm-portable": "trees", "feature-gbm-portable-demo": "trees",
+                   "cnn-lstm": "window-tflite", "cnn-lstm-search": "window-tflite"}
+NOT_RUNNABLE_WHY = {"feature-gbm": "no: features in sensor units", "feature-gbm-demo": "no: features in sensor units",
+                    "feature-gbm-nested": "no: features in sensor units",
+                    "feature-gbm-nested-demo": "no: features in sensor units"}
 LEVEL = "subject"
 QUANTITIES = ("sbp", "dbp")
 
@@ -68,7 +75,7 @@ def candidate_row(r: dict) -> dict:
                   "folds_beating_naive": spread[q]["folds_beating_naive"], "n_folds": spread[q]["n_folds"],
                   "segment_mae": r["report"]["segment"][q]["mae"],
                   "segment_mase": r["report"]["segment"][q]["mase"]}
-    out["outputs"] = [q for q in QUANTITIES if out[q]["mase"] < MASE_LIMIT]
+    out["outputs"] = [q for q in QUANTITIES if withheld_reason(out[q]) is None]  # the runtime's own rule
     d = out["dbp"]
     out["dbp_beats_naive_every_fold"] = d["folds_beating_naive"] == d["n_folds"]
     out["rank_key"] = [-len(out["outputs"]), 0 if out["dbp_beats_naive_every_fold"] else 1,
@@ -87,8 +94,9 @@ def choose(docs: list[dict], fs: float = 100.0) -> dict:
         if runnable:
             chosen[inputs] = min(runnable, key=lambda r: r["rank_key"])["model"]
     return {"fs": fs, "level": LEVEL, "mase_limit": MASE_LIMIT, "candidates": rows, "chosen": chosen,
-            "rule": "outputs a quantity only with CV MASE < 0.95; more quantities output, then DBP beating the "
-                    "naive mean on every fold, then the lower mean MASE of the quantities output; subject level"}
+            "rule": "outputs a quantity only with CV MASE < 0.95 and better than the naive mean on >= 80% of the "
+                    "folds; more quantities output, then DBP beating the naive mean on every fold, then the lower "
+                    "mean MASE of the quantities output; subject level"}
 
 
 def choice_markdown(choice: dict) -> str:
@@ -99,7 +107,8 @@ def choice_markdown(choice: dict) -> str:
              "training mean. Rule: " + choice["rule"] + ".", "", head]
     for r in sorted(choice["candidates"], key=lambda r: (r["inputs"], r["rank_key"])):
         star = " **(chosen)**" if choice["chosen"].get(r["inputs"]) == r["model"] else ""
-        cells = [f"{r['model']}{star}", r["inputs"], r["device"] or "no (inputs the runtime does not frame)"]
+        cells = [f"{r['model']}{star}", r["inputs"],
+                 r["device"] or NOT_RUNNABLE_WHY.get(r["model"], "no: inputs the runtime does not frame")]
         for q in QUANTITIES:
             m = r[q]
             cells += [f"{m['mae']:.2f}", f"{m['naive_mae']:.2f}", f"{m['mase']:.3f}",
@@ -124,7 +133,7 @@ def build_device_model(ds, row: dict, out_dir, *, rng: np.random.Generator, comm
     from ppg_edge import manifest as mf
     from ppg_edge.convert.trees import check_export, export_hgb
     from ppg_edge.edge_runtime.user import PROFILE_NAMES
-    from ppg_edge.features.bp import FEATURE_NAMES
+    from ppg_edge.features.bp import PORTABLE_COLUMNS, PORTABLE_FEATURE_NAMES
 
     from .dataset import preprocessing_for
     from .feature_baseline import FeatureBaseline, nested_search
@@ -134,13 +143,14 @@ def build_device_model(ds, row: dict, out_dir, *, rng: np.random.Generator, comm
         raise ConfigError(f"{name} is not a feature model; convert it with `ppg-edge convert` instead")
     demo = row["inputs"] == "ppg+profile"
     D = ds.demographics if demo else None
+    X = ds.features[:, list(PORTABLE_COLUMNS)]   # every device feature model: no features in sensor units
     params = None
     if "nested" in name:
-        params = nested_search(ds.features, ds.y, ds.subjects, rng=rng, demographics=D)["per_target"]
-    m = FeatureBaseline(use_demographics=demo, rng=rng, per_target=params).fit(ds.features, ds.y, D)
-    names = list(FEATURE_NAMES) + (list(PROFILE_NAMES) if demo else [])
+        params = nested_search(X, ds.y, ds.subjects, rng=rng, demographics=D)["per_target"]
+    m = FeatureBaseline(use_demographics=demo, rng=rng, per_target=params).fit(X, ds.y, D)
+    names = list(PORTABLE_FEATURE_NAMES) + (list(PROFILE_NAMES) if demo else [])
     doc = export_hgb(m.models, names, list(QUANTITIES))
-    Z = np.hstack([ds.features, ds.demographics]) if demo else ds.features
+    Z = np.hstack([X, ds.demographics]) if demo else X
     diff = check_export(m.models, doc, Z)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -159,7 +169,8 @@ def build_device_model(ds, row: dict, out_dir, *, rng: np.random.Generator, comm
         "cv": cv_block(row), "training": {
             "data": "ppg-bp, every subject", "n_windows": len(ds), "n_subjects": int(np.unique(ds.subjects).size),
             "params": m.target_params, "export_max_abs_diff_vs_sklearn": diff, "command": command,
-            "features_from": "raw window at the model rate (ppg_edge.features.bp.segment_features)"},
+            "features_from": "raw window at the model rate (ppg_edge.features.bp.segment_features), "
+                             "without the features in sensor units (SENSOR_UNIT_FEATURES)"},
         "naive_mean": [round(float(v), 3) for v in ds.y.mean(axis=0)],
     }
     if profile_model:
