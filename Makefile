@@ -94,6 +94,8 @@ device-models: $(STAMP)
 	$(BIN)/ppg-edge train bp-device --cv docs/results/bp-device-cv.json --cv docs/results/bp-device-cv-portable.json \
 	    --fs 100 --out $(DEVICE) \
 	    --choice docs/results/bp-device-choice
+	$(BIN)/ppg-edge train bp-device --cv docs/results/bp-device-cv-50hz.json --fs 50 --out $(DEVICE) \
+	    --choice docs/results/bp-device-choice-50hz
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

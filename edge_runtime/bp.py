@@ -90,7 +90,8 @@ class BPEstimate:
         return {"t": round(self.t, 3), "window": self.window, **self.values,
                 "uncalibrated": {k: round(v, 2) for k, v in self.stretch_values.items()},
                 "calibrated": self.calibrated, "inputs": stage.inputs, "quality": self.stretch.get("quality"),
-                "stretch": self.stretch, "cv": stage.cv, "withheld": self.withheld, "model": stage.path.name}
+                "stretch": self.stretch, "cv": stage.cv, "withheld": self.withheld, "model": stage.path.name,
+                **({"cv_note": stage.cv_note} if stage.cv_note else {})}
 
 
 class _FeatureTrees:
@@ -202,6 +203,13 @@ class BPStage:
             raise ConfigError(f"the calibration was made for another BP model than {self.path.name}: calibrate again")
         self.calibration = calibration
         check_rate_for(float(sensor_fs), self.spec, "BP model")
+        # the CV figures hold for signals sampled at the model's rate; a slower sensor upsampled to it
+        # loses detail the model was trained with (PPG-BP via 50 Hz into the 100 Hz model: SBP MAE +1.1)
+        self.cv_note = None
+        if float(sensor_fs) < 0.99 * self.fs:
+            self.cv_note = (f"CV measured on {self.fs:g} Hz signals; this sensor gives {float(sensor_fs):g} Hz "
+                            f"(a model made for {float(sensor_fs):g} Hz is worth more here)")
+            log.warning("BP model %s: %s", self.path.name, self.cv_note)
         self.resampler = StreamResampler(sensor_fs, self.fs)
         self.stream = StreamPreprocessor(self.spec)
         self.gate = QualityGate(self.fs, quality)

@@ -240,7 +240,7 @@ def test_committed_device_model_is_the_choice_and_carries_its_cv():
     prof = COMMITTED.with_name(man["profile_model"])
     pm = mf.read_manifest(mf.manifest_path_for(prof))
     assert pm["name"] == choice["chosen"]["ppg+profile"] and pm["inputs_kind"] == "ppg+profile"
-    assert BPStage(COMMITTED, 50.0).withheld.keys() == {q for q in ("sbp", "dbp") if withheld_reason(man["cv"][q])}
+    assert BPStage(COMMITTED, 100.0).withheld.keys() == {q for q in ("sbp", "dbp") if withheld_reason(man["cv"][q])}
     assert set(row["outputs"]) == {q for q in ("sbp", "dbp") if not withheld_reason(man["cv"][q])}
 
 
@@ -250,3 +250,19 @@ def test_withheld_reasons():
     assert "only 4 of 10 folds" in withheld_reason({"mase": 0.94, "folds_beating_naive": 4, "n_folds": 10})
     assert withheld_reason({"mase": 0.9}) is not None          # no per-fold figures: not shown
     assert MASE_LIMIT == 0.95
+
+
+def test_each_rate_has_its_model_and_a_slower_sensor_is_told():
+    """The Zero 2 W samples at 50 Hz: its bundle takes the model chosen by CV at 50 Hz; the 100 Hz model
+    on a 50 Hz sensor says its CV does not hold there."""
+    from ppg_edge.boards.deploy.bundle import _board_bp_model
+
+    assert _board_bp_model("rpi-zero-2w") == "bp-ppg-50hz.trees" and _board_bp_model("rpi4b") == "bp-ppg-100hz.trees"
+    m50 = COMMITTED.with_name("bp-ppg-50hz.trees")
+    man = mf.read_manifest(mf.manifest_path_for(m50))
+    assert man["sample_rate_hz"] == 50.0 and man["cv"]["command"].count("--fs 50") == 1
+    assert BPStage(m50, 50.0).cv_note is None
+    st = BPStage(COMMITTED, 50.0)
+    assert "100 Hz signals" in st.cv_note
+    est = st.push(_ppg(30, fs=50.0))
+    assert est and est[-1].event(st)["cv_note"] == st.cv_note

@@ -39,6 +39,9 @@ def register_bp(sub) -> None:
                    help="committed split name or a split JSON file (default ppg-bp-10fold)")
     p.add_argument("--fs", action="append", type=float, metavar="HZ",
                    help="model input rate (repeatable; default 1000, the paper's; the device: 100)")
+    p.add_argument("--via-fs", type=float, metavar="HZ",
+                   help="held-out windows from records first resampled to HZ (a sensor's rate, e.g. the "
+                        "Zero 2 W's 50), then to --fs: a --fs model on that device; training as usual")
     p.add_argument("--leaky", action="store_true",
                    help="also run a record-wise (LEAKY) split, shown apart")
     p.add_argument("--epochs", type=int, default=30, help="max epochs of the deep models (default 30)")
@@ -82,6 +85,8 @@ def command_line(args, prog: str = "ppg-edge evaluate bp") -> str:
     if not args.all_subjects:
         parts.append(f"--folds {args.folds}")
     parts += [f"--fs {f:g}" for f in (args.fs or [])]
+    if getattr(args, "via_fs", None):
+        parts.append(f"--via-fs {args.via_fs:g}")
     for flag in ("leaky", "all_subjects", "predictions"):
         if getattr(args, flag):
             parts.append("--" + flag.replace("_", "-"))
@@ -123,6 +128,13 @@ def run_bp(args: argparse.Namespace) -> int:
         ds = load_bp_dataset(fs, root=args.data_root, cache=not args.no_cache, progress=progress)
         for ev in ds.events:
             log.warning("bp dataset @ %g Hz: %s", fs, ev)
+        test_ds = None
+        if args.via_fs:
+            test_ds = load_bp_dataset(fs, root=args.data_root, cache=not args.no_cache, progress=progress,
+                                      via_fs=args.via_fs)
+            if not np.array_equal(test_ds.segments, ds.segments):
+                raise ConfigError(f"--via-fs {args.via_fs:g}: the windows differ from those at {fs:g} Hz "
+                                  "(a record too short at the lower rate); cannot compare")
         targets[ds.fs] = ds.y
         fold_of = cv.folds_from_split(split, ds.subjects)
         schemes = [(False, fold_of)]
@@ -135,7 +147,9 @@ def run_bp(args: argparse.Namespace) -> int:
             for m in models:
                 try:
                     r = cv.cross_validate(ds, m, folds, rng=rng, opts=opts, leaky=leaky,
-                                          progress=progress)
+                                          progress=progress, test_ds=test_ds)
+                    if args.via_fs:
+                        r.label += f" [held-out windows via {args.via_fs:g} Hz]"
                 except Exception as exc:  # one model failing must not lose the others' results
                     if len(models) == 1 and not args.leaky and len(rates) == 1:
                         raise

@@ -446,17 +446,21 @@ def report_levels(y, pred, naive, subjects) -> dict:
 
 def cross_validate(ds: BPDataset, model: str, fold_of, *, rng: np.random.Generator,
                    opts: TrainOptions | None = None, leaky: bool = False,
-                   progress: bool = False) -> ModelCV:
+                   progress: bool = False, test_ds: BPDataset | None = None) -> ModelCV:
     """Out-of-fold predictions of ``model`` for every window of ``ds``.
 
     Unless ``leaky``, :func:`assert_subject_folds` must pass first. Every window
-    is predicted exactly once (by the model of its own fold).
+    is predicted exactly once (by the model of its own fold). ``test_ds``: the same windows
+    (same order) built another way, e.g. through a sensor's lower rate; the held-out windows
+    are taken from it, training from ``ds``.
     """
     from tqdm import tqdm
 
     fit, label, _ = get_model(model)
     opts = opts or TrainOptions()
     fold_of = np.asarray(fold_of)
+    if test_ds is not None and not np.array_equal(test_ds.segments, ds.segments):
+        raise DataError("test_ds must hold the same windows as ds, in the same order")
     if fold_of.shape != (len(ds),):
         raise SplitError(f"{fold_of.shape} fold labels for {len(ds)} windows")
     if not leaky:
@@ -468,7 +472,7 @@ def cross_validate(ds: BPDataset, model: str, fold_of, *, rng: np.random.Generat
     for k in tqdm(np.unique(fold_of), desc=f"{model}{' LEAKY' if leaky else ''} @ {ds.fs:g} Hz",
                   disable=not progress):
         te = fold_of == k
-        train, test = ds.subset(~te), ds.subset(te)
+        train, test = ds.subset(~te), (test_ds or ds).subset(te)
         naive[te] = train.y.mean(axis=0)
         fitted = fit(train, rng, opts)
         p = np.asarray(fitted.predict(test), dtype=np.float64)

@@ -217,9 +217,11 @@ def _cache_key(records, fs: float, max_pulses: int, pulse_len: int | None) -> st
 
 def load_bp_dataset(fs: float = 1000.0, *, root=None, records=None, cache: bool = True,
                     max_pulses: int = DEFAULT_MAX_PULSES, pulse_len: int | None = None,
-                    progress: bool = False) -> BPDataset:
+                    progress: bool = False, via_fs: float | None = None) -> BPDataset:
     """:func:`build_bp_dataset` of PPG-BP (``ppg_edge.data.load("ppg-bp", root)``, or
-    ``records``), cached under ``cache_dir()/bp-dataset``."""
+    ``records``), cached under ``cache_dir()/bp-dataset``. ``via_fs``: the records are first
+    resampled to this rate (a sensor's, e.g. the Zero 2 W's 50 Hz), then to ``fs``: what a
+    model at ``fs`` sees on that device."""
     from ppg_edge import config
 
     if records is None:
@@ -227,6 +229,10 @@ def load_bp_dataset(fs: float = 1000.0, *, root=None, records=None, cache: bool 
 
         records = data.load(DATASET, root=root, progress=progress)
     records = list(records)
+    if via_fs is not None:
+        from ppg_edge.data.resample import resample_record
+
+        records = [resample_record(r, float(via_fs)) for r in records]
     path = config.cache_dir() / "bp-dataset" / f"{_cache_key(records, fs, max_pulses, pulse_len)}.npz"
     if cache and path.is_file():
         try:
