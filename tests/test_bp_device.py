@@ -266,3 +266,39 @@ def test_each_rate_has_its_model_and_a_slower_sensor_is_told():
     assert "100 Hz signals" in st.cv_note
     est = st.push(_ppg(30, fs=50.0))
     assert est and est[-1].event(st)["cv_note"] == st.cv_note
+
+
+def test_state_dir_profile_and_calibration_for_the_service(models, tmp_path, monkeypatch, capsys, caplog):
+    """The service passes --state-dir: the wearer's files outside the releases, used when present; a
+    calibration made for another model (a deploy changed it) is set aside with a warning, not a crash."""
+    import argparse
+    import io
+
+    from ppg_edge.boards.deploy.bundle import service_argv
+    from ppg_edge.cli.run import bp_inputs
+
+    ppg, prof = models
+    argv = service_argv({"board": "rpi4b", "model": "models/p.tflite", "bp_model": "models/bp-ppg-100hz.trees"},
+                        "/opt/ppg-edge/current")
+    assert argv[-2:] == ["--state-dir", "/opt/ppg-edge/state"]
+    state = tmp_path / "state"
+    ns = argparse.Namespace(bp_model=str(ppg), profile=None, calibration=None, state_dir=str(state))
+    assert bp_inputs(ns) == (ppg, None, None)                       # an empty (or missing) state: plain PPG
+    state.mkdir()
+    (state / "profile.toml").write_text('age = 52\nsex = "F"\nheight_cm = 168\nweight_kg = 71\n')
+    path, profile, cal = bp_inputs(ns)
+    assert path == prof and profile.age == 52 and cal is None      # the profile picks the profile model
+    # calibrate through the state folder, the estimate piped in (journalctl -o cat | ... --events -)
+    s = MemorySink()
+    Pipeline(100.0, s, bp_model_path=prof, profile=profile).run(ArrayReplay(_ppg(), 100.0).blocks())
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(json.dumps(e) for e in s.events) + "\n"))
+    assert main(["calibrate", "--sbp", "131", "--bp-model", str(ppg), "--state-dir", str(state),
+                 "--events", "-", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == prof.name
+    _, _, cal = bp_inputs(ns)
+    assert isinstance(cal, Calibration) and cal.fit("sbp")["n"] == 1
+    (state / "profile.toml").unlink()                                # now the PPG model: the calibration is not its
+    with caplog.at_level("WARNING"):
+        assert bp_inputs(ns) == (ppg, None, None)
+    assert "running uncalibrated" in caplog.text
+    assert main(["calibrate", "--sbp", "131", "--bp-model", str(ppg), "--events", "-"]) == 1  # no file, no state

@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ppg_edge.edge_runtime import SINGLE_THREAD_ENV
 from ppg_edge.errors import ConfigError, ModelError
@@ -140,7 +140,9 @@ def service_argv(service: dict, release_dir: str) -> list[str]:
     if service.get("model"):
         argv += ["--model", f"{release_dir}/{service['model']}"]
     if service.get("bp_model"):
-        argv += ["--bp-model", f"{release_dir}/{service['bp_model']}"]
+        # the wearer's profile and cuff calibration live beside the releases: a deploy or a rollback keeps them
+        argv += ["--bp-model", f"{release_dir}/{service['bp_model']}",
+                 "--state-dir", str(PurePosixPath(release_dir).parent / "state")]
     return argv
 
 

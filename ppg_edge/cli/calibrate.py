@@ -23,8 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dbp", type=float, help="cuff diastolic pressure, mmHg")
     p.add_argument("--bp-model", required=True, help="the BP model the service runs (.trees or .tflite)")
     p.add_argument("--profile", help="the wearer's profile file, when the service runs with one")
-    p.add_argument("--calibration", required=True, help="calibration file to add the reading to (created)")
-    p.add_argument("--events", help="the service's JSON-lines output: its last stable bp event is the estimate")
+    p.add_argument("--calibration", help="calibration file to add the reading to (created)")
+    p.add_argument("--state-dir", help="the service's state folder (its calibration.json, and profile.toml when "
+                                       "present): e.g. /opt/ppg-edge/state")
+    p.add_argument("--events", help="the service's JSON-lines output ('-': stdin, e.g. `journalctl -u ppg-edge -o "
+                                    "cat | ppg-edge calibrate ... --events -`): its last stable bp event is the estimate")
     p.add_argument("--max-age-s", type=float, default=300.0,
                    help="the estimate must end at most this long before the events file's last event (default 300)")
     p.add_argument("--estimate-sbp", type=float, help="the device's uncalibrated SBP at the cuff time (instead of --events)")
@@ -40,11 +43,14 @@ def last_estimate(events_path, max_age_s: float) -> dict:
     from ppg_edge.errors import ConfigError
 
     last_t, best = None, None
+    import contextlib
+    import sys
+
     try:
-        fh = open(events_path)
+        fh = contextlib.nullcontext(sys.stdin) if str(events_path) == "-" else open(events_path)
     except OSError as exc:
         raise ConfigError(f"--events {events_path}: cannot read ({exc.strerror or exc})") from None
-    with fh:
+    with fh as fh:
         for n, line in enumerate(fh, 1):
             try:
                 ev = json.loads(line)
@@ -69,10 +75,13 @@ def _handle(args: argparse.Namespace) -> int:
     from ppg_edge.errors import ConfigError
     from ppg_edge.manifest import manifest_path_for, verify_model
 
-    from .run import bp_inputs
+    from .run import CALIBRATION_FILE, PROFILE_FILE, bp_inputs
 
-    args.bp_model = str(args.bp_model)
-    model, _, _ = bp_inputs(argparse.Namespace(bp_model=args.bp_model, profile=args.profile, calibration=None))
+    state = Path(args.state_dir) if args.state_dir else None
+    if (args.calibration is None) == (state is None):
+        raise ConfigError("give --calibration FILE or --state-dir DIR (one of them)")
+    profile = args.profile or (str(state / PROFILE_FILE) if state and (state / PROFILE_FILE).is_file() else None)
+    model, _, _ = bp_inputs(argparse.Namespace(bp_model=str(args.bp_model), profile=profile, calibration=None))
     sha = verify_model(model)["sha256"]
     if args.sbp is None and args.dbp is None:
         raise ConfigError("give the cuff reading: --sbp and/or --dbp")
@@ -85,7 +94,7 @@ def _handle(args: argparse.Namespace) -> int:
         estimate = got["values"]
     else:
         estimate = {"sbp": args.estimate_sbp, "dbp": args.estimate_dbp}
-    path = Path(args.calibration)
+    path = Path(args.calibration) if args.calibration else state / CALIBRATION_FILE
     cal = Calibration(model_sha256=sha)
     if path.exists() and not args.reset:
         cal = Calibration.load(path, model_sha256=sha)

@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", help="the wearer's profile (TOML/JSON: age, sex, height_cm, weight_kg): the BP "
                                      "model's profile variant (its manifest's profile_model) then runs")
     p.add_argument("--calibration", help="cuff calibration file (ppg-edge calibrate) for the BP model")
+    p.add_argument("--state-dir", help="the wearer's folder (the service's, kept across releases): its "
+                                       "profile.toml and calibration.json are used when present")
     p.add_argument("--duration", type=float, help="seconds to run (sensor time)")
     p.add_argument("--speed", type=float, default=1.0,
                    help="emulated/replay clock speed: 1 real time, 10 ten times faster, 0 a virtual "
@@ -51,29 +53,44 @@ def _clock(speed: float):
     return MonotonicClock() if speed == 1 else AcceleratedClock(speed)
 
 
+PROFILE_FILE = "profile.toml"
+CALIBRATION_FILE = "calibration.json"
+
+
 def bp_inputs(args):
-    """(BP model path, Profile or None, calibration path or None) from --bp-model/--profile/--calibration:
-    with a profile, the PPG model's manifest names the profile model that runs instead."""
+    """(BP model path, Profile or None, Calibration / path or None) from --bp-model, --profile,
+    --calibration and --state-dir: with a profile, the PPG model's manifest names the profile model
+    that runs instead. A state folder's calibration made for another model (a deploy changed the
+    model) is set aside with a warning: the service runs uncalibrated rather than not at all."""
     from pathlib import Path
 
-    from ppg_edge.edge_runtime.user import Profile
+    from ppg_edge.edge_runtime.user import Calibration, Profile
     from ppg_edge.errors import ConfigError
     from ppg_edge.manifest import manifest_path_for, read_manifest
 
+    state = Path(args.state_dir) if getattr(args, "state_dir", None) else None
+    profile_path = args.profile or (state / PROFILE_FILE if state and (state / PROFILE_FILE).is_file() else None)
+    cal_path = args.calibration
     if args.bp_model is None:
         if args.profile or args.calibration:
             raise ConfigError("--profile and --calibration are for the BP model: give --bp-model too")
         return None, None, None
     path = Path(args.bp_model)
-    profile = Profile.load(args.profile) if args.profile else None
-    if profile is not None:
+    profile = Profile.load(profile_path) if profile_path else None
+    man = read_manifest(manifest_path_for(path))
+    if profile is not None and man.get("inputs_kind", "ppg") == "ppg":
+        other = man.get("profile_model")
+        if not other:
+            raise ConfigError(f"{path.name} has no profile variant (no profile_model in its manifest)")
+        path = path.with_name(other)
         man = read_manifest(manifest_path_for(path))
-        if man.get("inputs_kind", "ppg") == "ppg":
-            other = man.get("profile_model")
-            if not other:
-                raise ConfigError(f"{path.name} has no profile variant (no profile_model in its manifest)")
-            path = path.with_name(other)
-    return path, profile, args.calibration
+    if cal_path is None and state is not None and (state / CALIBRATION_FILE).is_file():
+        try:
+            cal_path = Calibration.load(state / CALIBRATION_FILE, model_sha256=man["sha256"])
+        except ConfigError as exc:
+            log.warning("%s; running uncalibrated", exc)
+            cal_path = None
+    return path, profile, cal_path
 
 
 def _load_record(name: str, data_root):
