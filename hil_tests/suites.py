@@ -8,7 +8,9 @@ slower), and ``[[step]]`` tables. A step is a measurement (``record`` =
 ``settings``, ``expect``) or a fault drill (``kind`` = ``link_drop``,
 ``corrupt_model``, ``deploy_interrupted``) or a soak (``kind = "soak"``: hours of signal
 composed from ``[[step.segment]]`` tables through emulated chip -> driver -> Pipeline in
-this process, see :mod:`.soak`; a suite of soak steps only starts no DUT).
+this process, see :mod:`.soak`) or a BP comparison (``kind = "bp"``: a record through the
+same in-process device path with the BP model, beside the host's BPStage and the ABP
+reference, see :mod:`.bp_check`); a suite of soak and bp steps only starts no DUT.
 
 Every step's results (the harness's dict: latency percentiles, modelled energy
 with its method, lost samples, DUT accuracy against the reference labels and
@@ -43,7 +45,8 @@ from .link import DUTError, Link, LinkClosed, open_pty_pair, start_dut_process
 log = logging.getLogger(__name__)
 
 SUITES_DIR = Path(__file__).parent / "suites"
-STEP_KINDS = ("measure", "link_drop", "corrupt_model", "deploy_interrupted", "soak")
+STEP_KINDS = ("measure", "link_drop", "corrupt_model", "deploy_interrupted", "soak", "bp")
+IN_PROCESS_KINDS = ("soak", "bp")   # run emulated chip -> driver -> Pipeline in this process, no DUT
 RUN_KEYS = ("window_s", "chunk_s", "windows", "warmups", "loops", "seconds", "start_s", "model", "settings",
             "score_margin_s")
 # Beats in the last seconds of a measured span may still be undecided (a model window is 2 s): not scored.
@@ -51,7 +54,9 @@ SCORE_MARGIN_S = 3.0
 EXPECT_KEYS = ("max_lost", "min_lost", "min_beats", "max_beats", "identical_to_host", "min_f1_vs_host",
                "events", "error", "max_rss_growth_kb",
                # soak steps (hil_tests/soak.py)
-               "exact_accounting", "no_duplicate_beats", "max_f1_delta_vs_offline", "min_f1", "min_faults")
+               "exact_accounting", "no_duplicate_beats", "max_f1_delta_vs_offline", "min_f1", "min_faults",
+               # bp steps (hil_tests/bp_check.py)
+               "max_mean_abs_diff_vs_host_mmhg", "max_abs_diff_vs_host_mmhg", "min_estimates")
 
 
 def suite_names() -> list[str]:
@@ -86,6 +91,8 @@ def load_suite(name: str | os.PathLike, *, virtual: bool = False) -> dict[str, A
             raise ConfigError(f"{path}: step {step['name']}: kind {step['kind']!r} not one of {', '.join(STEP_KINDS)}")
         if step["kind"] in ("measure", "link_drop") and "record" not in step:
             raise ConfigError(f"{path}: step {step['name']} needs record = \"DATASET/ID\"")
+        if step["kind"] == "bp" and "bp_model" not in step:
+            raise ConfigError(f"{path}: step {step['name']} needs bp_model = \"models/device/...\"")
         for key in step.get("expect", {}):
             if key not in EXPECT_KEYS:
                 raise ConfigError(f"{path}: step {step['name']}: unknown expectation {key!r}")
@@ -249,8 +256,8 @@ class SuiteRunner:
         try:
             from tqdm import tqdm
 
-            # soak steps run the device path in this process: no DUT to start for a soak-only suite
-            self.in_process = all(s["kind"] == "soak" for s in self.suite["steps"])
+            # soak and bp steps run the device path in this process: no DUT to start for a suite of them
+            self.in_process = all(s["kind"] in IN_PROCESS_KINDS for s in self.suite["steps"])
             if not self.in_process:
                 self.link = self.dut.start()
             for step in tqdm(self.suite["steps"], desc=f"suite {self.suite['name']}", unit="step", disable=None):
@@ -342,6 +349,15 @@ class SuiteRunner:
 
         res = run_soak(step, self.board, self.host_models[step["model"]], data_root=self.data_root)
         res["events"] = soak_events(res)
+        return res
+
+    def _bp(self, step: Mapping[str, Any]) -> dict[str, Any]:
+        """A record through emulated chip -> driver -> Pipeline with the BP model in this process, beside the
+        host's BPStage and the ABP reference (hil_tests/bp_check.py)."""
+        from .bp_check import bp_events, run_bp_step
+
+        res = run_bp_step(step, self.board, data_root=self.data_root, peak_model=self.host_models.get(step["model"]))
+        res["events"] = bp_events(res)
         return res
 
     def _skipped(self, step, what: str) -> dict[str, Any]:
@@ -446,6 +462,10 @@ class SuiteRunner:
             from .soak import soak_checks
 
             return soak_checks(step, res)
+        if step["kind"] == "bp":
+            from .bp_check import bp_checks
+
+            return bp_checks(step, res)
         if step["kind"] != "measure":
             for ev in res.get("events", []):
                 if ev.get("kind") == "fault":
@@ -521,11 +541,13 @@ class SuiteRunner:
                    "command": " ".join(sys.argv), "host": f"{platform.machine()} {platform.node()} "
                    f"({os.cpu_count()} CPUs), Python {platform.python_version()}", "models": models,
                    "board": self.board.identifier, "status": status,
-                   "dut_where": ("this process (soak: the emulated chip, driver and pipeline ran in the harness; "
-                                 "no DUT process was started)") if getattr(self, "in_process", False) else self.dut.where,
+                   "dut_where": (f"this process ({'/'.join(sorted({s['kind'] for s in self.suite['steps']}))}: the "
+                                 "emulated chip, driver and pipeline ran in the harness; no DUT process was started)")
+                   if getattr(self, "in_process", False) else self.dut.where,
                    "dut_kind": getattr(self.dut, "kind", "?"),
                    "seconds": round(seconds, 1),
-                   "energy_note": ("none: a soak measures sample accounting, memory and beats, not energy"
+                   "energy_note": ("none: a soak measures sample accounting, memory and beats, a bp step the "
+                                   "device's BP against the host's and the reference, not energy"
                                    if getattr(self, "in_process", False) else
                                    f"CPU time was measured on the DUT ({self.dut.where}); on a local or emulated "
                                    "DUT it is not a Pi's CPU time, so the modelled figure is not a Pi figure"),
