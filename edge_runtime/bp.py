@@ -95,7 +95,7 @@ class BPEstimate:
 
 
 class _FeatureTrees:
-    """A manifest-verified tree ensemble on :data:`ppg_edge.features.bp.FEATURE_NAMES` (+ profile)."""
+    """A manifest-verified tree ensemble on :data:`ppg_edge.features.bp.PORTABLE_FEATURE_NAMES` (+ profile)."""
 
     def __init__(self, path: Path, manifest: dict):
         from ppg_edge.features.bp import PORTABLE_COLUMNS, PORTABLE_FEATURE_NAMES

@@ -97,7 +97,7 @@ def test_suites_load_and_validate(tmp_path):
     assert {"smoke", "accuracy", "performance", "faults", "soak"} <= set(suite_names())
     for name in suite_names():
         s = load_suite(name)
-        assert s["steps"] and all(st["kind"] in ("measure", "soak", "link_drop", "corrupt_model",
+        assert s["steps"] and all(st["kind"] in ("measure", "soak", "bp", "link_drop", "corrupt_model",
                                                   "deploy_interrupted") for st in s["steps"])
     small = load_suite("accuracy", virtual=True)["steps"][0]
     assert small["windows"] < load_suite("accuracy")["steps"][0]["windows"]

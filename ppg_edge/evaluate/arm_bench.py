@@ -46,7 +46,25 @@ def board_paths(board) -> dict[str, tuple[str, str]]:
     return {"network": (device, "network"),
             f"network-{'int8' if other == PEAK_INT8 else 'float32'}": (other, "network"),
             "gated": (device, "auto"),
-            "classic": (device, "classic")}
+            "classic": (device, "classic"),
+            "network+bp": (device, "network")}
+
+
+def board_bp_model(board) -> str:
+    """The BP model a bundle for ``board`` runs (the one made for its rate), for the ``network+bp`` path."""
+    from ppg_edge.boards.deploy.bundle import _board_bp_model
+
+    return f"models/device/{_board_bp_model(board.identifier)}"
+
+
+def _path_spec(inp: dict, path: str, paths_run: dict, board, **kw) -> dict:
+    from ppg_edge.config import REPO_ROOT
+
+    model, gate = paths_run[path]
+    spec = {**inp, "mode": "path", "model": str(REPO_ROOT / model), "gate": gate, **kw}
+    if path == "network+bp":
+        spec["bp_model"] = str(REPO_ROOT / board_bp_model(board))
+    return spec
 
 
 def board_hop(board, model_fs: float = 125.0) -> int | None:
@@ -257,15 +275,12 @@ def bench(board, seconds: float = 60.0, *, stages: bool = True, models: bool = T
         counts: dict = {}
         # warm-up, discarded, once per path: compiles the byte code into the private pycache and
         # fills what the stages cache on first use (else the first counted run pays it)
-        for model, gate in paths_run.values():
-            runner.count({**inp, "mode": "path", "model": str(REPO_ROOT / model), "gate": gate, "seconds": short,
-                          "stages": True})
+        for path in paths_run:
+            runner.count(_path_spec(inp, path, paths_run, board, seconds=short, stages=True))
             bar.update()
         for path, staged in jobs:
-            model, gate = paths_run[path]
             for secs in (short, long_):
-                spec = {**inp, "mode": "path", "model": str(REPO_ROOT / model), "gate": gate, "seconds": secs,
-                        "stages": staged}
+                spec = _path_spec(inp, path, paths_run, board, seconds=secs, stages=staged)
                 if path == "network" and not staged and secs == long_ and equivalence:
                     spec["events"] = str(work / "guest-events.jsonl")
                 counts[(path, staged, secs)] = runner.count(spec)
@@ -291,6 +306,7 @@ def bench(board, seconds: float = 60.0, *, stages: bool = True, models: bool = T
                "record": "/".join(RECORD), "seconds": seconds, "lengths_s": [short, long_], "sample_rate_hz": fs,
                "rate_error": float(rate_error),
                "runtime": {"peak_model": Path(paths_run["network"][0]).name, "hop": inp["hop"],
+                           "bp_model": Path(board_bp_model(board)).name,
                            "fifo_almost_full": inp["settings"]["almost_full"],
                            "peak_model_source": getattr(board.runtime, "peak_model_source", None),
                            "hop_source": getattr(board.runtime, "hop_source", None)},
