@@ -70,6 +70,8 @@ CASES = [
          ("evaluate", "bp", "--combine", "docs/results/bp-cv-100hz.json", "--json")),
     Case("evaluate-bp-calibration", ("evaluate", "bp-calibration"),
          ("evaluate", "bp-calibration", "--json"), data=True),
+    Case("evaluate-pseudo-labels", ("evaluate", "pseudo-labels"),
+         ("evaluate", "pseudo-labels", "--dataset", "bidmc", "--json"), data=True),
     Case("train-bp-device-choose", ("train", "bp-device"),
          ("train", "bp-device", "--cv", "docs/results/bp-device-cv.json", "--choose-only", "--json")),
     # a cuff reading paired by hand with an estimate: the calibration file's summary

@@ -241,6 +241,8 @@ def _command_line(args) -> str:
 def _register_bp(sub) -> None:
     from .evaluate_bp import register_bp
     from .evaluate_bp_calibration import register as register_bp_calibration
+    from .evaluate_pseudo_labels import register as register_pseudo_labels
 
     register_bp(sub)
     register_bp_calibration(sub)
+    register_pseudo_labels(sub)
