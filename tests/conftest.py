@@ -35,3 +35,21 @@ def data_root():
 @pytest.fixture
 def rng():
     return np.random.default_rng(20251122)
+
+
+def run_hil_suite(suite: str, data_root, runs, peak_model, timeout: float = 1200):
+    """``ppg-edge hil run --board virtual-rpi4 --local-dut --suite SUITE --json`` as a user runs it, in a
+    process of its own: (session folder, results.json, the --json headline, the process). Fails
+    with the stderr tail when no session folder was written."""
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "ppg_edge", "hil", "run", "--board", "virtual-rpi4", "--local-dut",
+           "--suite", suite, "--model", f"int8={peak_model}", "--data-root", str(data_root),
+           "--runs-dir", str(runs), "--json"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    folders = sorted(f.parent for f in runs.rglob("results.json"))
+    assert len(folders) == 1, f"rc {p.returncode}; stderr tail:\n{p.stderr[-3000:]}"
+    head = json.loads(p.stdout)                      # --json: one document on stdout
+    return folders[0], json.loads((folders[0] / "results.json").read_text()), head, p

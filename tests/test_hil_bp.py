@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_hil_suite
 
 from ppg_edge.errors import ConfigError
 from ppg_edge.hil_tests import bp_check
@@ -28,16 +27,10 @@ def bp_suite(data_root, tmp_path_factory):
     for m in (TREES, CNN8, PEAKS8):
         if not m.is_file():
             pytest.skip(f"no committed device model {m}")
-    runs = tmp_path_factory.mktemp("bp") / "runs"
-    cmd = [sys.executable, "-m", "ppg_edge", "hil", "run", "--board", "virtual-rpi4", "--local-dut",
-           "--suite", "accuracy-bp", "--model", f"int8={PEAKS8}", "--data-root", str(data_root),
-           "--runs-dir", str(runs), "--json"]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    folders = sorted(f.parent for f in runs.rglob("results.json"))
-    assert len(folders) == 1, f"rc {p.returncode}; stderr tail:\n{p.stderr[-3000:]}"
-    head = json.loads(p.stdout)                      # --json: one document on stdout
+    folder, res, head, p = run_hil_suite("accuracy-bp", data_root, tmp_path_factory.mktemp("bp") / "runs",
+                                         PEAKS8, timeout=600)
     assert p.returncode == 0 and head["status"] == "ok", p.stderr[-3000:]
-    return folders[0], json.loads((folders[0] / "results.json").read_text())
+    return folder, res
 
 
 def _step(res, name):

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_hil_suite
 
 from ppg_edge.hil_tests import soak
 from ppg_edge.hil_tests.suites import load_suite
@@ -26,15 +25,8 @@ def soak10(data_root, tmp_path_factory):
     allocator's thresholds raised by freed arrays) made RSS grow by up to 7 MB without a leak."""
     if not INT8.is_file():
         pytest.skip(f"no committed device model {INT8}")
-    runs = tmp_path_factory.mktemp("soak") / "runs"
-    cmd = [sys.executable, "-m", "ppg_edge", "hil", "run", "--board", "virtual-rpi4", "--local-dut",
-           "--suite", "soak-10min", "--model", f"int8={INT8}", "--data-root", str(data_root),
-           "--runs-dir", str(runs), "--json"]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
-    folders = sorted(f.parent for f in runs.rglob("results.json"))
-    assert len(folders) == 1, f"rc {p.returncode}; stderr tail:\n{p.stderr[-3000:]}"
-    json.loads(p.stdout)                             # --json: one document on stdout
-    return folders[0], json.loads((folders[0] / "results.json").read_text())
+    folder, res, _, _ = run_hil_suite("soak-10min", data_root, tmp_path_factory.mktemp("soak") / "runs", INT8)
+    return folder, res
 
 
 def test_soak_10min_accounts_for_every_sample(soak10):
