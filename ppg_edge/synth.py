@@ -29,6 +29,8 @@ from .errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 NOISE_KINDS = ("gaussian", "baseline", "motion", "mains50", "mains60")
+#: Noise from real signals (needs a bank: :mod:`ppg_edge.noise_bank`).
+REAL_NOISE = "real"
 
 
 @dataclass
@@ -173,8 +175,8 @@ def band_power(x, fs: float, band: tuple[float, float] = (0.5, 8.0)) -> float:
     return float(np.mean(y[skip:] ** 2))
 
 
-def make_noise(n: int, fs: float, kind: str, rng: np.random.Generator) -> np.ndarray:
-    """Unscaled noise of ``kind`` (see ``NOISE_KINDS``), ``n`` samples at ``fs``.
+def make_noise(n: int, fs: float, kind: str, rng: np.random.Generator, bank=None) -> np.ndarray:
+    """Unscaled noise of ``kind`` (see ``NOISE_KINDS``, or ``REAL_NOISE``), ``n`` samples at ``fs``.
 
     * ``gaussian``: white ``N(0, 1)`` (sensor electronics).
     * ``baseline``: ``sin(2 pi f t + phi)``, ``f`` uniform in 0.05-0.5 Hz (breathing, posture).
@@ -182,7 +184,15 @@ def make_noise(n: int, fs: float, kind: str, rng: np.random.Generator) -> np.nda
       uniform, widths 0.1-0.5 s, amplitudes ``N(0, 1)``.
     * ``mains50`` / ``mains60``: ``cos(2 pi f t + phi)`` at 50 / 60 Hz; at rates
       below twice that it appears aliased, as a sampled sensor would see it.
+    * ``real``: pieces of real noise from ``bank`` (a :class:`ppg_edge.noise_bank.RealNoise`
+      at ``fs``; see :func:`ppg_edge.noise_bank.load_real_noise`).
     """
+    if kind == REAL_NOISE:
+        if bank is None:
+            raise ConfigError("noise kind 'real' needs a bank: ppg_edge.noise_bank.load_real_noise(fs)")
+        if abs(bank.fs - fs) > 1e-6:
+            raise ConfigError(f"real noise bank is at {bank.fs:g} Hz, the signal at {fs:g} Hz")
+        return bank.make(n, rng)
     t = np.arange(n) / fs
     if kind == "gaussian":
         return rng.standard_normal(n)
@@ -200,13 +210,15 @@ def make_noise(n: int, fs: float, kind: str, rng: np.random.Generator) -> np.nda
     raise ConfigError(f"unknown noise kind {kind!r}; valid: {list(NOISE_KINDS)}")
 
 
-def add_noise(x, fs: float, kind: str, snr_db: float, rng: np.random.Generator, reference=None) -> np.ndarray:
+def add_noise(x, fs: float, kind: str, snr_db: float, rng: np.random.Generator, reference=None,
+              bank=None) -> np.ndarray:
     """``x`` plus noise of ``kind`` scaled so that ``10 log10(P_ref / P_noise) = snr_db``.
 
     ``P_ref`` is :func:`band_power` of the clean signal: ``reference`` when given
     (a clean signal of the same length, or its power as a number; use it when
     ``x`` already carries other noise), else ``x``. ``P_noise`` is the mean square
-    of the added noise itself (not band-passed).
+    of the added noise itself (not band-passed). ``bank``: the real-noise bank for
+    ``kind="real"``.
     """
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 1 or arr.size == 0:
@@ -216,8 +228,8 @@ def add_noise(x, fs: float, kind: str, snr_db: float, rng: np.random.Generator, 
     fs = _check_positive("fs", fs)
     if not np.isfinite(snr_db):
         raise ConfigError(f"snr_db must be finite, got {snr_db!r}")
-    if kind not in NOISE_KINDS:
-        raise ConfigError(f"unknown noise kind {kind!r}; valid: {list(NOISE_KINDS)}")
+    if kind not in NOISE_KINDS and kind != REAL_NOISE:
+        raise ConfigError(f"unknown noise kind {kind!r}; valid: {[*NOISE_KINDS, REAL_NOISE]}")
     if reference is None:
         p_ref = band_power(arr, fs)
     elif np.ndim(reference) == 0:
@@ -229,7 +241,7 @@ def add_noise(x, fs: float, kind: str, snr_db: float, rng: np.random.Generator, 
         p_ref = band_power(ref, fs)
     if not (np.isfinite(p_ref) and p_ref > 0):
         raise DataError(f"reference signal has no power in the 0.5-8 Hz band (P={p_ref}); SNR undefined")
-    noise = make_noise(arr.size, fs, kind, rng)
+    noise = make_noise(arr.size, fs, kind, rng, bank)
     p_noise = float(np.mean(noise ** 2))
     if p_noise < 1e-20:
         raise DataError(f"{kind} noise at {fs} Hz has no power over {arr.size} samples "

@@ -149,9 +149,11 @@ def test_assemble_two_real_records(data_root, tmp_path, monkeypatch):
     train_key = next(k for k in doc["train"] if k.startswith("capnobase/"))
     val_key = next(k for k in doc["val"] if k.startswith("bidmc/"))
     settings = D.DatasetSettings(subjects=(train_key, val_key), max_train_windows=200,
-                                 max_val_windows=60, n_synth_records=1, synth_duration_s=60.0)
+                                 max_val_windows=60, n_synth_records=1, synth_duration_s=60.0,
+                                 extra=(), noisy_val=False)
     ds = D.assemble(settings, root=data_root, progress=False)
     assert ds.x_train.shape == (200, 250, 2) and ds.y_train.shape == (200, 250)
+    assert not (ds.y_train == D.MASKED).any()  # only pseudo-labelled records carry a mask
     assert ds.x_val.shape == (60, 250, 2) and ds.y_val.shape == (60, 250)
     assert np.isfinite(ds.x_train).all() and np.isfinite(ds.x_val).all()
     by = ds.info["windows"]["train_by_source"]

@@ -156,6 +156,7 @@ def run_peaks(args: argparse.Namespace) -> int:
         tol_s=[t / 1000.0 for t in tolerances],
         rng_seed=DEFAULT_SEED if args.seed is None else args.seed,
         progress=progress,
+        data_root=args.data_root,
     )
     table = result.to_markdown()
     text = result.to_json()

@@ -13,8 +13,9 @@ import sys
 
 def _common(p) -> None:
     p.add_argument("--epochs", type=int, default=20, help="maximum epochs (early stopping, patience 5)")
-    p.add_argument("--max-windows", type=int, default=8000,
-                   help="training windows (clean real, noisy real and synthetic; default 8000)")
+    p.add_argument("--max-windows", type=int, default=10000,
+                   help="training windows (clean and noisy real, synthetic, ECG- and pseudo-labelled; "
+                        "default 10000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the one random generator (default 0)")
     p.add_argument("--data-root", default=None, help="data root (default: PPG_EDGE_DATA, ../shared/data)")
     p.add_argument("--no-cache", action="store_true", help="rebuild the dataset instead of reading the cache")
@@ -31,6 +32,11 @@ def _register_peaks(sub) -> None:
     p.add_argument("--out", default=None, help="output folder (default models/peaks/<variant>)")
     p.add_argument("--tiny", action="store_true",
                    help="tiny network, one train and one val subject, one epoch (CI smoke run)")
+    p.add_argument("--datasets", default="capnobase,bidmc", metavar="LIST",
+                   help="expert-labelled data sets to train on (default capnobase,bidmc; one alone "
+                        "is a leave-one-dataset-out run)")
+    p.add_argument("--no-extra", action="store_true",
+                   help="leave out the ECG- and pseudo-labelled records (train.peaks.sources)")
     p.set_defaults(func=_run_peaks)
 
 
@@ -92,11 +98,13 @@ def _run_peaks(args) -> int:
 
     cmd = (f"ppg-edge train peaks --variant {args.variant} --epochs {args.epochs} "
            f"--max-windows {args.max_windows} --seed {args.seed} --alpha {args.alpha[0]:g} "
-           f"{args.alpha[1]:g}" + (" --tiny" if args.tiny else "")
-           + (f" --out {shlex.quote(args.out)}" if args.out else ""))
+           f"{args.alpha[1]:g} --datasets {args.datasets}" + (" --no-extra" if args.no_extra else "")
+           + (" --tiny" if args.tiny else "") + (f" --out {shlex.quote(args.out)}" if args.out else ""))
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     report = train_peaks(args.variant, epochs=args.epochs, max_windows=args.max_windows,
                          seed=args.seed, alpha=args.alpha, out=args.out, data_root=args.data_root,
-                         tiny=args.tiny, command=cmd, use_cache=not args.no_cache)
+                         tiny=args.tiny, command=cmd, use_cache=not args.no_cache,
+                         datasets=datasets, extra=() if args.no_extra else None)
     print(_summary(report))
     return 0
 

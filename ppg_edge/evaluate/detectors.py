@@ -236,6 +236,10 @@ def chunked(detect: DetectFn, window_s: float, overlap_s: float) -> DetectFn:
 
 
 NK_MIN_DURATION_S = 1.0
+#: NeuroKit2's MSPTDfast (``_ppg_findpeaks_charlton``, 6 s windows) fails with a TypeError
+#: on a signal shorter than one window (measured with NeuroKit2 0.2.x on 2.1 s PPG-BP
+#: segments), so the msptdfast detectors refuse it with a clear error first.
+MSPTDFAST_MIN_DURATION_S = 6.0
 
 
 def _nk_input_ok(x: np.ndarray, fs: float, name: str) -> bool:
@@ -282,6 +286,9 @@ def _nk_factory(method: str, clean: str = "elgendi") -> Factory:
         def detect(x: np.ndarray, fs: float) -> np.ndarray:
             if not _nk_input_ok(x, fs, f"nk-{method}"):
                 return np.empty(0, np.int64)
+            if method.startswith("msptdfast") and x.size < MSPTDFAST_MIN_DURATION_S * fs:
+                raise DataError(f"nk-{method}: signal of {x.size / fs:.2f} s is shorter than its "
+                                f"{MSPTDFAST_MIN_DURATION_S:g} s window")
             cleaned = nk.ppg_clean(x, sampling_rate=fs, method=clean)
             info = nk.ppg_findpeaks(cleaned, sampling_rate=_nk_rate(fs, method), method=method)
             return np.asarray(info["PPG_Peaks"], dtype=np.int64)

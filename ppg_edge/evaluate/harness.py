@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Condition", "PeakEvaluation", "evaluate_peaks", "parse_condition"]
 
-NOISE_KINDS = ("gaussian", "baseline", "motion", "mains50", "mains60")
+# the synthetic kinds of ppg_edge.synth and real noise (kept in step by tests/test_peak_sources)
+NOISE_KINDS = ("gaussian", "baseline", "motion", "mains50", "mains60", "real")
 ALL_DATASETS = "all"
 DEFAULT_SEED = 20251122
 
@@ -92,15 +93,30 @@ def _noise_generator(seed: int, record_key: str, condition: Condition) -> np.ran
     return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=spawn))
 
 
-def _default_noise_fn() -> NoiseFn:
+def _default_noise_fn(data_root=None) -> NoiseFn:
+    """``ppg_edge.synth.add_noise``; the ``real`` kind draws on one
+    :func:`~ppg_edge.noise_bank.load_real_noise` bank per sampling rate (no-finger
+    MAX30102 and bad BUT PPG clips from ``data_root``; no residuals of evaluated records)."""
     try:
-        from ..synth import add_noise  # type: ignore[attr-defined]
+        from ..synth import REAL_NOISE, add_noise  # type: ignore[attr-defined]
     except ImportError as exc:
         raise ConfigError(
             "noise conditions need ppg_edge.synth.add_noise, which is not installed in this "
             "checkout; pass noise_fn= or evaluate the clean condition only"
         ) from exc
-    return add_noise
+    banks: dict[float, object] = {}
+
+    def noise(x, fs, kind, snr_db, rng):
+        bank = None
+        if kind == REAL_NOISE:
+            from ..noise_bank import load_real_noise
+
+            if fs not in banks:
+                banks[fs] = load_real_noise(fs, data_root)
+            bank = banks[fs]
+        return add_noise(x, fs, kind, snr_db, rng, bank=bank)
+
+    return noise
 
 
 @dataclass
@@ -208,6 +224,7 @@ def evaluate_peaks(
     rng_seed: int = DEFAULT_SEED,
     noise_fn: NoiseFn | None = None,
     progress: bool = True,
+    data_root=None,
 ) -> PeakEvaluation:
     """Score every detector on every record under every condition.
 
@@ -216,7 +233,7 @@ def evaluate_peaks(
     :class:`Condition`); ``tol_s`` one or more matching tolerances in seconds,
     the first being the main one. ``noise_fn(x, fs, kind, snr_db, rng)`` makes
     the noisy signal (default ``ppg_edge.synth.add_noise``, imported only when a
-    noise condition is asked for).
+    noise condition is asked for; ``data_root`` holds the sources of the ``real`` kind).
     """
     from tqdm.auto import tqdm
 
@@ -232,7 +249,7 @@ def evaluate_peaks(
     if len(set(tols)) != len(tols):
         raise ConfigError(f"tolerance listed twice: {tols}")
     if any(c.kind != "clean" for c in conds) and noise_fn is None:
-        noise_fn = _default_noise_fn()
+        noise_fn = _default_noise_fn(data_root)
 
     result = PeakEvaluation(tols, [c.name for c in conds], [d.name for d in dets], int(rng_seed))
     spent = {d.name: 0.0 for d in dets}

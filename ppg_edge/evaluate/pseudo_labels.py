@@ -22,7 +22,9 @@ Rule (:func:`pseudo_label`)
    ``agree_s`` by the project's matcher (:func:`ppg_edge.metrics.peaks.match_peaks`);
    paired detections are joined into groups (connected components over all pairs). A group
    with detections of at least ``min_votes`` different detectors, none of them twice, is a
-   beat at the median of its positions. Beats in a clean stretch are kept.
+   beat at the median of its positions. Beats in a clean stretch are kept. A detector that
+   cannot read the record (MSPTDfast on a record under its 6 s window) abstains; with fewer
+   than ``min_votes`` detectors left the record gets no pseudo-labels (``DataError``).
 3. **Disagreements** are the other detections inside clean stretches: a detection no other
    detector paired, and groups that do not reach ``min_votes`` (or hold one detector twice).
    A disagreement within ``same_beat_s`` (0.15 s, half the 0.3 s shortest beat interval)
@@ -205,7 +207,17 @@ def pseudo_label(ppg, fs: float, *, detectors: Sequence[str] = DEFAULT_DETECTORS
         raise ConfigError(f"pseudo_label: max_gap_rr must be > 1 (or None), got {max_gap_rr!r}")
 
     clean, outcomes = clean_mask(x, fs, quality)
-    dets = [d(x, fs) for d in found]
+    dets, abstained = [], []
+    for name, d in zip(names, found):
+        try:
+            dets.append(d(x, fs))
+        except DataError as exc:  # e.g. MSPTDfast on a record shorter than its 6 s window
+            log.debug("pseudo_label: %s abstains (%s)", name, exc)
+            abstained.append(name)
+            dets.append(np.zeros(0, np.int64))
+    if len(names) - len(abstained) < min_votes:
+        raise DataError(f"pseudo_label: only {len(names) - len(abstained)} of {len(names)} detectors "
+                        f"can read this record ({', '.join(abstained)} abstained); {min_votes} must vote")
     beats, others = [], []
     for g in _groups(dets, fs, agree_s):
         who = [k for k, _ in g]
@@ -249,7 +261,8 @@ def pseudo_label(ppg, fs: float, *, detectors: Sequence[str] = DEFAULT_DETECTORS
     kept = beats[mask[beats]] if beats.size else beats
     dropped = beats[~mask[beats]] if beats.size else beats
     counts = {
-        "detections": {n: int(d.size) for n, d in zip(names, dets)},
+        "detections": {n: int(d.size) for n, d in zip(names, dets) if n not in abstained},
+        "abstained": abstained,
         "windows": outcomes,
         "stretches": len(stretches),
         "stretches_without_beats": empty,

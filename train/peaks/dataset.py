@@ -67,9 +67,13 @@ from .labels import DEFAULT_HALF_WIDTH_S, window_labels
 
 log = logging.getLogger(__name__)
 
-DATASET_VERSION = 2
+DATASET_VERSION = 3
 DATASETS = ("capnobase", "bidmc")
-NOISE_KINDS_TRAIN = ("gaussian", "baseline", "motion", "mains50", "mains60")
+NOISE_KINDS_TRAIN = ("gaussian", "baseline", "motion", "mains50", "mains60", "real")
+#: Label value of a sample the loss must not use (pseudo-label disagreements, unclean stretches).
+MASKED = -1.0
+#: Sensor rates a noisy copy is sampled at before the device's resampler takes it to ``fs``.
+SENSOR_RATES = (50.0, 100.0, 125.0)
 NOISE_CHUNK_S = 20.0
 LABEL_SEARCH_S = 0.08  # search radius for the filtered-signal maximum around each reference peak
 SHIFT_MAX_S = 0.3  # the filtered maximum is looked for within [-0.1 s, +SHIFT_MAX_S] of a peak
@@ -94,7 +98,7 @@ class DatasetSettings:
     fs: float = 125.0
     split: str = "peaks"
     datasets: tuple[str, ...] = DATASETS
-    max_train_windows: int = 8000
+    max_train_windows: int = 10000
     max_val_windows: int = 3000
     real_fraction: float = 0.8
     noisy_fraction: float = 0.5
@@ -104,12 +108,17 @@ class DatasetSettings:
     half_width_s: float = DEFAULT_HALF_WIDTH_S
     seed: int = 0
     subjects: tuple[str, ...] | None = None  # restrict to these split keys (tests, tiny runs)
+    extra: tuple[str, ...] = ("ecg", "pseudo")  # train.peaks.sources kinds; () for none
+    extra_fraction: float = 0.2  # share of the training windows from the extra records
+    noise_kinds: tuple[str, ...] = NOISE_KINDS_TRAIN
+    sensor_rates: tuple[float, ...] = SENSOR_RATES
+    noisy_val: bool = True  # val windows also from a noisy copy of each val record
 
     def __post_init__(self) -> None:
         preprocessing_for(self.input, self.fs)  # validates input
         if self.max_train_windows < 1 or self.max_val_windows < 1:
             raise ConfigError("max_train_windows and max_val_windows must be >= 1")
-        for name in ("real_fraction", "noisy_fraction"):
+        for name in ("real_fraction", "noisy_fraction", "extra_fraction"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ConfigError(f"{name} must lie in [0, 1], got {v}")
@@ -121,12 +130,27 @@ class DatasetSettings:
             raise ConfigError(f"unknown peak data sets {sorted(unknown)}; valid: {list(DATASETS)}")
         if self.n_synth_records < 0 or self.synth_duration_s < 4:
             raise ConfigError("n_synth_records must be >= 0 and synth_duration_s >= 4")
+        from ppg_edge.synth import NOISE_KINDS, REAL_NOISE
+
+        from .sources import EXTRA_KINDS
+
+        bad = set(self.extra) - set(EXTRA_KINDS)
+        if bad:
+            raise ConfigError(f"unknown extra record kinds {sorted(bad)}; valid: {list(EXTRA_KINDS)}")
+        bad = set(self.noise_kinds) - {*NOISE_KINDS, REAL_NOISE}
+        if bad or not self.noise_kinds:
+            raise ConfigError(f"noise_kinds {list(self.noise_kinds)}: give some of "
+                              f"{[*NOISE_KINDS, REAL_NOISE]}")
+        if not self.sensor_rates or any(not (np.isfinite(r) and 0 < r <= self.fs) for r in self.sensor_rates):
+            raise ConfigError(f"sensor_rates must be rates in (0, fs={self.fs:g}], got {self.sensor_rates}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["datasets"] = list(self.datasets)
         d["snr_db"] = list(self.snr_db)
         d["subjects"] = None if self.subjects is None else list(self.subjects)
+        for k in ("extra", "noise_kinds", "sensor_rates"):
+            d[k] = list(d[k])
         return d
 
     def cache_key(self, split_sha: str) -> str:
@@ -289,13 +313,17 @@ def record_windows(ppg: np.ndarray, peaks: np.ndarray, prep, median_shift: int,
 
 
 def noisy_copy(x: np.ndarray, fs: float, rng: np.random.Generator, snr_db=(0.0, 30.0),
-               chunk_s: float = NOISE_CHUNK_S, kinds=NOISE_KINDS_TRAIN) -> tuple[np.ndarray, list]:
+               chunk_s: float = NOISE_CHUNK_S, kinds=NOISE_KINDS_TRAIN,
+               bank=None) -> tuple[np.ndarray, list]:
     """``x`` with a different noise kind and SNR (uniform in ``snr_db``) in every chunk.
 
-    Returns the noisy signal and the list of ``(start, kind, snr_db)`` chunks.
+    ``bank``: the :class:`ppg_edge.noise_bank.RealNoise` for the ``real`` kind (without
+    one, ``real`` is left out of ``kinds``). Returns the noisy signal and the list of
+    ``(start, kind, snr_db)`` chunks.
     """
     from ppg_edge.synth import add_noise
 
+    kinds = [k for k in kinds if bank is not None or k != "real"]
     x = np.asarray(x, dtype=np.float64)
     out = x.copy()
     chunk = max(int(round(chunk_s * fs)), 1)
@@ -308,7 +336,7 @@ def noisy_copy(x: np.ndarray, fs: float, rng: np.random.Generator, snr_db=(0.0, 
         kind = str(rng.choice(kinds))
         snr = float(rng.uniform(*snr_db))
         try:
-            out[s:s + chunk] = add_noise(seg, fs, kind, snr, rng)
+            out[s:s + chunk] = add_noise(seg, fs, kind, snr, rng, bank=bank)
         except DataError as exc:  # flat chunk (no band power): leave clean, record why
             log.debug("chunk at %d left clean: %s", s, exc)
             used.append((s, "none", None))
@@ -317,10 +345,68 @@ def noisy_copy(x: np.ndarray, fs: float, rng: np.random.Generator, snr_db=(0.0, 
     return out, used
 
 
+def through_rate(x: np.ndarray, fs: float, rate: float) -> np.ndarray:
+    """``x`` (at ``fs``) as a sensor sampling at ``rate`` would deliver it to the model: down to
+    ``rate`` with an anti-aliasing polyphase filter (the sensor's own averaging), then back to
+    ``fs`` with the device's resampler (:func:`ppg_edge.edge_runtime.batch.to_model_rate`). Time
+    positions are kept; the device resampler's latency shortens the end by a few samples."""
+    from fractions import Fraction
+
+    from ppg_edge.edge_runtime.batch import to_model_rate
+    from ppg_edge.data.resample import MAX_DENOMINATOR, resample_signal
+
+    if abs(rate - fs) < 1e-9:
+        return np.asarray(x, dtype=np.float64)
+    frac = Fraction(rate / fs).limit_denominator(MAX_DENOMINATOR)
+    low = resample_signal(np.asarray(x, dtype=np.float64), frac.numerator, frac.denominator)
+    return to_model_rate(low, rate, fs)[: len(x)]
+
+
+def masked_windows(y: np.ndarray, mask: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
+    """``y`` (``(n, window)`` labels) with ``MASKED`` where the per-sample ``mask`` is False."""
+    idx = np.asarray(starts)[:, None] + np.arange(window)[None, :]
+    out = np.array(y, dtype=np.float32)
+    out[~mask[idx]] = MASKED
+    return out
+
+
 def _take(rng: np.random.Generator, n_have: int, n_want: int) -> np.ndarray:
     if n_want >= n_have:
         return np.arange(n_have)
     return np.sort(rng.choice(n_have, size=n_want, replace=False))
+
+
+VAL_NOISE_SNR_DB = (0.0, 20.0)
+
+
+def noisy_val_records(records: Sequence, settings: DatasetSettings, root=None) -> list:
+    """A noisy copy of each val record, the same on every call for the same settings.
+
+    Every 20 s chunk gets one of ``settings.noise_kinds`` at an SNR uniform in
+    ``VAL_NOISE_SNR_DB`` (0-20 dB: the noise the model must meet, not the training's easy
+    end), then the copy passes through a sensor rate drawn from ``settings.sensor_rates``. The
+    ``real`` kind draws on the no-finger and bad-clip bank only (no residuals of training
+    records). The clean signal through the same rate is in ``meta["clean_ppg"]`` (labels are
+    placed on it). Early stopping and the threshold choice see these beside the clean records.
+    """
+    from dataclasses import replace
+
+    bank = None
+    if "real" in settings.noise_kinds:
+        from ppg_edge.noise_bank import load_real_noise
+
+        bank = load_real_noise(settings.fs, root)
+    rng = np.random.default_rng([int(settings.seed), 1])
+    out = []
+    for rec in records:
+        x, chunks = noisy_copy(rec.ppg, rec.fs, rng, VAL_NOISE_SNR_DB, kinds=settings.noise_kinds, bank=bank)
+        rate = float(rng.choice(settings.sensor_rates))
+        x, clean = through_rate(x, rec.fs, rate), through_rate(rec.ppg, rec.fs, rate)
+        out.append(replace(rec, record_id=f"{rec.record_id}+noise", signals={"ppg": x},
+                           rates={"ppg": rec.fs}, peaks=rec.peaks[rec.peaks < len(x)],
+                           meta={**rec.meta, "clean_ppg": clean, "sensor_rate": rate,
+                                 "noise_chunks": chunks}))
+    return out
 
 
 # ----------------------------------------------------------------------------- assembly
@@ -358,16 +444,33 @@ def assemble(settings: DatasetSettings, root=None, use_cache: bool = True,
              "(IQR %.1f..%.1f; group delay at 1 Hz %.1f samples)", med, shift["median_ms"],
              shift["q1_samples"], shift["q3_samples"], shift["group_delay_1hz_samples"])
 
+    bank = None
+    if "real" in settings.noise_kinds:
+        from ppg_edge.noise_bank import load_real_noise
+
+        bank = load_real_noise(settings.fs, root, kinds=("no_finger", "bad_clip", "residual"),
+                               residual_records=train_recs)
+    extras, extra_summary = [], {}
+    if settings.extra:
+        from .sources import extra_records
+
+        extras, extra_summary = extra_records(settings.extra, settings.fs, root,
+                                              test_keys=doc["test"], progress=progress)
+
     # how many windows of each kind
-    n_real = int(round(settings.max_train_windows * settings.real_fraction))
+    n_extra = int(round(settings.max_train_windows * settings.extra_fraction)) if extras else 0
+    n_base = settings.max_train_windows - n_extra
+    n_real = int(round(n_base * settings.real_fraction))
     n_noisy = int(round(n_real * settings.noisy_fraction))
     n_clean = n_real - n_noisy
-    n_synth = settings.max_train_windows - n_real if settings.n_synth_records else 0
+    n_synth = n_base - n_real if settings.n_synth_records else 0
     per_rec_clean = int(np.ceil(n_clean / len(train_recs)))
     per_rec_noisy = int(np.ceil(n_noisy / len(train_recs)))
 
     xs, ys, sources = [], [], []
-    available = {"clean": 0, "noisy": 0, "synthetic": 0}
+    kinds = ("clean", "noisy", "synthetic", "extra_clean", "extra_noisy")
+    available = {k: 0 for k in kinds}
+    rates_used: dict[str, int] = {}
 
     def keep(kind: str, x: np.ndarray, y: np.ndarray, k: int) -> None:
         """Count the windows a source offers and keep ``k`` of them, drawn without replacement."""
@@ -377,24 +480,51 @@ def assemble(settings: DatasetSettings, root=None, use_cache: bool = True,
         ys.append(y[idx])
         sources.extend([kind] * idx.size)
 
+    def noisy(ppg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A noisy copy as a sensor at a random rate delivers it, and the clean signal alike."""
+        x, _ = noisy_copy(ppg, settings.fs, rng, settings.snr_db, kinds=settings.noise_kinds, bank=bank)
+        rate = float(rng.choice(settings.sensor_rates))
+        rates_used[f"{rate:g}"] = rates_used.get(f"{rate:g}", 0) + 1
+        return through_rate(x, settings.fs, rate), through_rate(ppg, settings.fs, rate)
+
     for rec in tqdm(train_recs, desc="train records", unit="rec", disable=not progress):
         x, y, _ = record_windows(rec.ppg, rec.peaks, prep, med, settings.half_width_s)
         keep("clean", x, y, per_rec_clean)
         if per_rec_noisy:
-            noisy, _ = noisy_copy(rec.ppg, rec.fs, rng, settings.snr_db)
-            xn, yn, _ = record_windows(noisy, rec.peaks, prep, med, settings.half_width_s,
-                                       clean_for_labels=rec.ppg)
+            xn_sig, clean_sig = noisy(rec.ppg)
+            xn, yn, _ = record_windows(xn_sig, rec.peaks[rec.peaks < len(xn_sig)], prep, med,
+                                       settings.half_width_s, clean_for_labels=clean_sig)
             keep("noisy", xn, yn, per_rec_noisy)
     if n_synth:
         per_synth = int(np.ceil(n_synth / settings.n_synth_records))
         for _ in tqdm(range(settings.n_synth_records), desc="synthetic records", unit="rec",
                       disable=not progress):
             s = synth_ppg(settings.synth_duration_s, settings.fs, rng,
-                          hr_bpm=float(rng.uniform(45, 150)))
-            noisy, _ = noisy_copy(s.signal, settings.fs, rng, settings.snr_db)
-            x, y, _ = record_windows(noisy, s.peaks, prep, med, settings.half_width_s,
-                                     clean_for_labels=s.signal)
+                          hr_bpm=float(rng.uniform(40, 180)))
+            xn_sig, clean_sig = noisy(s.signal)
+            x, y, _ = record_windows(xn_sig, s.peaks[s.peaks < len(xn_sig)], prep, med,
+                                     settings.half_width_s, clean_for_labels=clean_sig)
             keep("synthetic", x, y, per_synth)
+    if n_extra:
+        pools: dict[str, tuple[list, list]] = {"extra_clean": ([], []), "extra_noisy": ([], [])}
+        for rec in extras:
+            copies = [("extra_clean", rec.ppg, rec.ppg)]
+            if settings.noisy_fraction > 0:
+                copies.append(("extra_noisy", *noisy(rec.ppg)))
+            for kind, sig, clean_sig in copies:
+                n = len(sig)
+                if n < prep.window:
+                    continue
+                x, y, starts = record_windows(sig, rec.peaks[rec.peaks < n], prep, med,
+                                              settings.half_width_s, clean_for_labels=clean_sig)
+                y = masked_windows(y, rec.mask[:n], starts, prep.window)
+                ok = (y != MASKED).mean(axis=1) >= 0.5
+                pools[kind][0].append(x[ok])
+                pools[kind][1].append(y[ok])
+        n_extra_noisy = int(round(n_extra * settings.noisy_fraction))
+        for kind, k in (("extra_clean", n_extra - n_extra_noisy), ("extra_noisy", n_extra_noisy)):
+            if pools[kind][0]:
+                keep(kind, np.concatenate(pools[kind][0]), np.concatenate(pools[kind][1]), k)
     x_train = np.concatenate(xs).astype(np.float32)
     y_train = np.concatenate(ys).astype(np.float32)
     src = np.asarray(sources)
@@ -404,11 +534,14 @@ def assemble(settings: DatasetSettings, root=None, use_cache: bool = True,
     order = rng.permutation(len(x_train))
     x_train, y_train, src = x_train[order], y_train[order], src[order]
 
+    val_sets = [val_recs] + ([noisy_val_records(val_recs, settings, root)] if settings.noisy_val else [])
     xv, yv = [], []
-    for rec in val_recs:
-        x, y, _ = record_windows(rec.ppg, rec.peaks, prep, med, settings.half_width_s)
-        xv.append(x)
-        yv.append(y)
+    for recs in val_sets:
+        for rec in recs:
+            x, y, _ = record_windows(rec.ppg, rec.peaks, prep, med, settings.half_width_s,
+                                     clean_for_labels=rec.meta.get("clean_ppg"))
+            xv.append(x)
+            yv.append(y)
     x_val, y_val = np.concatenate(xv), np.concatenate(yv)
     if len(x_val) > settings.max_val_windows:
         keep = np.unique(np.linspace(0, len(x_val) - 1, settings.max_val_windows).round().astype(int))
@@ -425,10 +558,14 @@ def assemble(settings: DatasetSettings, root=None, use_cache: bool = True,
         "windows": {
             "train": int(len(x_train)),
             "val": int(len(x_val)),
-            "train_by_source": {k: int(np.sum(src == k)) for k in ("clean", "noisy", "synthetic")},
+            "train_by_source": {k: int(np.sum(src == k)) for k in kinds},
             "available": available,
+            "sensor_rates_used": rates_used,
         },
-        "positive_fraction_train": float(y_train.mean()),
+        "extra_records": extra_summary,
+        "masked_fraction_train": float(np.mean(y_train == MASKED)),
+        "real_noise": bank.describe() if bank is not None else None,
+        "positive_fraction_train": float(np.mean(y_train[y_train != MASKED])),
         "cache_key": key,
         "dataset_version": DATASET_VERSION,
     }

@@ -38,8 +38,10 @@ def _check_xy(x, y, what: str, model) -> tuple[np.ndarray, np.ndarray]:
         bad = int(np.sum(~np.isfinite(arr)))
         if bad:
             raise DataError(f"{what} {name} contain {bad} NaN/inf values")
-    if y.min() < 0 or y.max() > 1:
-        raise DataError(f"{what} labels must lie in [0, 1], got {y.min()}..{y.max()}")
+    masked = y == -1.0  # train.peaks.dataset.MASKED: a sample the loss leaves out
+    if y[~masked].size and (y[~masked].min() < 0 or y[~masked].max() > 1):
+        raise DataError(f"{what} labels must lie in [0, 1] (or be -1, masked), got "
+                        f"{y[~masked].min()}..{y[~masked].max()}")
     return x, y
 
 

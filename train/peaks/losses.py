@@ -19,6 +19,13 @@ We relax it on the per-sample probabilities ``q_t`` of one window:
 ``L_DIST`` is the mean of the two, in seconds (distances divided by ``fs``), so with the
 default cap of 0.5 s it is on the same scale as BCE. ``L_TOTAL = alpha1 BCE + alpha2 L_DIST``
 with the paper's best weights 0.5/0.5 (Table 15) by default.
+
+**Masked samples.** A label of ``-1`` (``train.peaks.dataset.MASKED``: a pseudo-labelled
+record where the classic detectors disagreed, or outside its clean stretches) marks a sample
+the loss must not use: BCE averages over the other samples only, and the predicted -> true
+term leaves out the probability mass on masked samples (no distance can be known there), and
+the true -> predicted term counts no detection on a masked sample. So nothing the network
+outputs on a masked sample changes the loss.
 """
 from __future__ import annotations
 
@@ -49,16 +56,23 @@ def _as_2d(tf, y):
     return y
 
 
+def _split_mask(tf, y_true):
+    """Labels with masked samples (< 0) set to 0, and the 0/1 weight of usable samples."""
+    y = _as_2d(tf, y_true)
+    w = tf.cast(y >= 0.0, tf.float32)
+    return tf.clip_by_value(y, 0.0, 1.0) * w, w
+
+
 def peak_distance_loss(y_true, y_pred, fs: float = 125.0, max_distance_s: float = 0.5):
     """Per-window soft peak distance in seconds, shape ``(batch,)``.
 
-    ``y_true``: per-sample 0/1 labels ``(batch, T)`` (or ``(batch, T, 1)``);
-    ``y_pred``: per-sample probabilities of the same shape.
+    ``y_true``: per-sample 0/1 labels ``(batch, T)`` (or ``(batch, T, 1)``), ``-1`` where
+    masked; ``y_pred``: per-sample probabilities of the same shape.
     """
     tf = _tf()
     if not fs > 0 or not max_distance_s > 0:
         raise ConfigError(f"fs and max_distance_s must be positive, got {fs}, {max_distance_s}")
-    y = _as_2d(tf, y_true)
+    y, w = _split_mask(tf, y_true)
     q = tf.clip_by_value(_as_2d(tf, y_pred), _EPS, 1.0 - _EPS)
     n = y.shape[-1]
     if n is None:
@@ -66,7 +80,7 @@ def peak_distance_loss(y_true, y_pred, fs: float = 125.0, max_distance_s: float 
     cap = max(1, min(int(round(max_distance_s * fs)), n))
 
     # true -> predicted: expected capped distance to the nearest (soft) detection
-    log_none = tf.math.log1p(-q)
+    log_none = tf.math.log1p(-q * w)  # a masked sample is no detection either way
     prefix = tf.pad(tf.cumsum(log_none, axis=-1), [[0, 0], [1, 0]])
     s = np.arange(n)[:, None]
     r = np.arange(cap)[None, :]
@@ -83,19 +97,22 @@ def peak_distance_loss(y_true, y_pred, fs: float = 125.0, max_distance_s: float 
     to_truth = tf.reduce_min(
         tf.where(tf.expand_dims(y, 1) > 0.5, tf.constant(dist)[None], float(cap)), axis=-1
     )
-    precision_term = tf.reduce_sum(q * to_truth, axis=-1) / (tf.reduce_sum(q, axis=-1) + 1.0)
+    qw = q * w
+    precision_term = tf.reduce_sum(qw * to_truth, axis=-1) / (tf.reduce_sum(qw, axis=-1) + 1.0)
     return 0.5 * (recall_term + precision_term) / float(fs)
 
 
 def total_loss(y_true, y_pred, alpha_bce=0.5, alpha_dist=0.5, fs=125.0, max_distance_s=0.5):
-    """``alpha_bce * BCE + alpha_dist * L_DIST``, per window ``(batch,)``."""
+    """``alpha_bce * BCE + alpha_dist * L_DIST``, per window ``(batch,)``; samples labelled
+    ``-1`` are left out of both (module docstring)."""
     tf = _tf()
-    y = _as_2d(tf, y_true)
+    y, w = _split_mask(tf, y_true)
     q = tf.clip_by_value(_as_2d(tf, y_pred), _EPS, 1.0 - _EPS)
-    bce = -tf.reduce_mean(y * tf.math.log(q) + (1.0 - y) * tf.math.log(1.0 - q), axis=-1)
+    ce = -(y * tf.math.log(q) + (1.0 - y) * tf.math.log(1.0 - q))
+    bce = tf.reduce_sum(w * ce, axis=-1) / tf.maximum(tf.reduce_sum(w, axis=-1), 1.0)
     out = alpha_bce * bce
     if alpha_dist:
-        out = out + alpha_dist * peak_distance_loss(y, q, fs, max_distance_s)
+        out = out + alpha_dist * peak_distance_loss(y_true, q, fs, max_distance_s)
     return out
 
 

@@ -88,7 +88,8 @@ def val_streams(records, prep, model, batch_size: int = 256) -> list[dict]:
 
 
 def choose_val_threshold(streams: list[dict], fs: float) -> tuple[float, float]:
-    """``choose_threshold`` over the clean val streams (F1 within +-50 ms, filtered-PPG snap)."""
+    """``choose_threshold`` over the val streams (clean and noisy copies; F1 within +-50 ms,
+    filtered-PPG snap)."""
     from ppg_edge.edge_runtime.peaks_decode import choose_threshold
 
     return choose_threshold([s["probs"] for s in streams], [s["ref"] for s in streams], fs,
@@ -166,11 +167,15 @@ def machine() -> dict:
 def train_peaks(variant: str = "Type30", epochs: int = 20, max_windows: int = 8000,
                 seed: int = 0, alpha: Sequence[float] = (0.5, 0.5), out=None, data_root=None,
                 tiny: bool = False, command: str | None = None, use_cache: bool = True,
-                progress: bool = True) -> dict:
+                progress: bool = True, datasets: Sequence[str] | None = None,
+                extra: Sequence[str] | None = None) -> dict:
     """Train ``variant`` and write weights, config JSON and ``report.json`` into ``out``.
 
-    ``tiny`` trains a 4/8/4-unit version of the variant on one train and one val subject
-    for one epoch (what CI runs). Returns the report.
+    ``datasets``: the expert-labelled data sets whose train/val subjects are read (default
+    both; one of them alone is the leave-one-dataset-out run, the other then held out whole).
+    ``extra``: kinds of :mod:`train.peaks.sources` records (default ECG- and pseudo-labelled;
+    ``()`` for none). ``tiny`` trains a 4/8/4-unit version of the variant on one train and one
+    val subject for one epoch, without extra records (what CI runs). Returns the report.
     """
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import tf_keras
@@ -185,15 +190,21 @@ def train_peaks(variant: str = "Type30", epochs: int = 20, max_windows: int = 80
         raise ConfigError(f"--alpha takes two weights (BCE, distance), got {list(alpha)}")
     if int(epochs) < 1:
         raise ConfigError(f"epochs must be >= 1, got {epochs}")
+    picks = {}
+    if datasets is not None:
+        picks["datasets"] = tuple(datasets)
+    if extra is not None:
+        picks["extra"] = tuple(extra)
     settings = _ds.DatasetSettings(input=cfg.input, fs=cfg.fs, max_train_windows=int(max_windows),
-                                   seed=int(seed))
+                                   seed=int(seed), **picks)
     if tiny:
         doc = _ds.split_parts(settings.split)
         subjects = (doc["train"][0], doc["val"][0])
         cfg = cfg.replace(sizes=TINY_SIZES)
         settings = _ds.DatasetSettings(input=cfg.input, fs=cfg.fs, max_train_windows=96,
                                        max_val_windows=48, n_synth_records=1,
-                                       synth_duration_s=20.0, seed=int(seed), subjects=subjects)
+                                       synth_duration_s=20.0, seed=int(seed), subjects=subjects,
+                                       extra=())
         epochs = 1
     out = Path(out) if out is not None else Path("models") / "peaks" / variant
     out.mkdir(parents=True, exist_ok=True)
@@ -212,6 +223,8 @@ def train_peaks(variant: str = "Type30", epochs: int = 20, max_windows: int = 80
 
     val_recs = _ds.load_part_records("val", settings, data_root)
     streams = val_streams(val_recs, prep, model)
+    if settings.noisy_val:  # the threshold must hold under noise too: clean and noisy val records
+        streams += val_streams(_ds.noisy_val_records(val_recs, settings, data_root), prep, model)
     threshold, val_f1 = choose_val_threshold(streams, prep.fs)
     rng = np.random.default_rng(int(seed))
     metrics = evaluate_val(val_recs, prep, model, threshold, shift, rng)
@@ -246,7 +259,10 @@ def train_peaks(variant: str = "Type30", epochs: int = 20, max_windows: int = 80
         "trainable_params": trainable_params(model),
         "data": {k: data.info[k] for k in ("settings", "split", "split_sha256", "train_subjects",
                                            "val_subjects", "label_shift", "windows",
-                                           "positive_fraction_train", "cache_key")},
+                                           "positive_fraction_train", "cache_key")
+                 if k in data.info} | {k: data.info.get(k) for k in ("extra_records",
+                                                                      "masked_fraction_train",
+                                                                      "real_noise")},
         "history": history,
         "threshold": float(threshold),
         "threshold_val_f1_50ms": float(val_f1),
