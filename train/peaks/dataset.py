@@ -352,8 +352,8 @@ def through_rate(x: np.ndarray, fs: float, rate: float) -> np.ndarray:
     positions are kept; the device resampler's latency shortens the end by a few samples."""
     from fractions import Fraction
 
-    from ppg_edge.edge_runtime.batch import to_model_rate
     from ppg_edge.data.resample import MAX_DENOMINATOR, resample_signal
+    from ppg_edge.edge_runtime.batch import to_model_rate
 
     if abs(rate - fs) < 1e-9:
         return np.asarray(x, dtype=np.float64)
