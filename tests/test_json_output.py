@@ -72,6 +72,9 @@ CASES = [
          ("evaluate", "bp-calibration", "--json"), data=True),
     Case("evaluate-pseudo-labels", ("evaluate", "pseudo-labels"),
          ("evaluate", "pseudo-labels", "--dataset", "bidmc", "--json"), data=True),
+    Case("evaluate-lodo", ("evaluate", "lodo"),
+         ("evaluate", "lodo", "--without", "bidmc=dwt-baseline", "--in-distribution", "nk-elgendi",
+          "--classic", "dwt-baseline", "--noise", "gaussian:5", "--json"), data=True),
     Case("train-bp-device-choose", ("train", "bp-device"),
          ("train", "bp-device", "--cv", "docs/results/bp-device-cv.json", "--choose-only", "--json")),
     # a cuff reading paired by hand with an estimate: the calibration file's summary

@@ -242,8 +242,10 @@ def _command_line(args) -> str:
 def _register_bp(sub) -> None:
     from .evaluate_bp import register_bp
     from .evaluate_bp_calibration import register as register_bp_calibration
+    from .evaluate_lodo import register as register_lodo
     from .evaluate_pseudo_labels import register as register_pseudo_labels
 
     register_bp(sub)
     register_bp_calibration(sub)
     register_pseudo_labels(sub)
+    register_lodo(sub)
