@@ -37,8 +37,18 @@ STUDY_CONDITIONS = ("clean",) + tuple(f"{k}:{s}" for k in ("gaussian", "baseline
                                       for s in (20, 10, 5))
 
 
+def trained_datasets(model_dir) -> tuple[str, ...]:
+    """The expert-labelled data sets a model trained on (its ``report.json``; both by default)."""
+    report = Path(model_dir) / "report.json"
+    if report.is_file():
+        got = json.loads(report.read_text()).get("data", {}).get("settings", {}).get("datasets")
+        if got:
+            return tuple(got)
+    return ("capnobase", "bidmc")
+
+
 def choose_mapping(model_dirs, data_root=None, conditions=STUDY_CONDITIONS,
-                   candidates=MAPPING_CANDIDATES, progress: bool = True) -> dict:
+                   candidates=MAPPING_CANDIDATES, progress: bool = True, datasets=None) -> dict:
     """Score each raw-axis mapping of each model on the VAL subjects of split ``peaks``.
 
     Criterion: the highest mean pooled F1 within +-50 ms over ``conditions`` (clean and the
@@ -47,8 +57,11 @@ def choose_mapping(model_dirs, data_root=None, conditions=STUDY_CONDITIONS,
     first candidate (the trained default, snap within 65 ms). The first study used F1 alone
     and picked the 40 ms smoothing at a clean val ADE of 6.4 ms, which is why the ADE
     constraint and the refine step were added (all on val). Never run on test subjects.
-    Returns ``{"models": {name: {"candidates", "choice"}}, "records", "conditions", ...}``.
+    ``datasets``: whose val subjects score (default: the ones the models trained on, from
+    their reports; a leave-one-dataset-out model never sees the data set it leaves out, not
+    even here). Returns ``{"models": {name: {"candidates", "choice"}}, "records", ...}``.
     """
+    from ppg_edge.errors import ConfigError
     from ppg_edge.evaluate.detectors import Detector
     from ppg_edge.evaluate.harness import evaluate_peaks
     from ppg_edge.evaluate.peak_model import PeakModelDetector
@@ -56,10 +69,18 @@ def choose_mapping(model_dirs, data_root=None, conditions=STUDY_CONDITIONS,
 
     from .fit import load_peak_model
 
-    records = select_records(["capnobase", "bidmc"], "val", root=data_root, progress=progress)
+    if datasets is None:
+        seen = {trained_datasets(d) for d in model_dirs}
+        if len(seen) != 1:
+            raise ConfigError(f"the models trained on different data sets {sorted(seen)}; "
+                              "choose their mappings in separate runs")
+        datasets = seen.pop()
+    records = select_records(list(datasets), "val", root=data_root, progress=progress)
     dets, owner = [], {}
     for d in model_dirs:
         det = PeakModelDetector(d, load_peak_model)
+        if any(o[0] == det.name for o in owner.values()):
+            raise ConfigError(f"two models named {det.name}; choose their mappings in separate runs")
         for mapping, radius, smooth_s, refine_s in candidates:
             label = (f"{det.name}/{mapping}" + (f"{radius * 1000:g}ms" if radius else "")
                      + (f"-smooth{smooth_s * 1000:g}ms" if smooth_s else "")
@@ -92,7 +113,7 @@ def choose_mapping(model_dirs, data_root=None, conditions=STUDY_CONDITIONS,
     evaluation = json.loads(res.to_json())
     # the candidates above hold the pooled F1 and ADE; keep the rest small
     evaluation = {k: evaluation[k] for k in ("tolerances_ms", "seed", "runtime", "events")}
-    return {"models": out, "records": sorted(r.key for r in records),
+    return {"models": out, "records": sorted(r.key for r in records), "datasets": list(datasets),
             "conditions": list(res.conditions), "evaluation": evaluation}
 
 
@@ -125,7 +146,8 @@ def main(argv=None) -> int:
             folder, stem = model_files(d)
             meta_path = folder / f"{stem}.json"
             meta = json.loads(meta_path.read_text())
-            meta["raw_axis"] = {**m["choice"], "chosen_on": "val subjects of split peaks",
+            meta["raw_axis"] = {**m["choice"], "chosen_on": "val subjects of split peaks ("
+                                                             + ", ".join(study["datasets"]) + ")",
                                 "criterion": "mean pooled F1 +-50 ms over clean and gaussian/"
                                              "baseline/motion at 20/10/5 dB, clean ADE <= "
                                              f"{MAX_CLEAN_ADE_MS:g} ms"}
