@@ -275,3 +275,22 @@ def test_pulse_counts_agree_between_1000_and_100_hz_on_ppg_bp(data_root):
         counts[fs] = float(np.mean(n))
     # measured: 2.78 feet per 2.1 s segment at 1000 Hz, 2.77 at 100 Hz (5.43 before the decimation)
     assert abs(counts[1000.0] - counts[100.0]) < 0.1, counts
+
+
+def test_column_medians_equal_numpy_median_of_the_finite_values():
+    from ppg_edge.features.bp import column_medians
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        v = rng.normal(size=(int(rng.integers(1, 12)), int(rng.integers(1, 25))))
+        v[rng.random(v.shape) < rng.random()] = np.nan
+        v[rng.random(v.shape) < 0.05] = np.inf
+        got = column_medians(v)
+        for j in range(v.shape[1]):
+            col = v[:, j][np.isfinite(v[:, j])]
+            if col.size:
+                assert got[j] == np.median(col)  # bit for bit: the device model's features
+            else:
+                assert np.isnan(got[j])
+    with pytest.raises(ValueError):
+        column_medians(np.zeros((0, 3)))
