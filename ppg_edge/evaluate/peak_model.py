@@ -161,13 +161,16 @@ class PeakModelDetector:
     def detect_at_model_rate(self, x: np.ndarray, mapping: str | None = None,
                              radius_s: float | None = None,
                              smooth_s: float | None = None,
-                             refine_s: float | None = None) -> np.ndarray:
+                             refine_s: float | None = None,
+                             threshold: float | None = None) -> np.ndarray:
         """Peaks of ``x`` (at the model's rate) on its raw axis, mapped per ``mapping``."""
         from ppg_edge.edge_runtime.peaks_decode import decode_peaks, to_raw_axis
 
         s = self.streams(x)
-        det = decode_peaks(s["probs"], self.fs, signal=s["filtered"] if self.decoder.snap else None,
-                           **self.decoder.decode_kwargs())
+        kw = self.decoder.decode_kwargs()
+        if threshold is not None:
+            kw["threshold"] = float(threshold)
+        det = decode_peaks(s["probs"], self.fs, signal=s["filtered"] if self.decoder.snap else None, **kw)
         det = det[det - self.shift < s["n"]]
         pos = to_raw_axis(det, s["n"], self.shift) if det.size else det
         if (mapping or self.raw_axis["mapping"]) == "snap" and pos.size:
@@ -190,11 +193,11 @@ class PeakModelDetector:
     # ------------------------------------------------------------------ detector
     def detect(self, signal, fs: float, mapping: str | None = None,
                radius_s: float | None = None, smooth_s: float | None = None,
-               refine_s: float | None = None) -> np.ndarray:
+               refine_s: float | None = None, threshold: float | None = None) -> np.ndarray:
         """Sorted peak indices of ``signal`` (sampled at ``fs`` Hz) on its own raw axis.
 
-        ``mapping`` / ``radius_s`` / ``smooth_s`` / ``refine_s`` override the model's ``raw_axis`` setting
-        (studies on validation subjects)."""
+        ``mapping`` / ``radius_s`` / ``smooth_s`` / ``refine_s`` override the model's ``raw_axis`` setting,
+        ``threshold`` its decision threshold (studies on validation subjects)."""
         from ppg_edge.data.resample import map_indices, rational_factor, resample_signal
 
         x = np.asarray(signal, dtype=np.float64)
@@ -208,14 +211,14 @@ class PeakModelDetector:
             raise ConfigError(f"mapping {mapping!r}; valid: {list(MAPPINGS)}")
         up, down = rational_factor(fs, self.fs)
         if up == down:
-            return self.detect_at_model_rate(x, mapping, radius_s, smooth_s, refine_s)
+            return self.detect_at_model_rate(x, mapping, radius_s, smooth_s, refine_s, threshold)
         key = (x.size, fs, hashlib.sha1(x.tobytes()).hexdigest())
         if self._resampled is not None and self._resampled[0] == key:
             y = self._resampled[1]
         else:
             y = resample_signal(x, up, down)
             self._resampled = (key, y)
-        pos = self.detect_at_model_rate(y, "shift")
+        pos = self.detect_at_model_rate(y, "shift", threshold=threshold)
         pos, _ = map_indices(pos, down, up, x.size)
         if mapping == "snap" and pos.size:
             pos = self._snap(pos, x, fs, radius_s, smooth_s, refine_s)

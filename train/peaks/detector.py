@@ -10,6 +10,7 @@ docs/peak_training.md).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -32,6 +33,11 @@ MAPPING_CANDIDATES = (("snap", _R, 0.0, 0.0), ("snap", 0.045, 0.0, 0.0), ("snap"
                       # ... then back to the raw maximum within a few ms
                       ("snap", 0.03, 0.04, 0.008), ("snap", 0.03, 0.04, 0.016),
                       ("snap", 0.03, 0.024, 0.008))
+#: ``--with-thresholds``: the decision threshold chosen with the mapping, on the deployed output
+#: (decoded, mapped onto the raw axis) instead of training's filtered-axis F1; the mappings are
+#: then the three best of the first study (docs/peak_training.md), to keep the study short.
+THRESHOLD_CANDIDATES = (0.2, 0.3, 0.4, 0.5, 0.6)
+JOINT_MAPPINGS = (("snap", 0.03, 0.0, 0.0), ("snap", 0.03, 0.04, 0.0), ("snap", 0.03, 0.04, 0.008))
 MAX_CLEAN_ADE_MS = 5.0  # the issue's localisation target, a constraint on the choice
 STUDY_CONDITIONS = ("clean",) + tuple(f"{k}:{s}" for k in ("gaussian", "baseline", "motion")
                                       for s in (20, 10, 5))
@@ -48,7 +54,8 @@ def trained_datasets(model_dir) -> tuple[str, ...]:
 
 
 def choose_mapping(model_dirs, data_root=None, conditions=STUDY_CONDITIONS,
-                   candidates=MAPPING_CANDIDATES, progress: bool = True, datasets=None) -> dict:
+                   candidates=MAPPING_CANDIDATES, progress: bool = True, datasets=None,
+                   thresholds=(None,)) -> dict:
     """Score each raw-axis mapping of each model on the VAL subjects of split ``peaks``.
 
     Criterion: the highest mean pooled F1 within +-50 ms over ``conditions`` (clean and the
@@ -57,7 +64,8 @@ def choose_mapping(model_dirs, data_root=None, conditions=STUDY_CONDITIONS,
     first candidate (the trained default, snap within 65 ms). The first study used F1 alone
     and picked the 40 ms smoothing at a clean val ADE of 6.4 ms, which is why the ADE
     constraint and the refine step were added (all on val). Never run on test subjects.
-    ``datasets``: whose val subjects score (default: the ones the models trained on, from
+    ``thresholds``: decision thresholds tried with every mapping (``None``: the model's own);
+    the choice is then a (mapping, threshold) pair. ``datasets``: whose val subjects score (default: the ones the models trained on, from
     their reports; a leave-one-dataset-out model never sees the data set it leaves out, not
     even here). Returns ``{"models": {name: {"candidates", "choice"}}, "records", ...}``.
     """
@@ -81,26 +89,27 @@ def choose_mapping(model_dirs, data_root=None, conditions=STUDY_CONDITIONS,
         det = PeakModelDetector(d, load_peak_model)
         if any(o[0] == det.name for o in owner.values()):
             raise ConfigError(f"two models named {det.name}; choose their mappings in separate runs")
-        for mapping, radius, smooth_s, refine_s in candidates:
+        for (mapping, radius, smooth_s, refine_s), thr in itertools.product(candidates, thresholds):
             label = (f"{det.name}/{mapping}" + (f"{radius * 1000:g}ms" if radius else "")
                      + (f"-smooth{smooth_s * 1000:g}ms" if smooth_s else "")
-                     + (f"-refine{refine_s * 1000:g}ms" if refine_s else ""))
+                     + (f"-refine{refine_s * 1000:g}ms" if refine_s else "")
+                     + (f"-t{thr:g}" if thr is not None else ""))
 
             def fn(x, fs, det=det, mapping=mapping, radius=radius, smooth_s=smooth_s,
-                   refine_s=refine_s):
+                   refine_s=refine_s, thr=thr):
                 return det.detect(x, fs, mapping=mapping, radius_s=radius, smooth_s=smooth_s,
-                                  refine_s=refine_s)
+                                  refine_s=refine_s, threshold=thr)
 
             dets.append(Detector(label, f"{det.name}, raw-axis mapping {mapping}", fn))
-            owner[label] = (det.name, mapping, radius, smooth_s, refine_s)
+            owner[label] = (det.name, mapping, radius, smooth_s, refine_s, thr)
     res = evaluate_peaks(records, dets, list(conditions), progress=progress)
     out: dict = {}
-    for label, (name, mapping, radius, smooth_s, refine_s) in owner.items():
+    for label, (name, mapping, radius, smooth_s, refine_s, thr) in owner.items():
         f1s = [res.pooled_row("all", c, label)["scores"]["50ms"]["f1"] for c in res.conditions]
         ades = [res.pooled_row("all", c, label)["scores"]["50ms"]["ade_ms"] for c in res.conditions]
         m = out.setdefault(name, {"candidates": []})
         m["candidates"].append({"label": label, "mapping": mapping, "radius_s": radius,
-                                "smooth_s": smooth_s, "refine_s": refine_s,
+                                "smooth_s": smooth_s, "refine_s": refine_s, "threshold": thr,
                                 "mean_f1_50ms": float(np.mean(f1s)),
                                 "f1_50ms": dict(zip(res.conditions, f1s)),
                                 "ade_ms": dict(zip(res.conditions, ades))})
@@ -110,6 +119,8 @@ def choose_mapping(model_dirs, data_root=None, conditions=STUDY_CONDITIONS,
         best = max(ok or m["candidates"], key=lambda c: c["mean_f1_50ms"])  # first on ties
         m["choice"] = {"mapping": best["mapping"], "radius_s": best["radius_s"] or _R,
                        "smooth_s": best["smooth_s"], "refine_s": best["refine_s"]}
+        if best["threshold"] is not None:
+            m["threshold"] = best["threshold"]
     evaluation = json.loads(res.to_json())
     # the candidates above hold the pooled F1 and ADE; keep the rest small
     evaluation = {k: evaluation[k] for k in ("tolerances_ms", "seed", "runtime", "events")}
@@ -128,9 +139,16 @@ def main(argv=None) -> int:
     p.add_argument("--write", action="store_true",
                    help="store the choice as raw_axis in each model's JSON")
     p.add_argument("--out", help="write the study (JSON) here")
+    p.add_argument("--with-thresholds", action="store_true",
+                   help=f"choose the threshold with the mapping (thresholds {list(THRESHOLD_CANDIDATES)}, "
+                        "the three best mappings), scored on the mapped output")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    study = choose_mapping(args.choose_mapping, args.data_root)
+    if args.with_thresholds:
+        study = choose_mapping(args.choose_mapping, args.data_root, candidates=JOINT_MAPPINGS,
+                               thresholds=THRESHOLD_CANDIDATES)
+    else:
+        study = choose_mapping(args.choose_mapping, args.data_root)
     study["command"] = "python -m ppg_edge.train.peaks.detector " + " ".join(argv or __import__("sys").argv[1:])
     from ppg_edge.evaluate.peak_model import model_files
 
@@ -141,7 +159,7 @@ def main(argv=None) -> int:
         for c in m["candidates"]:
             print(f"{c['label']:22s} mean F1@50ms {c['mean_f1_50ms']:.4f}  " + "  ".join(
                 f"{k} {v:.3f}" for k, v in c["f1_50ms"].items()))
-        print(f"{name}: choose {m['choice']}")
+        print(f"{name}: choose {m['choice']}" + (f", threshold {m['threshold']:g}" if "threshold" in m else ""))
         if args.write:
             folder, stem = model_files(d)
             meta_path = folder / f"{stem}.json"
@@ -151,6 +169,11 @@ def main(argv=None) -> int:
                                 "criterion": "mean pooled F1 +-50 ms over clean and gaussian/"
                                              "baseline/motion at 20/10/5 dB, clean ADE <= "
                                              f"{MAX_CLEAN_ADE_MS:g} ms"}
+            if "threshold" in m:
+                meta.setdefault("threshold_training", meta.get("threshold"))
+                meta["threshold"] = m["threshold"]
+                meta["threshold_source"] = ("chosen with raw_axis on the val subjects: mean pooled F1 "
+                                            "+-50 ms of the mapped output over the study's conditions")
             meta_path.write_text(json.dumps(meta, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(study, indent=1) + "\n")
