@@ -280,6 +280,18 @@ def train_peaks(variant: str = "Type30", epochs: int = 20, max_windows: int = 80
     return report
 
 
+def _extra_text(d: dict) -> str:
+    """The card's sentence on ECG- and pseudo-labelled windows (train.peaks.sources)."""
+    extra = d.get("extra_records") or {}
+    if not extra:
+        return ""
+    parts = [f"{k.split(':')[1]} ({k.split(':')[0]}: {v['used']} records, {v['beats']} beats, "
+             f"{v['masked_in_s']:g} s usable)" for k, v in extra.items()]
+    return (" ECG- and pseudo-labelled windows (`train.peaks.sources`; samples outside the clean, agreed "
+            f"stretches masked out of the loss, {100 * (d.get('masked_fraction_train') or 0):.1f}% of all "
+            "training samples) from " + ", ".join(parts) + ".")
+
+
 def model_card(report: dict) -> str:
     """``MODEL_CARD.md`` text for a training report (data, split, command, validation table)."""
     d = report["data"]
@@ -317,12 +329,12 @@ weights file holds no optimizer state; rebuild with `ppg_edge.train.peaks.fit.lo
   were never loaded.
 - Input: the device preprocessing (causal 0.5-8 Hz Butterworth band-pass, 250-sample windows
   every 125, z-score per window) with channels {report.get('channels', 'see config JSON')}.
-- Training windows: {w['train']} ({w['train_by_source']['clean']} clean real,
-  {w['train_by_source']['noisy']} real with added noise, {w['train_by_source']['synthetic']} synthetic),
+- Training windows: {w['train']} ({', '.join(f"{v} {k.replace('_', ' ')}" for k, v in w['train_by_source'].items())}),
   sampled without replacement, equally per record, from {w['available']['clean']} clean real windows
-  and as many noisy ones (noise per 20 s chunk of the raw record: gaussian, baseline, motion,
-  mains 50/60 Hz at SNR uniform in {st['snr_db'][0]:g}-{st['snr_db'][1]:g} dB); {st['n_synth_records']}
-  synthetic records of {st['synth_duration_s']:g} s with the same noise. Validation: {w['val']} clean windows.
+  and as many noisy ones (noise per 20 s chunk of the raw record, one of {', '.join(st.get('noise_kinds', ['gaussian', 'baseline', 'motion', 'mains50', 'mains60']))}
+  at SNR uniform in {st['snr_db'][0]:g}-{st['snr_db'][1]:g} dB{'; then sampled at a sensor rate of ' + '/'.join(f"{r:g}" for r in st['sensor_rates']) + ' Hz and taken back to 125 Hz by the device resampler' if st.get('sensor_rates') else ''});
+  {st['n_synth_records']} synthetic records of {st['synth_duration_s']:g} s with the same noise.{_extra_text(d)}
+  Validation: {w['val']} windows{' (clean, and a noisy copy of each val record at 0-20 dB)' if st.get('noisy_val') else ' (clean)'}.
 - Labels: +-25 ms around each reference peak, moved to the largest local maximum of the filtered
   PPG within 80 ms (the causal filter puts the systolic maximum a median {sh['median_samples']} samples,
   IQR {sh['q1_samples']:g}..{sh['q3_samples']:g}, after the reference peak on the training records,
@@ -338,8 +350,11 @@ weights file holds no optimizer state; rebuild with `ppg_edge.train.peaks.fit.lo
   (a machine shared with other work, so times vary by about 1.5x).
 
 ## Validation (val subjects, whole records)
-Decision threshold {report['threshold']:.2f}, chosen with `choose_threshold` on the clean val streams
-(F1 within +-50 ms: {report['threshold_val_f1_50ms']:.3f}). Detections are snapped to the filtered PPG
+Decision threshold {report['threshold']:.2f}, chosen with `choose_threshold` on the val streams
+{'(clean and noisy copies) ' if st.get('noisy_val') else '(clean) '}(F1 within +-50 ms: {report['threshold_val_f1_50ms']:.3f}). The deployed threshold and
+raw-axis mapping are then chosen together on the same val subjects by
+`python -m ppg_edge.train.peaks.detector --choose-mapping DIR --with-thresholds --write` (the model
+JSON's `threshold`, `threshold_source` and `raw_axis`; docs/peak_training.md). Detections are snapped to the filtered PPG
 maximum by the decoder, then moved onto the raw PPG axis (back by {sh['median_samples']} samples, snap
 to the raw maximum within 65 ms). Noise: white Gaussian added to the raw record at the given
 SNR before filtering. "Shift only" skips the raw snap (detections moved back by the constant
@@ -353,8 +368,9 @@ on the clean rows); the held-out test table is added by the evaluation command.
 {chr(10).join(rows)}
 
 ## Limits
-- 40 subjects in all (ICU and anaesthesia finger PPG); nothing here shows how it does on a
-  MAX30102 at the fingertip of a moving person. BIDMC references come from the ECG.
+- Expert labels from {', '.join(st.get('datasets', ['capnobase', 'bidmc']))} only (ICU and anaesthesia finger PPG; BIDMC
+  references come from the ECG); the other records carry ECG-derived or pseudo-labels. Nothing here
+  shows how it does on a MAX30102 at the fingertip of a moving person.
 - Validation only; test subjects are untouched until the evaluation command reports them.
 """
 
