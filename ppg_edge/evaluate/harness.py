@@ -98,7 +98,7 @@ def _default_noise_fn(data_root=None) -> NoiseFn:
     :func:`~ppg_edge.noise_bank.load_real_noise` bank per sampling rate (no-finger
     MAX30102 and bad BUT PPG clips from ``data_root``; no residuals of evaluated records)."""
     try:
-        from ..synth import REAL_NOISE, add_noise  # type: ignore[attr-defined]
+        from ..synth import add_noise  # type: ignore[attr-defined]
     except ImportError as exc:
         raise ConfigError(
             "noise conditions need ppg_edge.synth.add_noise, which is not installed in this "
@@ -107,14 +107,13 @@ def _default_noise_fn(data_root=None) -> NoiseFn:
     banks: dict[float, object] = {}
 
     def noise(x, fs, kind, snr_db, rng):
-        bank = None
-        if kind == REAL_NOISE:
-            from ..noise_bank import load_real_noise
+        if kind != "real":  # synth.REAL_NOISE
+            return add_noise(x, fs, kind, snr_db, rng)
+        from ..noise_bank import load_real_noise
 
-            if fs not in banks:
-                banks[fs] = load_real_noise(fs, data_root)
-            bank = banks[fs]
-        return add_noise(x, fs, kind, snr_db, rng, bank=bank)
+        if fs not in banks:
+            banks[fs] = load_real_noise(fs, data_root)
+        return add_noise(x, fs, kind, snr_db, rng, bank=banks[fs])
 
     return noise
 
