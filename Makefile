@@ -64,6 +64,14 @@ results: $(STAMP)
 	    $(foreach k,gaussian baseline motion,$(foreach s,20 10 5 0,--noise $(k):$(s))) \
 	    --model-cards --summary --out $(RESULTS)/peaks-test.json --markdown $(RESULTS)/peaks-test.md \
 	    --plot $(RESULTS)/peaks-test.png
+	$(BIN)/ppg-edge -q evaluate peaks --dataset capnobase --dataset bidmc --split test \
+	    --detector Type30 --detector model:models/peaks/v3/Type30 --detector model:models/peaks/v3/Type28 \
+	    --detector model:models/peaks/v3/Type24 --detector nk-elgendi --detector nk-msptdfastv2 --detector dwt-baseline \
+	    $(foreach c,gaussian:10 gaussian:5 gaussian:0 motion:0 real:5 real:0,--noise $(c)) \
+	    --summary --out $(RESULTS)/peaks-v3-test.json --markdown $(RESULTS)/peaks-v3-test.md
+	$(BIN)/ppg-edge -q evaluate lodo --without bidmc=models/peaks/lodo/Type30-no-bidmc \
+	    --without capnobase=models/peaks/lodo/Type30-no-capnobase --in-distribution models/peaks/v3/Type30 \
+	    --out $(RESULTS)/peaks-lodo.json --markdown $(RESULTS)/peaks-lodo.md
 	$(BIN)/ppg-edge -q data check-beats --json > $(RESULTS)/bidmc-beats.json || true
 	$(BIN)/ppg-edge -q data info --json > $(RESULTS)/data-info.json
 
