@@ -107,14 +107,11 @@ def residual(x: np.ndarray, fs: float) -> np.ndarray:
 
 
 def _at_rate(x: np.ndarray, fs_in: float, fs: float) -> np.ndarray:
-    from fractions import Fraction
+    from .data.resample import rational_factor, resample_signal
 
-    from .data.resample import MAX_DENOMINATOR, resample_signal
-
-    if abs(fs_in - fs) < 1e-9:
-        return np.asarray(x, dtype=np.float64)
-    frac = Fraction(fs / fs_in).limit_denominator(MAX_DENOMINATOR)
-    return resample_signal(np.asarray(x, dtype=np.float64), frac.numerator, frac.denominator)
+    up, down = rational_factor(fs_in, fs)
+    x = np.asarray(x, dtype=np.float64)
+    return x if up == down else resample_signal(x, up, down)
 
 
 def load_real_noise(fs: float, root=None, kinds: Sequence[str] = ("no_finger", "bad_clip"),

@@ -205,6 +205,14 @@ def test_harness_real_noise_condition(data_root, rng):
     assert "real:10" in doc["conditions"]
 
 
+def test_msptdfast_refuses_a_record_shorter_than_its_window(rng):
+    from ppg_edge.evaluate.detectors import get_detector
+
+    s = synth_ppg(3.0, 125.0, rng, hr_bpm=70)
+    with pytest.raises(DataError, match="shorter than its 6 s window"):
+        get_detector("nk-msptdfastv2")(s.signal, 125.0)
+
+
 def test_harness_kinds_are_the_synthetic_ones_and_real():
     from ppg_edge import synth
     from ppg_edge.evaluate import harness

@@ -31,14 +31,15 @@ from ppg_edge.edge_runtime.sinks import json_safe
 from ..data.record import Record
 from ..errors import ConfigError, DataError
 from ..metrics.peaks import peak_scores, pool
+from ..synth import NOISE_KINDS as _SYNTH_KINDS
+from ..synth import REAL_NOISE
 from .detectors import Detector, get_detector
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Condition", "PeakEvaluation", "evaluate_peaks", "parse_condition"]
 
-# the synthetic kinds of ppg_edge.synth and real noise (kept in step by tests/test_peak_sources)
-NOISE_KINDS = ("gaussian", "baseline", "motion", "mains50", "mains60", "real")
+NOISE_KINDS = (*_SYNTH_KINDS, REAL_NOISE)  # ppg_edge.synth's models and noise from real signals
 ALL_DATASETS = "all"
 DEFAULT_SEED = 20251122
 
@@ -107,7 +108,7 @@ def _default_noise_fn(data_root=None) -> NoiseFn:
     banks: dict[float, object] = {}
 
     def noise(x, fs, kind, snr_db, rng):
-        if kind != "real":  # synth.REAL_NOISE
+        if kind != REAL_NOISE:
             return add_noise(x, fs, kind, snr_db, rng)
         from ..noise_bank import load_real_noise
 

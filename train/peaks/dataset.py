@@ -350,15 +350,13 @@ def through_rate(x: np.ndarray, fs: float, rate: float) -> np.ndarray:
     ``rate`` with an anti-aliasing polyphase filter (the sensor's own averaging), then back to
     ``fs`` with the device's resampler (:func:`ppg_edge.edge_runtime.batch.to_model_rate`). Time
     positions are kept; the device resampler's latency shortens the end by a few samples."""
-    from fractions import Fraction
-
-    from ppg_edge.data.resample import MAX_DENOMINATOR, resample_signal
+    from ppg_edge.data.resample import rational_factor, resample_signal
     from ppg_edge.edge_runtime.batch import to_model_rate
 
-    if abs(rate - fs) < 1e-9:
+    up, down = rational_factor(fs, rate)
+    if up == down:
         return np.asarray(x, dtype=np.float64)
-    frac = Fraction(rate / fs).limit_denominator(MAX_DENOMINATOR)
-    low = resample_signal(np.asarray(x, dtype=np.float64), frac.numerator, frac.denominator)
+    low = resample_signal(np.asarray(x, dtype=np.float64), up, down)
     return to_model_rate(low, rate, fs)[: len(x)]
 
 

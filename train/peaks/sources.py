@@ -31,7 +31,7 @@ Each record is resampled to the training rate first; labels and masks are made a
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -62,7 +62,7 @@ class ExtraRecord:
         return float(self.mask.mean()) if self.mask.size else 0.0
 
 
-def _keep(rec, kind: str) -> bool:
+def _keep(rec) -> bool:
     if rec.dataset == "but-ppg":  # bad clips are a noise source
         return rec.labels.get("quality") == "good"
     return True
@@ -87,19 +87,13 @@ def _ecg_record(rec, fs: float) -> ExtraRecord | None:
         log.warning("%s: no ECG at the PPG rate; not an ECG-labelled record", rec.key)
         return None
     peaks, info = derive_ppg_peaks(rec.ppg, rec.signals["ecg"], rec.fs)
-    rec = resample_record(_with_peaks(rec, peaks), fs)
+    rec = resample_record(replace(rec, peaks=np.asarray(peaks, dtype=np.int64)), fs)
     clean, _ = clean_mask(rec.ppg, fs)
     mask = clean & ~_invalid_mask(rec, rec.ppg.size, fs)
     keep = rec.peaks[mask[rec.peaks]] if rec.peaks.size else rec.peaks
     log.info("%s: %d ECG-derived beats (lag %s ms), %d on clean valid stretches (%.0f%% of samples)",
              rec.key, peaks.size, info.get("lag_ms"), keep.size, 100 * mask.mean())
     return ExtraRecord(rec.key, "ecg", fs, rec.ppg, keep, mask)
-
-
-def _with_peaks(rec, peaks):
-    from dataclasses import replace
-
-    return replace(rec, peaks=np.asarray(peaks, dtype=np.int64))
 
 
 def _pseudo_record(rec, fs: float) -> ExtraRecord | None:
@@ -156,7 +150,7 @@ def extra_records(kinds=EXTRA_KINDS, fs: float = 125.0, root=None, test_keys=(),
         rec = mod.load_record(folder, rid)
         if f"{rec.dataset}/{rec.subject_id}" in test:
             raise DataError(f"{rec.key} is a test subject of the peak split; not a training record")
-        if not _keep(rec, kind):
+        if not _keep(rec):
             continue
         got = _ecg_record(rec, fs) if kind == "ecg" else _pseudo_record(rec, fs)
         s = summary.setdefault(f"{kind}:{ds}", {"records": 0, "used": 0, "beats": 0,

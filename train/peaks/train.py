@@ -164,7 +164,7 @@ def machine() -> dict:
     return _machine(gpus=len(tf.config.list_physical_devices("GPU")))
 
 
-def train_peaks(variant: str = "Type30", epochs: int = 20, max_windows: int = 8000,
+def train_peaks(variant: str = "Type30", epochs: int = 20, max_windows: int = 10000,
                 seed: int = 0, alpha: Sequence[float] = (0.5, 0.5), out=None, data_root=None,
                 tiny: bool = False, command: str | None = None, use_cache: bool = True,
                 progress: bool = True, datasets: Sequence[str] | None = None,
@@ -411,7 +411,7 @@ def resolve_variants(spec: str) -> list[str]:
     return names
 
 
-def sweep(variants: Sequence[str], out, epochs: int = 20, max_windows: int = 8000, seed: int = 0,
+def sweep(variants: Sequence[str], out, epochs: int = 20, max_windows: int = 10000, seed: int = 0,
           data_root=None, use_ray: bool = False, ray_address: str | None = None,
           cpus_per_trial: float = 2.0, tiny: bool = False, progress: bool = True) -> list[dict]:
     """Train each variant (one seed for all) into ``out/<variant>``; returns the reports.
