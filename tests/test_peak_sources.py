@@ -213,8 +213,11 @@ def test_msptdfast_refuses_a_record_shorter_than_its_window(rng):
         get_detector("nk-msptdfastv2")(s.signal, 125.0)
 
 
-def test_harness_kinds_are_the_synthetic_ones_and_real():
+def test_harness_takes_every_synthetic_kind_and_real_noise():
     from ppg_edge import synth
-    from ppg_edge.evaluate import harness
+    from ppg_edge.evaluate.harness import parse_condition
 
-    assert harness.NOISE_KINDS == (*synth.NOISE_KINDS, synth.REAL_NOISE)
+    for kind in (*synth.NOISE_KINDS, synth.REAL_NOISE):
+        assert parse_condition(f"{kind}:5").kind == kind
+    with pytest.raises(ConfigError, match="unknown noise kind"):
+        parse_condition("thunder:5")
