@@ -12,8 +12,9 @@ beside it:
 3. every window through the same :class:`~.interpreter.EdgeModel` (state reset
    before each window, batch 1);
 4. :func:`~.peaks_decode.stitch_windows` (mean over overlapping windows) and
-   :func:`~.peaks_decode.decode_peaks` with the model manifest's decoder
-   settings over the whole stream.
+   :func:`~.peaks_decode.decode_peaks` with the device runtime's decoder (the model
+   manifest's settings with :data:`~.peaks_decode.RUNTIME_DECODER` laid over them,
+   :func:`~.peaks_decode.runtime_decoder`) over the whole stream.
 
 The stream decoder (:class:`~.decoder.StreamDecoder`, ``stitch="mean"``) is
 built to give the same beats.
@@ -93,5 +94,6 @@ def offline_peaks(model, x, fs_in: float | None = None, spec: Preprocessing | No
     n = (len(X) - 1) * spec.hop + spec.window
     probs = peaks_decode.stitch_windows(wp, spec.hop, n)
     filtered = spec.filter(y)[:n]
-    beats = decode_stream(probs, filtered, spec.fs, getattr(model, "decoder", None), raw=y[:n])
+    beats = decode_stream(probs, filtered, spec.fs, peaks_decode.runtime_decoder(getattr(model, "decoder", None)),
+                          raw=y[:n])
     return BatchResult(x=y, filtered=filtered, windows=X, window_probs=wp, probs=probs, beats=beats)

@@ -184,10 +184,11 @@ def time_windows(model: EdgeModel, windows: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def run_pipeline(cap: Capture, model_path, gate: str, sqi_classic: float | None = None, *,
-                 hop: int | None = None) -> tuple[dict, np.ndarray, float]:
+                 hop: int | None = None, decoder: dict | None = None) -> tuple[dict, np.ndarray, float]:
     sink = MemorySink()
     q = QualityConfig(gate=gate) if sqi_classic is None else QualityConfig(gate=gate, sqi_classic=sqi_classic)
-    pipe = Pipeline(cap.fs, sink, model_path=model_path, full_scale=cap.full_scale, quality=q, hop=hop)
+    pipe = Pipeline(cap.fs, sink, model_path=model_path, full_scale=cap.full_scale, quality=q, hop=hop,
+                    decoder=decoder)
     summary, dt = timed(lambda: pipe.run(cap.blocks))
     beats = np.array([e["index"] for e in sink.of("beat")], dtype=np.int64)
     return summary, beats, dt

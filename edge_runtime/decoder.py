@@ -15,8 +15,10 @@ part of the stream is decoded with :func:`~.peaks_decode.decode_peaks`
 settings: the manifest's ``decoder``, a :class:`~.peaks_decode.DecoderSpec`) over a slice that reaches back
 ``context_s`` before the first undecided sample; only beats at or after that
 sample and before a guard band at the end of the final part are emitted, and a
-beat within the refractory period of the last emitted one is dropped. So every
-beat is emitted once, with its absolute sample index and time.
+beat that one :class:`~.peaks_decode.RRGate` over the whole stream refuses (within the
+refractory period of the last emitted beat, or the RR-relative one of ``rr_refractory``)
+is dropped, as the offline decode drops it. So every beat is emitted once, with its
+absolute sample index and time.
 
 When the decoder settings give ``raw_axis_shift_samples`` (the training's
 measured lag of the filtered PPG maximum behind the reference peak), each beat
@@ -84,7 +86,7 @@ class StreamDecoder:
     """Decode per-window peak probabilities into beats (see the module docstring)."""
 
     def __init__(self, fs: float, window: int, hop: int, decoder: DecoderSpec | dict | None = None,
-                 context_s: float = 1.0, hrv_window_s: float = 60.0, max_rr_s: float = 2.5):
+                 context_s: float = 1.0, hrv_window_s: float = 60.0, max_rr_s: float = peaks_decode.MAX_RR_S):
         if not fs > 0:
             raise ConfigError(f"decoder sampling rate must be positive, got {fs!r}")
         if not (0 < hop <= window):
@@ -123,7 +125,17 @@ class StreamDecoder:
         self._end = 0
         self.beats: list[Beat] = []
         self._rr: collections.deque[tuple[float, float]] = collections.deque()  # (t, rr_s) in the HRV window
-        self._last_beat: int | None = None
+        # the fixed and the RR-relative refractory over the whole stream (as the offline decode)
+        self._gate = peaks_decode.RRGate(self.fs, self.refractory_s, d.rr_refractory, self.max_rr_s)
+
+    @property
+    def _last_beat(self) -> int | None:
+        return self._gate.last
+
+    @property
+    def refused(self) -> int:
+        """Beats the refractory gate refused (too soon after the previous beat)."""
+        return self._gate.refused
 
     def _owned(self, start: int) -> tuple[int, int]:
         """``(first sample written, end of the final part)`` for the window at ``start``."""
@@ -192,10 +204,10 @@ class StreamDecoder:
     def flush(self) -> list[Beat]:
         """End of input: the last window's tail becomes final; decide the rest."""
         self._final = max(self._final, self._end)
-        return self._decode(self._final)
+        return self._decode(self._final, end=True)
 
-    def _decode(self, until: int) -> list[Beat]:
-        if until <= self._decoded:
+    def _decode(self, until: int, end: bool = False) -> list[Beat]:
+        if until <= self._decoded and not (end and self._gate.pending is not None):
             return []
         lo = max(self._start, self._decoded - self.context)
         a, b = lo - self._start, self._final - self._start
@@ -204,21 +216,20 @@ class StreamDecoder:
         sig = self._sig[a:b] if self.snap else None
         idx = peaks_decode.decode_peaks(p, self.fs, threshold=self.threshold, signal=sig,
                                         snap_radius_s=self.snap_radius_s, merge_s=self.merge_s,
-                                        refractory_s=self.refractory_s) + lo
-        refractory = int(round(self.refractory_s * self.fs))
+                                        refractory_s=self.refractory_s, rr_refractory=0.0) + lo
         kept: list[tuple[int, float | None, float]] = []  # (index, rr_s, prob) on the filtered axis
+        final = []
         for i in idx.tolist():
             if i < self._decoded or i >= until:
                 continue
-            if self._last_beat is not None and i - self._last_beat < refractory:
-                continue
-            rr = None
-            if self._last_beat is not None:
-                rr_s = (i - self._last_beat) / self.fs
-                if rr_s <= self.max_rr_s and self._valid[self._last_beat - self._start:i - self._start + 1].all():
-                    rr = rr_s
-            kept.append((i, rr, float(p[i - lo])))
-            self._last_beat = i
+            last = self._gate.last
+            valid = last is None or bool(self._valid[last - self._start:i - self._start + 1].all())
+            # the one gate over the whole stream: of two beats too close, the better one stays
+            final += self._gate.offer(i, (sig if sig is not None else p)[i - lo], float(p[i - lo]), valid)
+        final += self._gate.flush() if end else self._gate.settle(until)
+        for i, d, prob in final:
+            rr = None if d is None or d / self.fs > self.max_rr_s else d / self.fs
+            kept.append((i, rr, prob))
         new = []
         if self.raw_shift is None:
             new = [Beat(index=i, t=i / self.fs, prob=prob, rr_s=rr) for i, rr, prob in kept]
@@ -230,7 +241,7 @@ class StreamDecoder:
                     rr = (i - self._last_raw) / self.fs
                 self._last_raw = i
                 new.append(Beat(index=i, t=i / self.fs, prob=prob, rr_s=rr))
-        self._decoded = until
+        self._decoded = max(self._decoded, until)
         self.beats.extend(new)
         self._rr.extend((b.t, b.rr_s) for b in new if b.rr_s is not None)
         # keep context for the next decode and the last beat for RR/gap checks

@@ -13,6 +13,7 @@ This module must not import TensorFlow or scipy.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -40,7 +41,9 @@ class DecoderSpec:
     each candidate to the local maximum of the band-passed PPG within ``snap_radius_s``
     (``snap_signal`` names that signal); candidates within ``merge_s`` merge and beats
     closer than ``refractory_s`` (0.3 s, 200 bpm) keep the larger; ``stitch``: how
-    overlapping windows combine in the stream decoder (:mod:`.decoder`).
+    overlapping windows combine in the stream decoder (:mod:`.decoder`); ``rr_refractory``:
+    a beat closer to the previous one than this fraction of the median of the recent beat
+    intervals is dropped (:class:`RRGate`; 0: only the fixed ``refractory_s``).
 
     The raw-axis mapping (:func:`to_raw_axis`, :func:`snap_to_raw`): detections move back by
     ``raw_axis_shift_samples`` (the training's measured lag of the filtered PPG maximum;
@@ -55,6 +58,7 @@ class DecoderSpec:
     snap_radius_s: float = 0.05
     merge_s: float = 0.2
     refractory_s: float = 0.3
+    rr_refractory: float = 0.0
     stitch: str = "mean"
     raw_axis_shift_samples: int | None = None
     raw_snap_radius_s: float = 0.065
@@ -69,6 +73,9 @@ class DecoderSpec:
             raise ConfigError(f"decoder stitch {self.stitch!r}; choose one of {', '.join(STITCH_MODES)}")
         if min(self.snap_radius_s, self.merge_s, self.refractory_s) < 0:
             raise ConfigError("decoder snap_radius_s, merge_s and refractory_s must be >= 0")
+        if not 0.0 <= self.rr_refractory < 1.0:
+            raise ConfigError(f"decoder rr_refractory is a fraction of the beat interval in [0, 1), "
+                              f"got {self.rr_refractory}")
         if min(self.raw_snap_radius_s, self.raw_smooth_s, self.raw_refine_s) < 0:
             raise ConfigError("decoder raw_snap_radius_s, raw_smooth_s and raw_refine_s must be >= 0")
 
@@ -95,6 +102,7 @@ class DecoderSpec:
                 snap_radius_s=float(d.get("snap_radius_s", cls.snap_radius_s)),
                 merge_s=float(d.get("merge_s", cls.merge_s)),
                 refractory_s=float(d.get("refractory_s", cls.refractory_s)),
+                rr_refractory=float(d.get("rr_refractory", cls.rr_refractory)),
                 stitch=str(d.get("stitch", cls.stitch)),
                 raw_axis_shift_samples=None if shift is None else int(shift),
                 raw_snap_radius_s=float(d.get("raw_snap_radius_s", cls.raw_snap_radius_s)),
@@ -115,7 +123,8 @@ class DecoderSpec:
         mapping = raw_axis.get("mapping", "snap")
         if mapping not in RAW_AXIS_MAPPINGS:
             raise ConfigError(f"raw_axis.mapping {mapping!r}; valid: {list(RAW_AXIS_MAPPINGS)}")
-        d = {k: dec[k] for k in ("snap_radius_s", "merge_s", "refractory_s", "signal", "snap") if k in dec}
+        d = {k: dec[k] for k in ("snap_radius_s", "merge_s", "refractory_s", "rr_refractory", "signal", "snap")
+             if k in dec}
         d["threshold"] = meta.get("threshold", cls.threshold) if threshold is None else threshold
         d["raw_axis_shift_samples"] = meta.get("raw_axis_shift_samples")
         if mapping == "shift":
@@ -133,7 +142,8 @@ class DecoderSpec:
     def decode_kwargs(self) -> dict:
         """The keyword arguments of :func:`decode_peaks` besides ``signal``."""
         return {"threshold": self.threshold, "snap_radius_s": self.snap_radius_s,
-                "merge_s": self.merge_s, "refractory_s": self.refractory_s}
+                "merge_s": self.merge_s, "refractory_s": self.refractory_s,
+                "rr_refractory": self.rr_refractory}
 
     def raw_snap(self) -> tuple[float, float, float]:
         """``(radius_s, smooth_s, refine_s)`` of :func:`snap_to_raw`."""
@@ -141,6 +151,26 @@ class DecoderSpec:
 
 
 DEFAULT_DECODER = DecoderSpec()
+
+# What the device runtime lays over every peak model's decoder (the streaming pipeline and its
+# batch twin, :func:`~.batch.offline_peaks`): the RR-relative refractory at half the recent beat
+# interval. Chosen on the validation subjects with `ppg-edge bench hop --model
+# models/device/peaks-Type30-float32.tflite --hop 250 --gate network auto classic --rr-refractory
+# 0 0.4 0.5 0.6 --part val --snr 5 0 --board rpi-zero-2w` (docs/results/rr-refractory-val.md) as
+# the smallest fraction within 0.001 pooled F1 of the best in every condition and path; the
+# models' own evaluation (``ppg-edge evaluate peaks``) keeps the paper's decoder.
+RUNTIME_DECODER: Mapping[str, Any] = {"rr_refractory": 0.5}
+
+
+def runtime_decoder(decoder: DecoderSpec | Mapping[str, Any] | None,
+                    overrides: Mapping[str, Any] | None = None) -> DecoderSpec:
+    """The device runtime's decoder: ``decoder`` (a model's) with :data:`RUNTIME_DECODER`, then
+    ``overrides``, laid over it; an override naming no :class:`DecoderSpec` field is refused."""
+    unknown = set(overrides or {}) - {f.name for f in dataclasses.fields(DecoderSpec)}
+    if unknown:
+        raise ConfigError(f"unknown decoder setting(s) {sorted(unknown)}")
+    base = decoder if isinstance(decoder, DecoderSpec) else DecoderSpec.from_dict(decoder)
+    return DecoderSpec.from_dict({**base.to_dict(), **RUNTIME_DECODER, **(overrides or {})})
 
 
 def _check_probs(probs) -> np.ndarray:
@@ -337,6 +367,94 @@ def enforce_refractory(positions: np.ndarray, scores: np.ndarray, min_gap: int) 
     return np.array(sorted(accepted), dtype=np.int64)
 
 
+RR_GATE_HISTORY = 5  # accepted beat intervals whose median sets the RR gate
+RR_GATE_MIN_INTERVALS = 3  # fewer than this: the fixed refractory only
+RR_GATE_CAP_S = 0.5  # the gate never refuses an interval of 0.5 s (120 bpm) or more
+MAX_RR_S = 2.5  # a longer interval is a gap (missed beats, finger off), not a beat interval
+
+
+class RRGate:
+    """Accept beats in time order; of two that come too close, keep the one with the higher score.
+
+    Too close: nearer than the fixed ``refractory_s``, or, with ``frac`` > 0 and at least
+    ``RR_GATE_MIN_INTERVALS`` recent intervals, nearer than ``frac`` x their median (the last
+    ``RR_GATE_HISTORY`` accepted intervals), capped at ``RR_GATE_CAP_S``. A disturbed pulse that a
+    detector counts twice 0.36 s apart at 65 bpm keeps one beat; a premature beat (typically 0.6-0.8
+    of the interval) stays at ``frac`` 0.5. Of a too-close pair the higher score wins (the decoder's
+    ranking: the filtered PPG's amplitude when it snaps, else the probability), not the earlier
+    one: a noise peak just before a pulse must not push the pulse out. So a beat is held
+    (``pending``) until a beat ``gap()`` after it, or :meth:`settle` / :meth:`flush`, makes it final.
+    The history is only final intervals, so the cap keeps it from latching: an interval of 0.5 s
+    or more is never refused, whatever came before, and an interval longer than ``MAX_RR_S`` (a
+    gap) clears the history.
+
+    One implementation for the offline decode (:func:`decode_peaks`, whole records) and the
+    stream decoder (one gate over the whole stream), so both keep the same beats.
+    """
+
+    def __init__(self, fs: float, refractory_s: float = DecoderSpec.refractory_s, frac: float = 0.0,
+                 max_rr_s: float = MAX_RR_S):
+        fs = _check_fs(fs)
+        self.min_gap = max(1, int(round(refractory_s * fs)))
+        self.frac = float(frac)
+        self.cap = int(round(RR_GATE_CAP_S * fs))
+        self.max_rr = max_rr_s * fs
+        self.last: int | None = None  # the last final beat
+        self.pending: tuple[int, float, Any, bool] | None = None  # (index, score, payload, interval_ok)
+        self.intervals: collections.deque[int] = collections.deque(maxlen=RR_GATE_HISTORY)
+        self.refused = 0
+
+    def gap(self) -> int:
+        """The shortest interval (samples) between two beats now."""
+        g = self.min_gap
+        if self.frac > 0 and len(self.intervals) >= RR_GATE_MIN_INTERVALS:
+            med = sorted(self.intervals)[len(self.intervals) // 2]
+            g = max(g, min(self.cap, int(round(self.frac * med))))
+        return g
+
+    def offer(self, i: int, score: float, payload: Any = None, interval_ok: bool = True) -> list[tuple]:
+        """Offer the beat at sample ``i`` (after every beat offered before); returns the beats this
+        makes final, as ``(index, interval in samples or None, payload)``. ``interval_ok`` False:
+        its interval spans a stretch the caller does not trust (suppressed windows), so the
+        history restarts there and the interval is None."""
+        if self.pending is not None:
+            j, sc, pay, ok = self.pending
+            if i - j < self.gap():
+                self.refused += 1
+                if score > sc:
+                    self.pending = (int(i), float(score), payload, ok and interval_ok)
+                return []
+            out = [self._finalize()]
+        else:
+            out = []
+        self.pending = (int(i), float(score), payload, interval_ok)
+        return out
+
+    def settle(self, until: int) -> list[tuple]:
+        """The pending beat, final once no beat before ``until`` is still to come and ``until``
+        lies a ``gap()`` past it (no later rival can be offered)."""
+        if self.pending is not None and self.pending[0] + self.gap() <= until:
+            return [self._finalize()]
+        return []
+
+    def flush(self) -> list[tuple]:
+        """End of input: the pending beat is final."""
+        return [self._finalize()] if self.pending is not None else []
+
+    def _finalize(self) -> tuple:
+        i, _, payload, ok = self.pending
+        self.pending = None
+        d = None
+        if self.last is not None:
+            if ok and i - self.last <= self.max_rr:
+                d = i - self.last
+                self.intervals.append(d)
+            else:
+                self.intervals.clear()
+        self.last = i
+        return i, d, payload
+
+
 def decode_peaks(
     probs,
     fs: float,
@@ -345,12 +463,14 @@ def decode_peaks(
     snap_radius_s: float = DEFAULT_DECODER.snap_radius_s,
     merge_s: float = DEFAULT_DECODER.merge_s,
     refractory_s: float = DEFAULT_DECODER.refractory_s,
+    rr_refractory: float = DEFAULT_DECODER.rr_refractory,
 ) -> np.ndarray:
     """Peak indices from per-sample probabilities of one window or a whole stream.
 
     ``signal`` is the filtered PPG aligned with ``probs``; when given, each candidate is
     snapped to the PPG's local maximum within ``snap_radius_s`` (candidates on a slope
-    are rejected) and ranked by PPG amplitude, otherwise by probability.
+    are rejected) and ranked by PPG amplitude, otherwise by probability. With
+    ``rr_refractory`` > 0 the peaks then pass one :class:`RRGate` in time order.
     """
     fs = _check_fs(fs)
     p = _check_probs(probs)
@@ -371,7 +491,13 @@ def decode_peaks(
         return cand
     cand = merge_close(cand, scores, max(1, int(round(merge_s * fs))))
     scores = sig[cand] if signal is not None else p[cand]
-    return enforce_refractory(cand, scores, max(1, int(round(refractory_s * fs))))
+    out = enforce_refractory(cand, scores, max(1, int(round(refractory_s * fs))))
+    if rr_refractory > 0 and out.size > 1:
+        gate = RRGate(fs, refractory_s, rr_refractory)
+        ranked = sig if signal is not None else p
+        kept = [b for i in out.tolist() for b in gate.offer(i, ranked[i])] + gate.flush()
+        out = np.array([b[0] for b in kept], dtype=np.int64)
+    return out
 
 
 def stitch_windows(window_probs, hop: int, length: int | None = None) -> np.ndarray:

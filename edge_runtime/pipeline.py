@@ -58,6 +58,7 @@ from ppg_edge.errors import ConfigError, DataError
 from .bp import BPStage
 from .decoder import StreamDecoder
 from .interpreter import EdgeModel
+from .peaks_decode import runtime_decoder
 from .quality import QualityConfig, QualityGate, classic_probs, settle_time
 from .resample import RateEstimator, StreamResampler, check_rate_for, replay_times
 from .stream import FLAG_HELD, FLAG_LOST, FLAG_NONFINITE, FLAG_SATURATED, StreamPreprocessor
@@ -163,14 +164,17 @@ class Pipeline:
     negated into the blood-volume waveform as the first block's ``reflected`` says
     (sensor blocks carry it; a :class:`FloatBlock` is blood-volume PPG); every later
     block must agree. ``hop`` (model samples) or ``hop_s`` (seconds, e.g. the board's
-    ``runtime.hop_s``) overrides the manifest's framer hop; ``hop`` wins.
+    ``runtime.hop_s``) overrides the manifest's framer hop; ``hop`` wins. The decoder is the
+    model's (or the classic path's) with :data:`~.peaks_decode.RUNTIME_DECODER` and then
+    ``decoder`` (settings of a :class:`~.peaks_decode.DecoderSpec`, for a benchmark that
+    chooses one: ``ppg-edge bench hop --rr-refractory``) laid over it.
     """
 
     def __init__(self, sensor_fs: float, sink, *, model_path=None, bp_model_path=None,
                  full_scale: int | None = None, quality: QualityConfig | None = None,
                  backend: str | None = None, preference=None, hop: int | None = None,
                  hop_s: float | None = None, status: StatusLine | None = None,
-                 profile=None, calibration=None):
+                 profile=None, calibration=None, decoder: dict | None = None):
         self.sensor_fs = float(sensor_fs)
         self.full_scale = full_scale
         self._prev_count: float | None = None  # last ADC sample (held-sample flags across blocks)
@@ -192,6 +196,7 @@ class Pipeline:
             if qcfg.gate == "network":
                 raise ConfigError("quality gate 'network' needs a peak model (--model)")
             qcfg.gate = "classic"
+        decoder_cfg = runtime_decoder(decoder_cfg, decoder)
         self.fs = spec.fs
         self.spec = spec
         if qcfg.settle_s is None:  # the band-pass rings this long after a step (quality: transient)

@@ -226,3 +226,87 @@ def test_quality_median_is_numpys(rng):
     for n in (1, 2, 7, 250):
         x = np.round(rng.standard_normal(n), 1)  # ties included
         assert median(x) == float(np.median(x)) == median(list(x))
+
+
+# ------------------------------------------------------------------ the RR-relative refractory (issue 18)
+def _beats_with_a_double(rr_s=0.92, n=30, at=15, after_s=0.36):
+    """Beats every ``rr_s`` with one extra ``after_s`` after beat ``at`` (a disturbed pulse counted
+    twice, as the network counted vrano714_rpi at 35.1 s)."""
+    beats = np.round(np.arange(1, n + 1) * rr_s * FS).astype(int)
+    extra = beats[at] + int(round(after_s * FS))
+    return beats, extra
+
+
+def _gate_run(gate, beats, scores=None):
+    scores = np.ones(len(beats)) if scores is None else scores
+    out = [b for i, s in zip(beats, scores) for b in gate.offer(int(i), float(s))] + gate.flush()
+    return [b[0] for b in out]
+
+
+def test_rr_gate_keeps_the_better_of_a_double_count_and_keeps_a_premature_beat():
+    from ppg_edge.edge_runtime.peaks_decode import RRGate
+
+    beats, extra = _beats_with_a_double()
+    both = sorted([*beats.tolist(), extra])
+    for first_better in (True, False):  # the double after the pulse, or a noise peak scoring higher
+        scores = np.array([0.5 if (i == extra) == first_better else 1.0 for i in both])
+        for frac, refused in ((0.0, 0), (0.5, 1)):
+            g = RRGate(FS, 0.3, frac)
+            kept = _gate_run(g, both, scores)
+            assert g.refused == refused and len(kept) == beats.size + 1 - refused
+            if refused:
+                want = beats.tolist() if first_better else [extra if i == beats[15] else i for i in beats.tolist()]
+                assert kept == want, (first_better, kept)
+    # a premature beat at 0.65 of the interval (and the compensatory pause after it) is a beat
+    pre = beats.copy()
+    pre[16] = pre[15] + int(round(0.65 * 0.92 * FS))
+    g = RRGate(FS, 0.3, 0.5)
+    assert _gate_run(g, pre) == pre.tolist() and g.refused == 0
+
+
+def test_rr_gate_does_not_latch_on_a_fast_heart_rate_or_after_a_gap():
+    from ppg_edge.edge_runtime.peaks_decode import RR_GATE_CAP_S, RRGate
+
+    slow = np.round(np.arange(1, 11) * 1.2 * FS).astype(int)  # 50 bpm
+    fast = slow[-1] + np.round(np.arange(1, 21) * RR_GATE_CAP_S * FS).astype(int)  # then 120 bpm at once
+    g = RRGate(FS, 0.3, 0.5)
+    seq = [*slow.tolist(), *fast.tolist()]
+    assert _gate_run(g, seq) == seq  # 0.5 x 1.2 s would refuse them: the cap does not
+    g = RRGate(FS, 0.3, 0.9)
+    _gate_run(g, slow)
+    assert g.gap() == int(round(RR_GATE_CAP_S * FS))
+    g.offer(int(slow[-1] + 4 * FS), 1.0)  # a gap (finger off) clears the history
+    assert g.settle(int(slow[-1] + 4 * FS) + g.gap()) and len(g.intervals) == 0
+    assert g.gap() == int(round(0.3 * FS))
+    g.offer(int(slow[-1] + 4.4 * FS), 1.0)  # 0.4 s after the gap: only the fixed refractory holds
+    assert g.refused == 0 and g.flush()[0][1] == int(0.4 * FS)
+
+
+@pytest.mark.parametrize("hop", [125, 250])
+def test_stream_decoder_refuses_what_the_offline_decode_refuses(hop, rng):
+    from ppg_edge.edge_runtime import peaks_decode as pdec
+
+    beats, extra = _beats_with_a_double()
+    n = int(beats[-1] + 2 * FS)
+    p = _probs_at([*beats.tolist(), extra], n)
+    p[extra - 3:extra + 4] *= 0.8  # the double is the weaker candidate
+    for frac in (0.0, 0.5):
+        offline = pdec.decode_peaks(p, FS, threshold=0.5, rr_refractory=frac)
+        dec = StreamDecoder(FS, 250, hop, {"threshold": 0.5, "rr_refractory": frac})
+        got = []
+        for start in range(0, n - 250 + 1, hop):
+            got += dec.push(start, p[start:start + 250])
+        got += dec.flush()
+        covered = offline[offline < (n - 250) // hop * hop + 250]
+        np.testing.assert_array_equal([b.index for b in got], covered, err_msg=f"rr_refractory {frac}")
+        assert (extra in covered) == (frac == 0.0)
+        assert dec.refused == (1 if frac else 0)
+
+
+def test_rr_refractory_is_a_fraction():
+    from ppg_edge.edge_runtime.peaks_decode import DecoderSpec
+
+    assert DecoderSpec.from_dict({"rr_refractory": 0.5}).rr_refractory == 0.5
+    for bad in (-0.1, 1.0, "half"):
+        with pytest.raises(ConfigError):
+            DecoderSpec.from_dict({"rr_refractory": bad})

@@ -174,6 +174,13 @@ def test_classic_only_without_model():
     with pytest.raises(ModelError):
         Pipeline(100.0, sink, model_path="/nonexistent/model.tflite")
     assert peaks_preprocessing(100.0).window == 200
+    # decoder settings laid over the path's own (what `ppg-edge bench hop --rr-refractory` sweeps)
+    pipe = Pipeline(100.0, MemorySink(), decoder={"rr_refractory": 0.4})
+    assert pipe.decoder.spec.rr_refractory == 0.4 and pipe.decoder.spec.snap  # the classic path's snap kept
+    with pytest.raises(ConfigError, match="unknown decoder setting"):
+        Pipeline(100.0, sink, decoder={"rr_refractoy": 0.4})
+    with pytest.raises(ConfigError, match="fraction"):
+        Pipeline(100.0, sink, decoder={"rr_refractory": 2})
 
 
 ON_DEVICE = """

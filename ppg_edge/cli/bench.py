@@ -72,6 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     h.add_argument("--core", type=int)
     h.add_argument("--seed", type=int, default=0)
     h.add_argument("--data-root")
+    h.add_argument("--rr-refractory", type=float, nargs="+", metavar="FRAC",
+                   help="decoder RR-relative refractory fractions to try at each hop (0: off; default: the "
+                        "runtime's, peaks_decode.RUNTIME_DECODER)")
     h.add_argument("--out", default="docs/results/hop-sweep-val.json")
     h.set_defaults(func=_handle_hop)
     a = sub.add_parser(
@@ -166,7 +169,7 @@ def _handle_hop(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     res = hop_sweep(model=args.model, hops=args.hop, averagings=args.averaging or (None,),
-                    gates=tuple(args.gate), part=args.part,
+                    gates=tuple(args.gate), rr_refractories=args.rr_refractory or (None,), part=args.part,
                     seconds=args.seconds, snr_dbs=args.snr, board=args.board, data_root=args.data_root,
                     core=args.core, seed=args.seed)
     parts = ["ppg-edge", "bench", "hop", "--model", args.model, "--hop", *[str(h) for h in args.hop],
@@ -175,6 +178,8 @@ def _handle_hop(args: argparse.Namespace) -> int:
         parts += ["--averaging", *[str(a) for a in args.averaging]]
     if args.gate != ["network"]:
         parts += ["--gate", *args.gate]
+    if args.rr_refractory:
+        parts += ["--rr-refractory", *[f"{r:g}" for r in args.rr_refractory]]
     if args.seconds is not None:
         parts += ["--seconds", f"{args.seconds:g}"]
     parts += ["--out", args.out]

@@ -291,9 +291,10 @@ def part_sweep(*, model, part: str, configs: Sequence[tuple],
                datasets: Sequence[str] = ("capnobase",), snr_dbs: Sequence[float] = (5.0,),
                seconds: float | None = None, board: str = "virtual-rpi4", data_root=None,
                core: int | None = None, seed: int = 0, progress: bool = True, what: str = "sweep") -> dict:
-    """The pipeline under each of ``configs`` (``(key, gate, sqi_classic, hop[, averaging])``;
+    """The pipeline under each of ``configs`` (``(key, gate, sqi_classic, hop[, averaging[, decoder]])``;
     ``averaging`` None or absent: the board's chip settings, else the chip averages that many
-    conversions per FIFO sample, so the sensor rate is ``sample_rate / averaging``) on the subjects
+    conversions per FIFO sample, so the sensor rate is ``sample_rate / averaging``; ``decoder``:
+    decoder settings laid over the model's) on the subjects
     of ``datasets`` in one part of split ``peaks`` (``val`` to choose with; never ``test``), clean
     and with white Gaussian noise at each of ``snr_dbs``: pooled F1, network share and CPU cost
     per condition and config."""
@@ -325,12 +326,13 @@ def part_sweep(*, model, part: str, configs: Sequence[tuple],
             caps: dict = {}  # one chip capture per distinct averaging
             for key, gate, sqi, hop, *rest in configs:
                 avg = rest[0] if rest and rest[0] is not None else settings.averaging
+                dec = rest[1] if len(rest) > 1 else None
                 if avg not in caps:
                     st = dataclasses.replace(settings, averaging=int(avg))
                     caps[avg] = (capture(sig, rec.fs, st),
                                  reference_on_model_axis(rec.peaks, rec.fs, n_src, st, spec.fs))
                 cap, ref = caps[avg]
-                summary, beats, dt = run_pipeline(cap, model, gate, sqi, hop=hop)
+                summary, beats, dt = run_pipeline(cap, model, gate, sqi, hop=hop, decoder=dec)
                 h = spec.hop if hop is None else hop
                 covered = ref[ref < summary["windows"] * h + spec.window - h]
                 sc = f1(covered, beats, spec.fs)
@@ -368,20 +370,26 @@ def gate_sweep(*, int8_model, part: str = "val", thresholds: Sequence[float] = (
 
 
 def hop_sweep(*, model, hops: Sequence[int], averagings: Sequence[int | None] = (None,),
-              gates: Sequence[str] = ("network",), part: str = "val", seconds: float | None = None,
+              gates: Sequence[str] = ("network",), rr_refractories: Sequence[float | None] = (None,),
+              part: str = "val", seconds: float | None = None,
               snr_dbs: Sequence[float] = (5.0, 0.0), board: str = "rpi-zero-2w", data_root=None,
               core: int | None = None, seed: int = 0, progress: bool = True) -> dict:
     """The framer hop against accuracy (network always on), on the CapnoBase and BIDMC subjects of
     one part of split ``peaks``: what a board's ``runtime.hop_s`` is chosen with (fewer invokes
     per second of signal against F1); with ``averagings``, each hop at each chip averaging (the
     sensor rate: fewer FIFO bursts and samples per second of signal, more conversions averaged);
-    with ``gates``, each under each quality-gate mode (``network`` always on, ``auto``, ``classic``)."""
-    configs = [(("" if gates == ("network",) else f"{g}, ") + f"hop {h}" + ("" if a is None else f", averaging {a}"),
-                g, None, int(h), a) for g in gates for h in hops for a in averagings]
+    with ``gates``, each under each quality-gate mode (``network`` always on, ``auto``, ``classic``); with
+    ``rr_refractories``, each with the decoder's RR-relative refractory at each fraction (None: the
+    runtime's, :data:`~ppg_edge.edge_runtime.peaks_decode.RUNTIME_DECODER`)."""
+    configs = [(("" if gates == ("network",) else f"{g}, ") + f"hop {h}" + ("" if a is None else f", averaging {a}")
+                + ("" if r is None else f", rr_refractory {r:g}"),
+                g, None, int(h), a, None if r is None else {"rr_refractory": float(r)})
+               for g in gates for h in hops for a in averagings for r in rr_refractories]
     res = part_sweep(model=model, part=part, configs=configs, datasets=("capnobase", "bidmc"), snr_dbs=snr_dbs,
                      seconds=seconds, board=board, data_root=data_root, core=core, seed=seed, progress=progress,
                      what="hop-sweep")
-    return {**res, "hops": [int(h) for h in hops], "averagings": list(averagings), "gates": list(gates)}
+    return {**res, "hops": [int(h) for h in hops], "averagings": list(averagings), "gates": list(gates),
+            "rr_refractories": list(rr_refractories)}
 
 
 def sweep_markdown(res: dict) -> str:
