@@ -452,7 +452,10 @@ class Pipeline:
         summary = {"type": "summary", "t": self.n_sensor / self.sensor_fs, "samples": self.counts["samples"],
                    "lost": self.counts["lost"], "nonfinite": self.counts["nonfinite"],
                    "windows": self.counts["windows"], "suppressed": self.counts["suppressed"],
-                   "beats": self.counts["beats"], "hr_bpm": m["hr_bpm"], "sdnn_ms": m["sdnn_ms"],
+                   "beats": self.counts["beats"],
+                   # beats the decoder's refractory gate refused (too close to a better one)
+                   "beats_refused": self.decoder.refused,
+                   "hr_bpm": m["hr_bpm"], "sdnn_ms": m["sdnn_ms"],
                    "rmssd_ms": m["rmssd_ms"],
                    "paths": {k[5:]: v for k, v in self.counts.items() if k.startswith("path_")},
                    "suppressed_by": {k[11:]: v for k, v in self.counts.items() if k.startswith("suppressed_")},

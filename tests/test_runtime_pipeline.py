@@ -39,6 +39,7 @@ def test_run_emulated_end_to_end(gate, fixed_model, tmp_path, capsys):
     ev = _events(out)
     summary = ev[-1]
     assert summary["type"] == "summary" and summary["backend"] == "ai-edge-litert"
+    assert summary["beats_refused"] == 0  # a clean synthetic pulse: nothing comes too close to a beat
     assert summary["samples"] == pytest.approx(3000, abs=20) and summary["lost"] == 0
     beats = [e for e in ev if e["type"] == "beat"]
     idx = np.array([b["index"] for b in beats])
