@@ -59,6 +59,10 @@ def _read_table(path: Path, what: str) -> dict:
                           f"({exc})") from None
 
 
+# the files of the device's state folder (beside the releases: a deploy or a rollback keeps them)
+PROFILE_FILE = "profile.toml"
+CALIBRATION_FILE = "calibration.json"
+
 def _number(d: dict, key: str, lo: float, hi: float, src: str) -> float:
     v = d.get(key)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
@@ -92,6 +96,11 @@ class Profile:
     @classmethod
     def load(cls, path) -> Profile:
         return cls.from_dict(_read_table(Path(path), "profile"), str(path))
+
+    def to_toml(self) -> str:
+        """The profile as the TOML file the service reads (``state/profile.toml``)."""
+        return (f'age = {self.age:g}\nsex = "{self.sex}"\nheight_cm = {self.height_cm:g}\n'
+                f"weight_kg = {self.weight_kg:g}\n")
 
     @property
     def bmi(self) -> float:

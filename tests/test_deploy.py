@@ -356,3 +356,85 @@ def test_interrupted_push_is_rolled_back_on_a_local_target(tmp_path, board, whee
     assert 0 < len(runner.pushed) < sum(1 for p in b.path.rglob("*") if p.is_file())
     assert dep.current_release() == "0.0.0-20240101T000000Z"
     assert dep.list_releases() == ["0.0.0-20240101T000000Z"]
+
+
+# ------------------------------------------------------------------ the wearer's profile (issue 16)
+def _bp_models(tmp_path):
+    import shutil
+
+    d = tmp_path / "models"
+    d.mkdir(parents=True)
+    repo = Path(__file__).resolve().parents[1] / "models" / "device"
+    for stem in ("bp-ppg-100hz", "bp-ppg-profile-100hz"):
+        for ext in (".trees", ".json"):
+            shutil.copy2(repo / f"{stem}{ext}", d / f"{stem}{ext}")
+    return d
+
+
+def test_bundle_carries_a_checked_profile_only_with_a_bp_model(tmp_path, board, wheel):
+    from ppg_edge.edge_runtime.user import PROFILE_FILE, Profile
+
+    prof = tmp_path / "me.json"
+    prof.write_text(json.dumps({"age": 41, "sex": "F", "height_cm": 168, "weight_kg": 61.5}))
+    b = build_bundle(tmp_path / "b", board, wheel=wheel, models_dir=_bp_models(tmp_path), profile=prof)
+    assert Profile.load(b.path / PROFILE_FILE) == Profile.load(prof)  # JSON in, the service's TOML out
+    assert PROFILE_FILE in b.manifest["files"] and PROFILE_FILE in (b.path / "SHA256SUMS").read_text()
+    with pytest.raises(ConfigError, match="runs none"):
+        build_bundle(tmp_path / "c", board, wheel=wheel, profile=prof)
+    prof.write_text(json.dumps({"age": 41, "sex": "X", "height_cm": 168, "weight_kg": 61.5}))
+    with pytest.raises(ConfigError, match="sex"):
+        build_bundle(tmp_path / "d", board, wheel=wheel, models_dir=_bp_models(tmp_path / "m2"), profile=prof)
+
+
+@pytest.mark.parametrize("smoke_ok", [True, False])
+def test_deploy_installs_the_profile_and_a_failed_deploy_puts_the_old_one_back(tmp_path, board, wheel, smoke_ok):
+    """The profile step runs before the switch and the restart; on a failed smoke check the old
+    profile is put back before the previous release restarts. The step's shell commands are then
+    run here on a folder standing in for the device, so their effect is checked, not only their text."""
+    import subprocess
+
+    from ppg_edge.edge_runtime.user import PROFILE_FILE, Profile
+
+    (tmp_path / "m").mkdir()
+    prof = tmp_path / "me.toml"
+    prof.write_text('age = 41\nsex = "F"\nheight_cm = 168\nweight_kg = 61.5\n')
+    b = build_bundle(tmp_path / "b", board, wheel=wheel, models_dir=_bp_models(tmp_path / "m"), profile=prof)
+    root = tmp_path / "dev"
+    prev = "0.0.9-20230101T000000Z"
+    smoke = OK_SMOKE if smoke_ok else json.dumps({"ok": False, "checks": []})
+    dev = FakeDevice(current=prev, releases=[prev], smoke=smoke)
+    dep = Deployer(dev, root=str(root), service_manager="systemd", sudo=False)
+    if smoke_ok:
+        assert dep.deploy(b).ok
+    else:
+        with pytest.raises(DeployError, match="rolled back"):
+            dep.deploy(b)
+    steps = [c for c in dev.calls if c[:2] == ["sh", "-c"] and PROFILE_FILE in c]
+    install, restore = steps[0], steps[1:]
+    heads = [" ".join(c) for c in dev.calls]
+    assert heads.index(" ".join(install)) < next(i for i, h in enumerate(heads) if h.startswith("mv -T"))
+    assert len(restore) == (0 if smoke_ok else 1)
+    if restore:  # put back before the previous release's restart
+        restarts = [i for i, h in enumerate(heads) if h.startswith("systemctl restart")]
+        assert heads.index(" ".join(restore[0])) < restarts[-1]
+    # run the commands on a stand-in device: an old profile there, the release pushed
+    state = root / "state"
+    state.mkdir(parents=True)
+    (state / PROFILE_FILE).write_text('age = 70\nsex = "M"\nheight_cm = 180\nweight_kg = 90\n')
+    rel = root / "releases" / b.release
+    rel.mkdir(parents=True)
+    (rel / PROFILE_FILE).write_text((b.path / PROFILE_FILE).read_text())
+    for cmd in [install, *restore]:
+        subprocess.run(cmd, check=True)
+    want = Profile.load(prof) if smoke_ok else Profile(age=70, sex="M", height_cm=180, weight_kg=90)
+    assert Profile.load(state / PROFILE_FILE) == want
+    assert sorted(p.name for p in state.iterdir()) == ([f".{PROFILE_FILE}.prev", PROFILE_FILE] if smoke_ok
+                                                       else [PROFILE_FILE])
+
+
+def test_deploy_without_a_profile_leaves_the_devices_alone(tmp_path, board, wheel):
+    from ppg_edge.edge_runtime.user import PROFILE_FILE
+
+    dev = FakeDevice()
+    Deployer(dev, service_manager="none").deploy(_bundle(tmp_path, board, wheel))
+    assert not any(PROFILE_FILE in " ".join(c) for c in dev.calls)

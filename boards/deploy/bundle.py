@@ -242,8 +242,10 @@ class Bundle:
 def build_bundle(out_dir: Path, board, *, wheel: Path | None = None, models_dir: Path | None = None,
                  extra_wheels: Sequence[Path] = (), root: str = "/opt/ppg-edge", user: str = "pi",
                  now: float | None = None, peak_model: str | None = None,
-                 bp_model: str | None = None) -> Bundle:
-    """Assemble the bundle folder ``out_dir`` (created; must not exist or be empty)."""
+                 bp_model: str | None = None, profile: Path | None = None) -> Bundle:
+    """Assemble the bundle folder ``out_dir`` (created; must not exist or be empty). ``profile``:
+    the wearer's profile (TOML/JSON), checked here and carried as ``PROFILE_FILE`` for the
+    deploy to install into the device's state folder (a service with a BP model reads it)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"{out_dir}: bundle folder exists and is not empty")
@@ -270,6 +272,13 @@ def build_bundle(out_dir: Path, board, *, wheel: Path | None = None, models_dir:
     if not board.path:
         raise ConfigError(f"board {board.identifier}: no board file path")
     shutil.copy2(board.path, out_dir / "board" / f"{board.identifier}.toml")
+    if profile is not None:
+        if not service.get("bp_model"):
+            raise ConfigError("--profile is an input of the BP model, and this deploy runs none: give BP models "
+                              "(bp-*.trees or .tflite with manifests) in --models")
+        from ppg_edge.edge_runtime.user import PROFILE_FILE, Profile
+
+        (out_dir / PROFILE_FILE).write_text(Profile.load(profile).to_toml())
     (out_dir / "systemd").mkdir()
     (out_dir / SERVICE_FILE).write_text(json.dumps(service, indent=1) + "\n")
     (out_dir / "systemd" / "ppg-edge.service").write_text(systemd_unit(service, root=root, user=user))

@@ -30,8 +30,10 @@ import posixpath
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
+from ppg_edge.edge_runtime.user import PROFILE_FILE
 from ppg_edge.errors import ConfigError
 
 from .bundle import Bundle, release_sort_key
@@ -90,6 +92,11 @@ class Deployer:
 
     def release_dir(self, name: str) -> str:
         return f"{self.releases}/{name}"
+
+    @property
+    def state(self) -> str:
+        """The wearer's profile and cuff calibration: beside the releases, kept by deploys and rollbacks."""
+        return f"{self.root}/state"
 
     # ----------------------------------------------------------------- primitives
     def _run(self, step: str, argv: Sequence[str], *, ok_codes=(0,)) -> Result:
@@ -177,6 +184,21 @@ class Deployer:
             self._run("install", [f"{venv}/bin/python", "-m", "pip", "install", "-q",
                                   "--find-links", f"{rel}/wheels", wheel])
 
+    def install_profile(self, bundle: Bundle) -> bool:
+        """The bundle's profile (``--profile``) into the state folder, atomically, the one it replaces
+        kept as ``.profile.toml.prev`` for a rollback; False when the bundle carries none."""
+        if not (Path(bundle.path) / PROFILE_FILE).is_file():
+            return False
+        self._run("profile", ["sh", "-c",
+                              'mkdir -p "$1" && if [ -f "$1/$3" ]; then cp -p "$1/$3" "$1/.$3.prev"; '
+                              'else rm -f "$1/.$3.prev"; fi && cp "$2/$3" "$1/.$3.tmp" && mv -f "$1/.$3.tmp" "$1/$3"',
+                              "sh", self.state, self.release_dir(bundle.release), PROFILE_FILE])
+        return True
+
+    def _restore_profile(self) -> None:
+        self._run("rollback", ["sh", "-c", 'if [ -f "$1/.$2.prev" ]; then mv -f "$1/.$2.prev" "$1/$2"; '
+                                           'else rm -f "$1/$2"; fi', "sh", self.state, PROFILE_FILE])
+
     def deploy(self, bundle: Bundle) -> DeployReport:
         """Push, install, switch, restart, smoke-check; on any failure roll back and raise."""
         self._run("connect", ["true"])
@@ -185,13 +207,14 @@ class Deployer:
         rel = self.release_dir(bundle.release)
         self._run("prepare", ["mkdir", "-p", self.releases])
         self._run("prepare", ["mkdir", rel])  # fails if this release name exists: never overwrite
-        created, switched = True, False
+        created, switched, profile = True, False, False
         try:
             self.say(f"[push] {bundle.path}/ -> {rel}/")
             res = self.runner.push(bundle.path, rel)
             if res.rc != 0:
                 raise DeployError(f"step push failed (exit {res.rc}): {res.stderr.strip()[-400:]}")
             self.install(bundle)
+            profile = self.install_profile(bundle)
             self.switch(bundle.release)
             switched = True
             self.restart_service()
@@ -201,7 +224,7 @@ class Deployer:
         except DeployError as exc:
             report.error = str(exc)
             self.say(f"[rollback] {exc}")
-            problems = self._undo(bundle.release, previous, switched, created)
+            problems = self._undo(bundle.release, previous, switched, created, profile)
             report.rolled_back = True
             back = f"back on {previous}" if previous else "no previous release; current removed"
             extra = f"; rollback problems: {'; '.join(problems)}" if problems else ""
@@ -209,9 +232,12 @@ class Deployer:
         report.ok = True
         return report
 
-    def _undo(self, name: str, previous: str | None, switched: bool, created: bool) -> list[str]:
+    def _undo(self, name: str, previous: str | None, switched: bool, created: bool,
+              profile: bool = False) -> list[str]:
         problems = []
         steps = []
+        if profile:  # before the restart below, which reads it
+            steps.append(self._restore_profile)
         if switched:
             steps.append(lambda: self.switch(previous))
             if previous is not None:

@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--service-manager", choices=("auto", "systemd", "none"), default="auto",
                    help="how to restart the service (auto: systemd if the device runs it)")
     p.add_argument("--service-user", default="pi", help="unprivileged user the service runs as")
+    p.add_argument("--profile", help="the wearer's profile (TOML/JSON: age, sex, height_cm, weight_kg), checked "
+                                     "here and installed as the device's state/profile.toml (the BP model's "
+                                     "profile variant then runs); without it the device keeps the one it has")
     p.add_argument("--dry-run", action="store_true", help="build the bundle and print each step; change nothing")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--status", action="store_true", help="show the current and installed releases")
@@ -60,7 +63,8 @@ def _handle(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="ppg-edge-bundle-") as tmp:
         bundle = build_bundle(Path(tmp) / "bundle", board, wheel=Path(args.wheel) if args.wheel else None,
                               models_dir=Path(args.models) if args.models else None,
-                              root=args.root, user=args.service_user)
+                              root=args.root, user=args.service_user,
+                              profile=Path(args.profile) if args.profile else None)
         say(f"bundle {bundle.release}: {len(bundle.manifest['files'])} files")
         rep = dep.deploy(bundle)
     if args.json:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ppg_edge.edge_runtime.user import CALIBRATION_FILE, PROFILE_FILE  # the device's state files
+
 log = logging.getLogger(__name__)
 
 SOURCES = ("emulated", "replay", "max30102")
@@ -53,8 +55,6 @@ def _clock(speed: float):
     return MonotonicClock() if speed == 1 else AcceleratedClock(speed)
 
 
-PROFILE_FILE = "profile.toml"
-CALIBRATION_FILE = "calibration.json"
 
 
 def bp_inputs(args):
