@@ -11,7 +11,8 @@ device's estimates.
 
 Host run: :class:`ppg_edge.edge_runtime.bp.BPStage` on ``host_model`` (default: the same
 file; the float32 .tflite beside an int8 ``bp_model``) fed the same float PPG at the
-record's own rate (no chip, no driver).
+record's own rate (no chip, no driver). ``profile = {age, sex, height_cm, weight_kg}``: the
+wearer's profile, given to both (a ``ppg+profile`` model needs it; the CLI's ``--profile``).
 
 Times: a device estimate's ``t`` is sensor time from the stream start; sensor sample ``j``
 lies :func:`.soak.sensor_lag_s` after ``j / fs`` (the chip's averaging), so device times are
@@ -37,6 +38,7 @@ Host side (loads records, scipy for decimation).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -53,7 +55,7 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RECORD = "wfdb-samples/mixedsignals"
 QUANTITIES = ("sbp", "dbp")
-STEP_KEYS = ("name", "kind", "record", "start_s", "seconds", "bp_model", "host_model", "model", "gate", "expect",
+STEP_KEYS = ("name", "kind", "record", "start_s", "seconds", "bp_model", "host_model", "model", "gate", "expect", "profile",
              # suite defaults merged into every step (hil_tests/suites.py RUN_KEYS), unused here
              "window_s", "chunk_s", "windows", "warmups", "loops", "settings", "score_margin_s")
 EXPECT_KEYS = ("max_mean_abs_diff_vs_host_mmhg", "max_abs_diff_vs_host_mmhg", "min_estimates")
@@ -114,7 +116,7 @@ def _load_ppg(key: str, root, start_s: float, seconds):
     return rec, x, fs, int(bad.sum())
 
 
-def _device_run(x: np.ndarray, fs: float, board, bp_model: Path, peak_model: Path | None, gate: str):
+def _device_run(x: np.ndarray, fs: float, board, bp_model: Path, peak_model: Path | None, gate: str, profile=None):
     from ppg_edge.edge_runtime.playback import light_from_ppg
     from ppg_edge.edge_runtime.sinks import MemorySink
 
@@ -123,7 +125,7 @@ def _device_run(x: np.ndarray, fs: float, board, bp_model: Path, peak_model: Pat
     light = light_from_ppg(_to_source_fs(x, fs, smooth=True))
     sink = MemorySink()
     chip, driver, pipe, events, clock, settings = open_device_path(
-        np.stack([light, light], axis=1), board, peak_model, sink, gate=gate, bp_model_path=bp_model)
+        np.stack([light, light], axis=1), board, peak_model, sink, gate=gate, bp_model_path=bp_model, profile=profile)
     error = None
     try:
         summary = pipe.run_sensor(driver, events)
@@ -151,6 +153,7 @@ def run_bp_step(step: Mapping[str, Any], board, *, data_root=None, peak_model: P
     classic detector, quality gate ``classic``)."""
     from ppg_edge import manifest as mf
     from ppg_edge.edge_runtime.bp import BPStage
+    from ppg_edge.edge_runtime.user import Profile
 
     from .soak import sensor_lag_s
 
@@ -161,13 +164,15 @@ def run_bp_step(step: Mapping[str, Any], board, *, data_root=None, peak_model: P
     bp_model = model_file(step["bp_model"], "bp_model")
     host_model = model_file(step.get("host_model", step["bp_model"]), "host_model")
     gate = str(step.get("gate", "network" if peak_model is not None else "classic"))
+    profile = Profile.from_dict(dict(step["profile"]), f"bp step {step.get('name')}: profile") \
+        if step.get("profile") is not None else None
     rec, x, fs, n_nan = _load_ppg(key, data_root, start_s, step.get("seconds"))
 
-    dev, summary, pipe, chip, settings, error = _device_run(x, fs, board, bp_model, peak_model, gate)
+    dev, summary, pipe, chip, settings, error = _device_run(x, fs, board, bp_model, peak_model, gate, profile)
     t_device = time.monotonic() - t_wall
     lag = sensor_lag_s(settings)
 
-    host_stage = BPStage(host_model, fs)
+    host_stage = BPStage(host_model, fs, profile=profile)
     host = host_stage.push(x)
     hop_s = host_stage.spec.hop / host_stage.fs
     ht = np.array([e.t for e in host])
@@ -204,6 +209,7 @@ def run_bp_step(step: Mapping[str, Any], board, *, data_root=None, peak_model: P
     res = {
         "status": "failed" if error else "ok", "error": error, "record": key,
         "model": bp_model.name, "host_model": host_model.name,
+        "profile": None if profile is None else dataclasses.asdict(profile),
         "peak_model": None if peak_model is None else Path(peak_model).name, "gate": gate,
         "bp": {
             "in_process": {"pid": os.getpid(), "note": IN_PROCESS_NOTE},

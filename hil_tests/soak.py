@@ -337,9 +337,10 @@ class SoakSink:
 
 
 def open_device_path(light: np.ndarray, board, model_path: Path, sink, *, gate: str, clock=None,
-                     bp_model_path: Path | None = None):
+                     bp_model_path: Path | None = None, profile=None):
     """Emulated chip (:class:`SoakChip`) -> real driver -> :class:`Pipeline` on one virtual clock
-    (with the BP stage when ``bp_model_path`` is given: the ``bp`` step, hil_tests/bp_check.py)."""
+    (with the BP stage when ``bp_model_path`` is given, and the wearer's ``profile``: the ``bp``
+    step, hil_tests/bp_check.py)."""
     from ppg_edge.edge_runtime.pipeline import Pipeline
     from ppg_edge.edge_runtime.playback import settings_from_board
     from ppg_edge.edge_runtime.quality import QualityConfig
@@ -352,7 +353,7 @@ def open_device_path(light: np.ndarray, board, model_path: Path, sink, *, gate: 
     driver = Max30102(chip, settings=settings, clock=clock, wait_for_interrupt=chip.wait_for_interrupt,
                       on_event=events.append, owns_bus=False)
     driver.start()
-    pipe = Pipeline(settings.output_rate, sink, model_path=model_path, bp_model_path=bp_model_path,
+    pipe = Pipeline(settings.output_rate, sink, model_path=model_path, bp_model_path=bp_model_path, profile=profile,
                     full_scale=(1 << settings.resolution_bits) - 1,
                     quality=QualityConfig(gate=gate), preference=getattr(board, "interpreters", None))
     return chip, driver, pipe, events, clock, settings

@@ -67,6 +67,19 @@ def test_trees_device_close_to_host_but_not_the_same_run(bp_suite):
     assert "dbp" in d["withheld"] and "sbp" not in d["withheld"]   # DBP's CV MASE is above the limit
 
 
+def test_profile_trees_on_the_device_take_the_profile_as_the_host_does(bp_suite):
+    _, res = bp_suite
+    st = _step(res, "bp-trees-profile")
+    b = st["bp"]
+    assert st["profile"] == {"age": 45.0, "sex": "M", "height_cm": 178.0, "weight_kg": 80.0}
+    assert b["device"]["estimates"] >= 95 and b["vs_host"]["matched"] == b["device"]["estimates"]
+    for q in ("sbp", "dbp"):
+        assert 0.05 < b["vs_host"][q]["mean_abs"] <= 2.5
+    # not the PPG-only trees under another name: the profile moves the estimates
+    plain = _step(res, "bp-trees")["bp"]["vs_reference"]
+    assert b["vs_reference"]["sbp"]["device_mean"] != plain["sbp"]["device_mean"]
+
+
 def test_trees_reference_from_the_abp(bp_suite):
     _, res = bp_suite
     ref = _step(res, "bp-trees")["bp"]["vs_reference"]
@@ -139,6 +152,12 @@ def test_bad_steps_are_refused(data_root, tmp_path):
     with pytest.raises(ConfigError, match="DATASET/ID"):
         bp_check.run_bp_step({"name": "x", "bp_model": str(TREES), "record": "mixedsignals"}, board,
                              data_root=data_root)
+    with pytest.raises(ConfigError, match="profile"):  # a ppg+profile model without the wearer's profile
+        bp_check.run_bp_step({"name": "x", "bp_model": str(TREES.with_name("bp-ppg-profile-100hz.trees"))}, board,
+                             data_root=data_root)
+    with pytest.raises(ConfigError, match="sex"):
+        bp_check.run_bp_step({"name": "x", "bp_model": str(TREES), "profile": {"age": 40, "sex": "?", "height_cm": 170,
+                                                                              "weight_kg": 70}}, board, data_root=data_root)
     with pytest.raises(ConfigError, match="unknown quantities"):
         bp_check.bp_checks({"expect": {"max_abs_diff_vs_host_mmhg": {"map": 1}}}, {"bp": {}})
     suite = tmp_path / "s.toml"
