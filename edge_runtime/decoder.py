@@ -134,7 +134,7 @@ class StreamDecoder:
 
     @property
     def refused(self) -> int:
-        """Beats the refractory gate refused (too soon after the previous beat)."""
+        """Beats the refractory gate refused (too close to a better-scored one)."""
         return self._gate.refused
 
     def _owned(self, start: int) -> tuple[int, int]:

@@ -13,6 +13,15 @@ from ppg_edge.edge_runtime.sensors.clock import AcceleratedClock, VirtualClock
 from ppg_edge.edge_runtime.sensors.emulated import EmulatedMax30102, FaultPlan
 from ppg_edge.errors import ConfigError, DataError, PPGEdgeError
 
+
+@pytest.fixture(autouse=True)
+def ideal_converter(monkeypatch):
+    """The register model and the driver's bookkeeping are checked on exact codes (each sample's
+    code names it); the conversion noise has its own tests (test_emulated_chip.py)."""
+    from ppg_edge.edge_runtime.sensors import emulated
+
+    monkeypatch.setattr(emulated, "ADC_NOISE_FS", 0.0)
+
 A = R.ADDRESS
 
 
@@ -357,3 +366,32 @@ def test_accounting_stays_exact_late_in_a_long_run(start):
     assert drv.samples_lost == chip.lost, (drv.samples_lost, chip.lost)
     assert read + drv.samples_lost == chip.produced
     assert not any(e.kind == "interrupt_missing" for e in getattr(drv, "events", []))
+
+
+# ------------------------------------------------------------------ conversion noise
+def test_conversion_noise_is_the_measured_size_and_a_function_of_the_conversion_alone(monkeypatch):
+    from ppg_edge.edge_runtime.sensors import emulated
+
+    monkeypatch.setattr(emulated, "ADC_NOISE_FS", 16.0 / (1 << 18))
+    g = emulated.conversion_noise(np.arange(100_000))
+    assert abs(g.mean()) < 0.02 and abs(g.std() - 1.0) < 0.02
+    assert abs(np.corrcoef(g[:-1, 1], g[1:, 1])[0, 1]) < 0.02 and abs(np.corrcoef(g[:, 0], g[:, 1])[0, 1]) < 0.02
+    np.testing.assert_array_equal(emulated.conversion_noise(np.arange(500, 600)), g[500:600])
+
+    def codes(**kw):
+        chip, clock = make_chip(np.full(2000, 100.0), fs=100, **kw)  # a constant light
+        configure(chip, led=5)  # 100 sps, 18 bits
+        out = []
+        for _ in range(12):
+            clock.advance(0.25)
+            wr, _, rd = pointers(chip)
+            out += burst(chip, (wr - rd) % 32)[1].tolist()
+        return np.array(out)
+
+    noisy = codes()  # only the noise moves the codes
+    assert noisy.size == 300 and 12 < noisy.std() < 20  # 16 codes of 18 bits per conversion
+    assert np.mean(np.diff(noisy) == 0) < 0.06  # a live conversion seldom repeats (a noiseless one: always)
+    np.testing.assert_array_equal(codes(), noisy)  # the same on every run
+    assert np.ptp(codes(adc_noise=0.0)) == 0
+    with pytest.raises(ConfigError, match="adc_noise"):
+        make_chip(adc_noise=-1.0)

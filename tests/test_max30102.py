@@ -22,6 +22,15 @@ from ppg_edge.edge_runtime.sensors import registers as R
 from ppg_edge.errors import ConfigError, DataError, HardwareError
 
 
+@pytest.fixture(autouse=True)
+def ideal_converter(monkeypatch):
+    """The register model and the driver's bookkeeping are checked on exact codes (each sample's
+    code names it); the conversion noise has its own tests (test_emulated_chip.py)."""
+    from ppg_edge.edge_runtime.sensors import emulated
+
+    monkeypatch.setattr(emulated, "ADC_NOISE_FS", 0.0)
+
+
 def light_for(codes, settings: Max30102Settings, current_ma: float):
     """Light (nA/mA) that the chip quantises to exactly ``codes`` at ``settings``."""
     return np.asarray(codes, float) * settings.adc_range_na / 2**settings.resolution_bits / current_ma

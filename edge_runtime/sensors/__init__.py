@@ -101,7 +101,8 @@ def _open_max30102(*, bus: int = 1, address: int = registers.ADDRESS,
 
 def _open_emulated(*, source=None, source_fs: float | None = None, clock: Clock | None = None,
                    faults: FaultPlan | None = None, part_id: int = registers.PART_ID_VALUE,
-                   loop: bool = False, use_interrupt: bool = True, **driver_kw) -> Max30102:
+                   loop: bool = False, use_interrupt: bool = True, adc_noise: float | None = None,
+                   **driver_kw) -> Max30102:
     if source is None or source_fs is None:
         raise ConfigError(
             "the emulated sensor needs source=<array of light, nA per mA, shape (n,) or (n, 2)> "
@@ -109,7 +110,7 @@ def _open_emulated(*, source=None, source_fs: float | None = None, clock: Clock 
         )
     clock = clock if clock is not None else VirtualClock()
     chip = EmulatedMax30102(source, source_fs, clock=clock, faults=faults, part_id=part_id,
-                            loop=loop)
+                            loop=loop, adc_noise=adc_noise)
     waiter = chip.wait_for_interrupt if use_interrupt else None
     sensor = Max30102(chip, clock=clock, wait_for_interrupt=waiter, owns_bus=True, **driver_kw)
     sensor.start()

@@ -137,8 +137,9 @@ def run_device(red, ir, fs: float, *, source: str, model: str | None, gate: str,
         light = np.column_stack([light_from_codes(red, settings.adc_range_na, settings.red_current_ma, bits),
                                  light_from_codes(ir, settings.adc_range_na, settings.ir_current_ma, bits)])
         events: list = []
+        # the log's codes already carry the chip's noise: the ideal converter reproduces them
         sensor = open_sensor("emulated", source=light, source_fs=float(fs), clock=VirtualClock(),
-                             settings=settings, on_event=events.append)
+                             settings=settings, on_event=events.append, adc_noise=0.0)
         pipe = None
         got = []
         try:
