@@ -63,21 +63,25 @@ log = logging.getLogger(__name__)
 # quantised plateaus for most of a window. ``adc_noise=0``: the ideal converter (a real log's codes,
 # which carry the chip's own noise, replayed through :func:`~..playback.light_from_codes`).
 ADC_NOISE_FS = 16.0 / (1 << 18)
+_IRWIN_HALL_SD = math.sqrt(4 * (65536.0 ** 2 - 1) / 12)  # of the sum of four uniform 16-bit integers
 
 
 def conversion_noise(k: np.ndarray) -> np.ndarray:
-    """Standard normal noise ``(len(k), 2)`` (red, IR) of conversions number ``k``: a function of
-    ``k`` alone (splitmix64 of the conversion and channel, Box-Muller), so the chip's codes do not
-    depend on how its FIFO is read, and the same stimulus gives the same codes on every run."""
+    """Unit-variance noise ``(len(k), 2)`` (red, IR) of conversions number ``k``: a function of ``k``
+    alone, so the chip's codes do not depend on how its FIFO is read and the same stimulus gives the
+    same codes on every run, and integer arithmetic to the last step, so an aarch64 host (the
+    virtual Pi, ``ppg-edge bench arm``) gives the same codes as x86 (``log`` and ``cos`` may not).
+    The sum of the four 16-bit parts of a splitmix64 hash of the conversion and channel (nearly
+    Gaussian, an Irwin-Hall sum of four), centred and scaled to unit variance."""
     with np.errstate(over="ignore"):
-        z = (np.asarray(k, dtype=np.uint64)[:, None] * np.uint64(4)
-             + np.arange(4, dtype=np.uint64)[None, :] + np.uint64(0x9E3779B97F4A7C15))
+        z = (np.asarray(k, dtype=np.uint64)[:, None] * np.uint64(2)
+             + np.arange(2, dtype=np.uint64)[None, :] + np.uint64(0x9E3779B97F4A7C15))
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
-    u = ((z >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)  # (0, 1)
-    r = np.sqrt(-2.0 * np.log(u[:, 0::2]))
-    return r * np.cos(2.0 * np.pi * u[:, 1::2])
+    m = np.uint64(0xFFFF)
+    total = (z & m) + ((z >> np.uint64(16)) & m) + ((z >> np.uint64(32)) & m) + (z >> np.uint64(48))
+    return (total.astype(np.float64) - 4 * 65535 / 2) / _IRWIN_HALL_SD
 
 # Conversions counted from clock times: a time t after the segment start makes floor(t * sr + _EPS)
 # conversions. The tolerance must exceed the clock's rounding in conversions: a float clock near
