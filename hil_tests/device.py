@@ -55,6 +55,7 @@ from .pipeline import Result, Stimulus
 log = logging.getLogger(__name__)
 
 RAW_BITS = 18          # raw MAX30102 logs hold 18-bit codes (pulse width 411 us)
+RAW_STIMULUS_PREFIX = "max30102-raw-"  # the id of a stimulus made from one (load_stimulus)
 GATES = ("network", "auto", "classic")
 
 
@@ -275,7 +276,12 @@ class DevicePipeline:
             raise ConfigError("device pipeline: no model loaded (start the DUT with --model, or cfg model=PATH)")
         self.clock = VirtualClock(keep_sleeps=False)  # a DUT soak runs for hours: no list of every wait
         self.sensor_events: list = []
-        self.chip = EmulatedMax30102(self.stim.samples, self.stim.fs, clock=self.clock)
+        # a stimulus made from a real MAX30102 log (its id names the max30102-raw data set, here and
+        # after an upload to the DUT) carries that chip's noise and stale repeats: the ideal converter
+        # reproduces its codes; any other stimulus gets the emulated chip's conversion noise
+        raw_log = self.stim.id.startswith(RAW_STIMULUS_PREFIX)
+        self.chip = EmulatedMax30102(self.stim.samples, self.stim.fs, clock=self.clock,
+                                     adc_noise=0.0 if raw_log else None)
         self.driver = Max30102(self.chip, settings=self.sensor_settings, clock=self.clock,
                                wait_for_interrupt=self.chip.wait_for_interrupt,
                                on_event=self.sensor_events.append, owns_bus=False)

@@ -168,3 +168,18 @@ def test_stimulus_light_is_the_playbacks_light(rng):
     np.testing.assert_allclose(light, [0.0, 2048.0 / 8.0, 4096.0 * (1 - 2**-18) / 8.0])
     np.testing.assert_array_equal(light, light_from_codes(codes, 4096.0, 8.0))
 
+
+
+def test_a_raw_log_stimulus_plays_through_the_ideal_converter(models, light_stim):
+    """A stimulus from a real MAX30102 log (id max30102-raw-...) already carries that chip's noise and
+    its stale repeats (the finger-coming-on step of the real-recordings suite counts them as held):
+    the emulated chip adds none; every other stimulus gets its conversion noise."""
+    from ppg_edge.edge_runtime.sensors import emulated
+    from ppg_edge.hil_tests.device import RAW_STIMULUS_PREFIX
+
+    pipe = DevicePipeline(models, model="int8", board=load_board("virtual-rpi4"))
+    pipe.bind(light_stim)
+    assert pipe.chip.adc_noise == emulated.ADC_NOISE_FS > 0
+    raw = Stimulus(id=RAW_STIMULUS_PREFIX + "szymanel_rpi-0s-40s", samples=light_stim.samples, fs=light_stim.fs)
+    pipe.bind(raw)
+    assert pipe.chip.adc_noise == 0.0
