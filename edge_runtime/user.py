@@ -63,6 +63,7 @@ def _read_table(path: Path, what: str) -> dict:
 PROFILE_FILE = "profile.toml"
 CALIBRATION_FILE = "calibration.json"
 
+
 def _number(d: dict, key: str, lo: float, hi: float, src: str) -> float:
     v = d.get(key)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:

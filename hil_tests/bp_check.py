@@ -164,7 +164,7 @@ def run_bp_step(step: Mapping[str, Any], board, *, data_root=None, peak_model: P
     bp_model = model_file(step["bp_model"], "bp_model")
     host_model = model_file(step.get("host_model", step["bp_model"]), "host_model")
     gate = str(step.get("gate", "network" if peak_model is not None else "classic"))
-    profile = Profile.from_dict(dict(step["profile"]), f"bp step {step.get('name')}: profile") \
+    profile = Profile.from_dict(step["profile"], f"bp step {step.get('name')}: profile") \
         if step.get("profile") is not None else None
     rec, x, fs, n_nan = _load_ppg(key, data_root, start_s, step.get("seconds"))
 

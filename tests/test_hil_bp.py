@@ -158,6 +158,8 @@ def test_bad_steps_are_refused(data_root, tmp_path):
     with pytest.raises(ConfigError, match="sex"):
         bp_check.run_bp_step({"name": "x", "bp_model": str(TREES), "profile": {"age": 40, "sex": "?", "height_cm": 170,
                                                                               "weight_kg": 70}}, board, data_root=data_root)
+    with pytest.raises(ConfigError, match="not a table"):
+        bp_check.run_bp_step({"name": "x", "bp_model": str(TREES), "profile": "age 40"}, board, data_root=data_root)
     with pytest.raises(ConfigError, match="unknown quantities"):
         bp_check.bp_checks({"expect": {"max_abs_diff_vs_host_mmhg": {"map": 1}}}, {"bp": {}})
     suite = tmp_path / "s.toml"
