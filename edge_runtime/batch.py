@@ -51,7 +51,7 @@ class BatchResult:
 def to_model_rate(x, fs_in: float, fs_model: float) -> np.ndarray:
     """Resample a whole record in one call (the streaming resampler, one block)."""
     arr = np.asarray(x, dtype=np.float64)
-    if arr.ndim != 1 or not np.all(np.isfinite(arr)):
+    if arr.ndim != 1 or not np.isfinite(arr).all():
         raise DataError("offline path needs a 1-D record of finite samples")
     return StreamResampler(fs_in, fs_model).push(arr)[0]
 

@@ -69,6 +69,11 @@ def hrv_metrics(rr_s) -> dict:
     rr = np.asarray(rr_s, dtype=np.float64)
     if rr.ndim != 1 or not np.isfinite(rr).all() or (rr <= 0).any():
         raise DataError("RR intervals must be a 1-D series of positive, finite seconds")
+    return _hrv(rr)
+
+
+def _hrv(rr: np.ndarray) -> dict:
+    """:func:`hrv_metrics` of intervals known to be positive and finite (the decoder's own)."""
     n = rr.size
     out = {"hr_bpm": None, "sdnn_ms": None, "rmssd_ms": None, "n_rr": int(n)}
     if n:  # a few dozen values a window: plain reductions, not numpy's mean/std wrappers
@@ -112,10 +117,10 @@ class StreamDecoder:
         self.hrv_window_s = float(hrv_window_s)
         self.max_rr_s = float(max_rr_s)
         self._lead = (self.window - self.hop) // 2
-        self._p = np.zeros(0)  # stitched probabilities (mean: the sum over covering windows)
-        self._cnt = np.zeros(0)  # windows covering each sample (mean stitching)
-        self._sig = np.zeros(0)
-        self._raw = np.zeros(0)
+        # rows of one buffer (one concatenation per window, not four): stitched probabilities
+        # (mean: the sum over covering windows), windows covering each sample (mean stitching),
+        # the filtered and the raw PPG; views _p, _cnt, _sig, _raw
+        self._set_buf(np.zeros((4, 0)))
         self._last_raw: int | None = None
         self._valid = np.zeros(0, dtype=bool)
         self._start = 0  # absolute index of _p[0]
@@ -127,6 +132,10 @@ class StreamDecoder:
         self._rr: collections.deque[tuple[float, float]] = collections.deque()  # (t, rr_s) in the HRV window
         # the fixed and the RR-relative refractory over the whole stream (as the offline decode)
         self._gate = peaks_decode.RRGate(self.fs, self.refractory_s, d.rr_refractory, self.max_rr_s)
+
+    def _set_buf(self, buf: np.ndarray) -> None:
+        self._buf = buf
+        self._p, self._cnt, self._sig, self._raw = buf
 
     @property
     def _last_beat(self) -> int | None:
@@ -155,7 +164,7 @@ class StreamDecoder:
             raise DataError(f"decoder expected the window at {self._expected_start}, got {start}")
         lp = None  # checked before anything changes
         if lead is not None and probs is not None and len(lead):
-            lp = np.clip(np.asarray(lead, dtype=np.float64), 0.0, 1.0)
+            lp = np.minimum(np.maximum(np.asarray(lead, dtype=np.float64), 0.0), 1.0)  # no np.clip wrapper
             if lp.ndim != 1 or lp.size > self.guard:
                 raise DataError(f"lead probabilities: {lp.size} samples, at most the decoder's guard ({self.guard})")
         self._expected_start = start + self.hop
@@ -163,18 +172,17 @@ class StreamDecoder:
         end = start + self.window  # [hi, end) is provisional until the next window comes
         n_new = end - (self._start + self._p.size)
         if n_new > 0:
-            self._p = np.concatenate([self._p, np.zeros(n_new)])
-            self._cnt = np.concatenate([self._cnt, np.zeros(n_new)])
-            self._sig = np.concatenate([self._sig, np.zeros(n_new)])
-            self._raw = np.concatenate([self._raw, np.zeros(n_new)])
+            self._set_buf(np.concatenate((self._buf, np.zeros((4, n_new))), axis=1))
             # a sample is valid until a suppressed window covers it
-            self._valid = np.concatenate([self._valid, np.ones(n_new, dtype=bool)])
+            self._valid = np.concatenate((self._valid, np.ones(n_new, dtype=bool)))
         a, e = lo - self._start, end - self._start
         if probs is not None:
             p = np.asarray(probs, dtype=np.float64)
             if p.shape != (self.window,):
                 raise DataError(f"window probabilities shape {p.shape}, expected ({self.window},)")
-            p = np.clip(p, 0.0, 1.0)
+            if not math.isfinite(float(p.sum())):  # checked here once, not in every decode of it
+                raise DataError(f"window probabilities at {start} contain NaN/inf")
+            p = np.minimum(np.maximum(p, 0.0), 1.0)
             if self.stitch == "mean":
                 self._p[a:e] += p[lo - start:]
                 self._cnt[a:e] += 1
@@ -183,7 +191,10 @@ class StreamDecoder:
                 self._cnt[a:e] = 1
                 self._valid[a:e] = True
             if filtered is not None:
-                self._sig[a:e] = np.asarray(filtered, dtype=np.float64)[lo - start:]
+                f = np.asarray(filtered, dtype=np.float64)[lo - start:]
+                if self.snap and not math.isfinite(float(f.sum())):
+                    raise DataError(f"filtered PPG of the window at {start} contains NaN/inf")
+                self._sig[a:e] = f
             if raw is not None:
                 self._raw[a:e] = np.asarray(raw, dtype=np.float64)[lo - start:]
         else:
@@ -214,9 +225,9 @@ class StreamDecoder:
         cnt = self._cnt[a:b]
         p = np.divide(self._p[a:b], cnt, out=np.zeros(b - a), where=(cnt > 0) & self._valid[a:b])
         sig = self._sig[a:b] if self.snap else None
-        idx = peaks_decode.decode_peaks(p, self.fs, threshold=self.threshold, signal=sig,
-                                        snap_radius_s=self.snap_radius_s, merge_s=self.merge_s,
-                                        refractory_s=self.refractory_s, rr_refractory=0.0) + lo
+        # the windows were checked as they came (push): no checks of the stitched slice again
+        idx = peaks_decode.decode_checked(p, self.fs, self.threshold, sig, self.snap_radius_s, self.merge_s,
+                                          self.refractory_s) + lo
         kept: list[tuple[int, float | None, float]] = []  # (index, rr_s, prob) on the filtered axis
         final = []
         for i in idx.tolist():
@@ -249,9 +260,8 @@ class StreamDecoder:
                    self._last_beat if self._last_beat is not None else self._decoded)
         cut = keep - self._start
         if cut > 0:
-            self._p, self._cnt = self._p[cut:], self._cnt[cut:]
-            self._sig, self._valid = self._sig[cut:], self._valid[cut:]
-            self._raw = self._raw[cut:]
+            self._set_buf(self._buf[:, cut:])
+            self._valid = self._valid[cut:]
             self._start += cut
         if len(self.beats) > 10000:
             self.beats = self.beats[-5000:]
@@ -262,7 +272,7 @@ class StreamDecoder:
         :func:`~.peaks_decode.snap_positions` (the offline evaluation's mapping), all in one
         call on a slice reaching each beat's look-ahead on both sides (the snap reads only
         that far, so one slice gives what a slice per beat gives)."""
-        pos = np.clip(np.asarray(beats, dtype=np.int64) - self.raw_shift, self._start, self._final - 1)
+        pos = np.minimum(np.maximum(np.asarray(beats, dtype=np.int64) - self.raw_shift, self._start), self._final - 1)
         lo = max(self._start, int(pos[0]) - self.raw_lookahead)
         hi = min(self._final, int(pos[-1]) + self.raw_lookahead + 1)
         seg = self._raw[lo - self._start:hi - self._start]
@@ -279,4 +289,4 @@ class StreamDecoder:
         rr = self._rr
         while rr and rr[0][0] < start:  # the window only moves forward: drop what left it
             rr.popleft()
-        return hrv_metrics([r for _, r in rr])
+        return _hrv(np.array([r for _, r in rr], dtype=np.float64))

@@ -307,7 +307,7 @@ class EdgeModel(TFLiteModel):
         if arr.shape != (self.window, self.n_channels):
             raise ModelError(f"{self.path.name}: window shape {arr.shape}, model takes "
                              f"{(self.window, self.n_channels)}")
-        if not np.all(np.isfinite(arr)):
+        if not np.isfinite(arr).all():
             raise ModelError(f"{self.path.name}: window has NaN or infinite values")
         y = self.invoke(arr)
         return y[..., 0] if (y.ndim == 2 and y.shape[-1] == 1) else y

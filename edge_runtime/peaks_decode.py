@@ -177,7 +177,7 @@ def _check_probs(probs) -> np.ndarray:
     arr = np.asarray(probs, dtype=np.float64)
     if arr.ndim != 1:
         raise DataError(f"peak probabilities must be 1-D, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise DataError(f"peak probabilities contain {int(np.sum(~np.isfinite(arr)))} NaN/inf")
     if arr.size and (arr.min() < -1e-6 or arr.max() > 1 + 1e-6):
         raise DataError(
@@ -190,7 +190,7 @@ def _check_signal(signal, n: int) -> np.ndarray:
     arr = np.asarray(signal, dtype=np.float64)
     if arr.shape != (n,):
         raise DataError(f"PPG signal shape {arr.shape} does not match probabilities ({n},)")
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise DataError(f"PPG signal contains {int(np.sum(~np.isfinite(arr)))} NaN/inf")
     return arr
 
@@ -208,26 +208,36 @@ def threshold_candidates(probs: np.ndarray, threshold: float) -> np.ndarray:
     When several samples share the run's maximum (a plateau), the middle one is taken.
     """
     above = probs >= threshold
-    if not above.any():
+    idx = above.nonzero()[0]  # array methods and slices, not numpy's Python-level wrappers
+    if idx.size == 0:
         return np.zeros(0, dtype=np.int64)
-    idx = np.flatnonzero(above)
-    new_run = np.concatenate(([True], np.diff(idx) > 1))
-    run = np.cumsum(new_run) - 1  # run of each sample above the threshold
+    new_run = np.concatenate(([True], idx[1:] - idx[:-1] > 1))
+    starts = new_run.nonzero()[0]
+    run = new_run.cumsum() - 1  # run of each sample above the threshold
     v = probs[idx]
-    top = np.maximum.reduceat(v, np.flatnonzero(new_run))
-    hits = idx[v == top[run]]  # the samples at their run's maximum, in order
-    hit_run = run[v == top[run]]
-    first = np.flatnonzero(np.concatenate(([True], np.diff(hit_run) > 0)))
-    count = np.diff(np.concatenate((first, [hits.size])))
+    at_top = v == np.maximum.reduceat(v, starts)[run]
+    hits = idx[at_top]  # the samples at their run's maximum, in order
+    hit_run = run[at_top]
+    first = np.concatenate(([True], hit_run[1:] > hit_run[:-1])).nonzero()[0]
+    count = np.concatenate((first[1:], [hits.size])) - first
     return hits[first + count // 2].astype(np.int64)
+
+
+_OFFSETS: dict[int, np.ndarray] = {}  # radius -> row vector -r..r (a decoder asks for a few radii)
 
 
 def _window_argmax(signal: np.ndarray, centres: np.ndarray, radius: int) -> np.ndarray:
     """Index of the first maximum of ``signal[max(0, c - r):c + r + 1]`` for each centre ``c``
-    (one gather over a ``-inf``-padded copy: no loop over the centres)."""
-    xp = np.concatenate((np.full(radius, -np.inf), signal, np.full(radius, -np.inf)))
-    win = xp[centres[:, None] + np.arange(2 * radius + 1)]
-    return centres - radius + win.argmax(axis=1)
+    (one gather, no loop over the centres). Positions outside the signal read its edge
+    sample (``take(mode="clip")``); they come before the real edge sample on the left and
+    after it on the right, so the first maximum, clipped back into range, is the one the
+    clipped range gives."""
+    off = _OFFSETS.get(radius)
+    if off is None:
+        off = _OFFSETS.setdefault(radius, np.arange(-radius, radius + 1)[None, :])
+    win = signal.take(centres[:, None] + off, mode="clip")
+    # np.minimum/np.maximum: np.clip's wrapper checks the bounds' dtype limits in Python
+    return np.minimum(np.maximum(centres - radius + win.argmax(axis=1), 0), signal.size - 1)
 
 
 def snap_to_local_max(signal: np.ndarray, candidates: np.ndarray, radius: int) -> np.ndarray:
@@ -238,16 +248,17 @@ def snap_to_local_max(signal: np.ndarray, candidates: np.ndarray, radius: int) -
     that border is the edge of the signal itself.
     """
     n = signal.size
-    c = np.asarray(candidates, dtype=np.int64)
-    if c.size == 0:
-        return np.empty(0, dtype=np.int64)
-    i = _window_argmax(signal, c, radius)
-    lo, hi = np.maximum(0, c - radius), np.minimum(n, c + radius + 1)
-    inner = ((i > lo) | (lo == 0)) & ((i < hi - 1) | (hi == n))
-    left = signal[np.maximum(i - 1, 0)]
-    right = signal[np.minimum(i + 1, n - 1)]
-    ok = inner & ((i == 0) | (signal[i] >= left)) & ((i == n - 1) | (signal[i] >= right))
-    return np.where(ok, i, -1)
+    out = []
+    # a loop over the candidates (a few per decoded slice; a record's few thousand take
+    # milliseconds): one argmax each instead of some twenty numpy calls on tiny arrays
+    for c in np.asarray(candidates, dtype=np.int64).tolist():
+        lo, hi = max(0, c - radius), min(n, c + radius + 1)
+        i = lo + int(signal[lo:hi].argmax())
+        v = signal[i]
+        ok = ((i > lo or lo == 0) and (i < hi - 1 or hi == n)
+              and (i == 0 or v >= signal[i - 1]) and (i == n - 1 or v >= signal[i + 1]))
+        out.append(i if ok else -1)
+    return np.array(out, dtype=np.int64)
 
 
 def centred_moving_average(x: np.ndarray, fs: float, width_s: float) -> np.ndarray:
@@ -340,11 +351,11 @@ def merge_close(positions: np.ndarray, scores: np.ndarray, gap: int) -> np.ndarr
     """
     if positions.size == 0:
         return positions
-    order = np.argsort(positions, kind="stable")
-    pos, sc = positions[order], scores[order]
+    order = positions.argsort(kind="stable")
+    pos, sc = positions[order].tolist(), scores[order].tolist()  # a few per call: Python lists
     kept = []
     best = 0
-    for j in range(1, pos.size):
+    for j in range(1, len(pos)):
         if pos[j] - pos[j - 1] < gap:
             if sc[j] > sc[best]:
                 best = j
@@ -352,18 +363,19 @@ def merge_close(positions: np.ndarray, scores: np.ndarray, gap: int) -> np.ndarr
             kept.append(pos[best])
             best = j
     kept.append(pos[best])
-    return np.unique(np.array(kept, dtype=np.int64))
+    return np.array(kept, dtype=np.int64)  # sorted and distinct: groups lie >= gap apart
 
 
 def enforce_refractory(positions: np.ndarray, scores: np.ndarray, min_gap: int) -> np.ndarray:
     """Keep the highest-scoring peaks so that no two are closer than ``min_gap`` samples."""
     if positions.size == 0:
         return positions
+    pos = positions.tolist()
     accepted: list[int] = []
-    for j in np.argsort(-scores, kind="stable"):
-        p = positions[j]
+    for j in (-scores).argsort(kind="stable").tolist():
+        p = pos[j]
         if all(abs(p - a) >= min_gap for a in accepted):
-            accepted.append(int(p))
+            accepted.append(p)
     return np.array(sorted(accepted), dtype=np.int64)
 
 
@@ -476,25 +488,30 @@ def decode_peaks(
     p = _check_probs(probs)
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"threshold must lie in [0, 1], got {threshold}")
+    sig = None if signal is None else _check_signal(signal, p.size)
+    return decode_checked(p, fs, threshold, sig, snap_radius_s, merge_s, refractory_s, rr_refractory)
+
+
+def decode_checked(p: np.ndarray, fs: float, threshold: float, sig: np.ndarray | None, snap_radius_s: float,
+                   merge_s: float, refractory_s: float, rr_refractory: float = 0.0) -> np.ndarray:
+    """:func:`decode_peaks` on inputs its checks have passed (float64 1-D probabilities in
+    [0, 1], a finite ``sig`` of the same length or None): the stream decoder checks each
+    window once as it arrives instead of every decoded slice again."""
     cand = threshold_candidates(p, threshold)
-    if signal is not None:
-        sig = _check_signal(signal, p.size)
+    if sig is not None:
         snapped = snap_to_local_max(sig, cand, max(1, int(round(snap_radius_s * fs))))
-        rejected = int(np.sum(snapped < 0))
-        if rejected:
-            log.debug("rejected %d candidate(s) that are not PPG local maxima", rejected)
         cand = snapped[snapped >= 0]
-        scores = sig[cand]
+        if cand.size < snapped.size:
+            log.debug("rejected %d candidate(s) that are not PPG local maxima", snapped.size - cand.size)
+        ranked = sig
     else:
-        scores = p[cand]
+        ranked = p
     if cand.size == 0:
         return cand
-    cand = merge_close(cand, scores, max(1, int(round(merge_s * fs))))
-    scores = sig[cand] if signal is not None else p[cand]
-    out = enforce_refractory(cand, scores, max(1, int(round(refractory_s * fs))))
+    cand = merge_close(cand, ranked[cand], max(1, int(round(merge_s * fs))))
+    out = enforce_refractory(cand, ranked[cand], max(1, int(round(refractory_s * fs))))
     if rr_refractory > 0 and out.size > 1:
         gate = RRGate(fs, refractory_s, rr_refractory)
-        ranked = sig if signal is not None else p
         kept = [b for i in out.tolist() for b in gate.offer(i, ranked[i])] + gate.flush()
         out = np.array([b[0] for b in kept], dtype=np.int64)
     return out

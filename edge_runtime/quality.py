@@ -66,6 +66,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ppg_edge.dsp.stats import median
 from ppg_edge.errors import ConfigError
 
 from .stream import Window
@@ -132,20 +133,6 @@ class Quality:
     detail: dict = field(default_factory=dict)
 
 
-def median(x) -> float:
-    """``np.median``'s value without its wrapper: a 1-D array in one partition; a short
-    sequence of floats (the motion history) sorted in Python."""
-    if isinstance(x, np.ndarray):
-        h = x.size // 2
-        if x.size % 2:
-            return float(np.partition(x, h)[h])
-        part = np.partition(x, (h - 1, h))
-        return float((part[h - 1] + part[h]) / 2)
-    s = sorted(x)
-    h = len(s) // 2
-    return float(s[h]) if len(s) % 2 else (s[h - 1] + s[h]) / 2
-
-
 def sqi_autocorr(x, fs: float, lo_s: float = 0.27, hi_s: float = 1.5) -> float:
     """Highest normalised autocorrelation at lags ``lo_s..hi_s`` (overlap-normalised), in [0, 1].
 
@@ -158,19 +145,19 @@ def sqi_autocorr(x, fs: float, lo_s: float = 0.27, hi_s: float = 1.5) -> float:
     v = v - v.mean()
     n = v.size
     lo, hi = max(1, int(lo_s * fs)), min(n - 2, int(hi_s * fs))
-    if hi <= lo or not np.any(v):
+    if hi <= lo or not v.any():
         return 0.0
     nfft = 1 << int(2 * n - 1).bit_length()
     spec = np.fft.rfft(v, nfft)
     ac = np.fft.irfft(spec.real ** 2 + spec.imag ** 2, nfft)[lo:hi + 1]
-    cs = np.concatenate(([0.0], np.cumsum(v * v)))
+    cs = np.concatenate(([0.0], (v * v).cumsum()))
     lags = np.arange(lo, hi + 1)
     den = np.sqrt(cs[n - lags] * (cs[n] - cs[lags]))
     ok = den > 0
     if not ok.any():
         return 0.0
-    best = float(np.max(ac[ok] / den[ok]))
-    return float(np.clip(best, 0.0, 1.0))
+    best = float((ac[ok] / den[ok]).max())
+    return min(max(best, 0.0), 1.0)
 
 
 class QualityGate:

@@ -255,7 +255,7 @@ class StreamResampler:
         f = np.zeros(x.size, dtype=np.uint8) if flags is None else np.asarray(flags, dtype=np.uint8)
         if f.shape != x.shape:
             raise DataError(f"flags shape {f.shape} does not match block {x.shape}")
-        if x.size and not np.all(np.isfinite(x)):
+        if x.size and not np.isfinite(x).all():
             raise DataError("resampler input has NaN or infinite samples; hold or drop them first")
         if x.size == 0:
             return np.zeros(0), np.zeros(0, dtype=np.uint8)
@@ -351,7 +351,7 @@ def replay_times(times, n: int, what: str = "replay") -> np.ndarray | None:
     t = np.asarray(times, dtype=np.float64)
     if t.shape != (n,):
         raise DataError(f"{what} times must hold one time per sample ({n}), got shape {t.shape}")
-    if not np.all(np.isfinite(t)):
+    if not np.isfinite(t).all():
         raise DataError(f"{what} times have a non-finite value at sample {int(np.argmax(~np.isfinite(t)))}")
     if n > 1 and not np.all(np.diff(t) > 0):
         raise DataError(f"{what} times do not increase at sample {int(np.argmax(np.diff(t) <= 0)) + 1}")

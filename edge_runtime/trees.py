@@ -102,7 +102,7 @@ def _array(source: str, where: str, name: str, values: Any, kind: str) -> np.nda
         raise _fail(source, f"{where}: '{name}' must hold numbers only")
     if kind == "float":
         arr = np.asarray(values, dtype=np.float64)
-        if not np.all(np.isfinite(arr)):
+        if not np.isfinite(arr).all():
             bad = int(np.flatnonzero(~np.isfinite(arr))[0])
             raise _fail(source, f"{where}: '{name}' of node {bad} is not finite ({arr[bad]})")
         return arr

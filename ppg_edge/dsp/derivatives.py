@@ -26,7 +26,7 @@ def backward_diff(x, fs: float, prev=None) -> np.ndarray:
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim == 0 or arr.shape[-1] == 0:
         raise DataError(f"derivative of an empty signal (shape {arr.shape})")
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise DataError("derivative input has NaN or infinite values")
     if not fs > 0:
         from ..errors import ConfigError

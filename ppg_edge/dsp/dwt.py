@@ -99,7 +99,7 @@ def dwt_details(x, wavelet: str = "db4", levels=(1, 2, 3, 4), mode: str = "symme
         raise ConfigError(f"DWT levels must be integers >= 1, got {levels!r}")
     if arr.ndim == 0 or arr.shape[-1] == 0:
         raise DataError(f"DWT of an empty signal (shape {arr.shape})")
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise DataError("DWT input has NaN or infinite values")
     F = _filters(wavelet)[0].size
     top = max(levels)

@@ -85,7 +85,7 @@ def validate_sos(sos) -> np.ndarray:
         raise ConfigError(f"sos is not numeric: {exc}") from exc
     if arr.ndim != 2 or arr.shape[1] != 6 or arr.shape[0] < 1:
         raise ConfigError(f"sos must have shape (n_sections, 6), got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise ConfigError("sos has NaN or infinite coefficients")
     if not np.allclose(arr[:, 3], 1.0):
         raise ConfigError("sos sections must be normalised (a0 == 1 in column 3)")
@@ -94,7 +94,7 @@ def validate_sos(sos) -> np.ndarray:
 
 def _check_signal(x, what: str = "signal") -> np.ndarray:
     arr = np.asarray(x, dtype=np.float64)
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         bad = int(np.count_nonzero(~np.isfinite(arr)))
         raise DataError(f"{what} has {bad} NaN or infinite sample(s); clean or mark them first")
     return arr

@@ -15,7 +15,7 @@ def _finite(x, what: str) -> np.ndarray:
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim == 0 or arr.shape[-1] == 0:
         raise DataError(f"{what}: needs at least one sample along the last axis, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise DataError(f"{what}: input has NaN or infinite values")
     return arr
 

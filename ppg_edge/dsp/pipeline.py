@@ -165,7 +165,7 @@ class Preprocessing:
             raise DataError(f"preprocessing takes one 1-D record, got shape {arr.shape}")
         if arr.size == 0:
             raise DataError("preprocessing got an empty record")
-        if not np.all(np.isfinite(arr)):
+        if not np.isfinite(arr).all():
             bad = int(np.count_nonzero(~np.isfinite(arr)))
             raise DataError(f"record has {bad} NaN or infinite sample(s); clean or cut them first")
         return arr

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import DataError
 from .rates import check_rate
+from .stats import median
 
 #: Pulses shorter/longer than this (seconds) are rejected as mis-segmented
 #: (240 and 24 beats per minute).
@@ -74,7 +75,7 @@ def find_pulse_feet(segment, fs: float) -> np.ndarray:
     """
     fs = check_rate(fs)
     x = _as_1d(segment, "segment")
-    if x.size < MIN_PULSE_SAMPLES or not np.all(np.isfinite(x)):
+    if x.size < MIN_PULSE_SAMPLES or not np.isfinite(x).all():
         return np.zeros(0, dtype=np.int64)
     q = int(fs // SEGMENT_FS)
     if q >= 2:
@@ -130,7 +131,7 @@ def _signal(x, fs) -> np.ndarray:
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 1:
         raise DataError(f"pulse segmentation takes a 1-D signal, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise DataError("pulse segmentation input has NaN or infinite values")
     check_rate(fs)
     return arr
@@ -139,7 +140,8 @@ def _signal(x, fs) -> np.ndarray:
 def dominant_period_s(x, fs: float, lo_s: float = 0.27, hi_s: float = 2.0) -> float | None:
     """Pulse period (s) from the autocorrelation: the shortest lag in ``[lo_s, hi_s]``
     whose autocorrelation peak reaches 80% of the highest one there; ``None`` if none."""
-    arr = np.asarray(x, dtype=np.float64) - np.mean(x)
+    arr = np.asarray(x, dtype=np.float64)
+    arr = arr - arr.mean()
     n = arr.size
     lo, hi = max(1, int(lo_s * fs)), min(n - 1, int(np.ceil(hi_s * fs)))
     if hi <= lo + 1:
@@ -147,7 +149,7 @@ def dominant_period_s(x, fs: float, lo_s: float = 0.27, hi_s: float = 2.0) -> fl
     spec = np.fft.rfft(arr, 2 * n)
     ac = np.fft.irfft(spec * np.conj(spec))[: hi + 2]
     seg = ac[lo:hi + 1]
-    k = np.flatnonzero((seg[1:-1] > seg[:-2]) & (seg[1:-1] >= seg[2:])) + 1
+    k = ((seg[1:-1] > seg[:-2]) & (seg[1:-1] >= seg[2:])).nonzero()[0] + 1
     if k.size == 0 or ac[0] <= 0:
         return None
     best = seg[k].max()
@@ -172,21 +174,21 @@ def find_systolic_peaks(x, fs: float, min_distance_s: float | None = None, rel_h
         min_distance_s = max(0.3, 0.6 * period) if period else 0.3
     if arr.size < 3:
         return np.zeros(0, dtype=np.int64)
-    i = np.flatnonzero((arr[1:-1] > arr[:-2]) & (arr[1:-1] >= arr[2:])) + 1
-    base = np.median(arr)
-    h = arr[i] - base
+    i = ((arr[1:-1] > arr[:-2]) & (arr[1:-1] >= arr[2:])).nonzero()[0] + 1
+    h = arr[i] - median(arr)
     pos = h > 0
-    if not np.any(pos):
+    if not pos.any():
         return np.zeros(0, dtype=np.int64)
     i, h = i[pos], h[pos]
-    keep = h >= rel_height * np.median(h)
+    keep = h >= rel_height * median(h)
     i, h = i[keep], h[keep]
     dist = max(1, int(round(min_distance_s * fs)))
-    taken = np.zeros(arr.size, dtype=bool)
-    out = []
-    for k in np.argsort(-h, kind="stable"):
-        p = i[k]
-        if not taken[max(0, p - dist + 1):p + dist].any():
+    # tallest first, a candidate closer than dist to a kept one goes (a handful per window:
+    # plain Python on lists, no numpy call per candidate)
+    cand = i.tolist()
+    out: list[int] = []
+    for k in (-h).argsort(kind="stable").tolist():
+        p = cand[k]
+        if all(abs(p - q) >= dist for q in out):
             out.append(p)
-            taken[p] = True
-    return np.sort(np.array(out, dtype=np.int64))
+    return np.array(sorted(out), dtype=np.int64)
