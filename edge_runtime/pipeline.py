@@ -455,8 +455,9 @@ class Pipeline:
                    "beats": self.counts["beats"],
                    # beats the decoder's refractory gate refused (too close to a better one)
                    "beats_refused": self.decoder.refused,
-                   "hr_bpm": m["hr_bpm"], "sdnn_ms": m["sdnn_ms"],
-                   "rmssd_ms": m["rmssd_ms"],
+                   # rounded as in the hr events: the last bits of a numpy reduction differ between
+                   # CPUs (NEON and AVX sum in other orders), the beats they come from do not
+                   **{k: None if m[k] is None else round(m[k], 3) for k in ("hr_bpm", "sdnn_ms", "rmssd_ms")},
                    "paths": {k[5:]: v for k, v in self.counts.items() if k.startswith("path_")},
                    "suppressed_by": {k[11:]: v for k, v in self.counts.items() if k.startswith("suppressed_")},
                    "sensor_events": {k[7:]: v for k, v in self.counts.items() if k.startswith("sensor_")},

@@ -244,6 +244,20 @@ def test_committed_device_model_is_the_choice_and_carries_its_cv():
     assert set(row["outputs"]) == {q for q in ("sbp", "dbp") if not withheld_reason(man["cv"][q])}
 
 
+def test_committed_cnn_lstm_files_carry_the_cv_of_their_recipe():
+    """The CNN-LSTM TFLite files say what their recipe's subject-wise CV measured (``train bp-device``
+    writes it), so the runtime withholds their numbers for what they are worth, not for want of a CV."""
+    choice = json.loads((REPO / "docs" / "results" / "bp-device-choice.json").read_text())
+    row = {r["model"]: r for r in choice["candidates"]}["cnn-lstm"]
+    for mode in ("float32", "int8"):
+        path = REPO / "models" / "device" / f"bp-cnn-lstm-100hz-{mode}.tflite"
+        man = mf.read_manifest(mf.manifest_path_for(path))
+        for q in ("sbp", "dbp"):
+            assert man["cv"][q]["mase"] == pytest.approx(row[q]["mase"], abs=1e-4)
+        stage = BPStage(path, 100.0)
+        assert set(stage.withheld) == {"sbp", "dbp"} and all(">= 0.95" in w for w in stage.withheld.values())
+
+
 def test_withheld_reasons():
     assert withheld_reason({"mase": 0.8, "mae": 8, "naive_mae": 10, "folds_beating_naive": 9, "n_folds": 10}) is None
     assert "0.97 >= 0.95" in withheld_reason({"mase": 0.97, "mae": 8, "naive_mae": 8.2})

@@ -200,6 +200,10 @@ def run_train_bp_device(args: argparse.Namespace) -> int:
                                              profile_model=files.get("ppg+profile") if inputs == "ppg" else None)
             files[inputs] = path.name
         choice["files"] = files
+    for row in choice["candidates"]:  # the TFLite files the device can run carry their CV too
+        if row["device"] == "window-tflite":
+            stamped = device.stamp_tflite_cv(args.out, row, args.fs)
+            choice["files"] |= {f"{row['model']} (cv block)": [p.name for p in stamped]}
     table = device.choice_markdown(choice) + f"\n\nCommand: `{command}`\n"
     if args.choice:
         args.choice.parent.mkdir(parents=True, exist_ok=True)

@@ -127,6 +127,25 @@ def cv_block(row: dict) -> dict:
         "command": row.get("command"), "split": "ppg-bp-10fold (subject-wise)"}
 
 
+def stamp_tflite_cv(out_dir, row: dict, fs: float) -> list[Path]:
+    """Write ``row``'s CV block into the manifests of its converted TFLite files in ``out_dir``
+    (``bp-<model>-<fs>hz-*.json``, e.g. the CNN-LSTM's float32 and int8): the runtime shows it
+    beside every number, and withholds a quantity whose MASE says it is the mean. The CV is of
+    the Keras recipe (the file was trained on every subject with it); the file's own distance
+    from Keras is its manifest's ``self_check``."""
+    from ppg_edge import manifest as mf
+
+    out = []
+    for path in sorted(Path(out_dir).glob(f"bp-{row['model']}-{fs:g}hz-*.json")):
+        man = mf.read_manifest(path)
+        man["cv"] = cv_block(row) | {"of": "the Keras recipe's subject-wise CV; this file's distance from "
+                                           "the Keras model: self_check"}
+        mf.write_manifest(man, path)
+        out.append(path)
+        log.info("%s: CV block of %s written", path.name, row["model"])
+    return out
+
+
 def build_device_model(ds, row: dict, out_dir, *, rng: np.random.Generator, command: str,
                        profile_model: str | None = None) -> Path:
     """Train ``row``'s feature model on every subject of ``ds``, export it, write ``*.trees`` + manifest."""
