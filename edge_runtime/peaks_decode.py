@@ -207,20 +207,23 @@ def threshold_candidates(probs: np.ndarray, threshold: float) -> np.ndarray:
 
     When several samples share the run's maximum (a plateau), the middle one is taken.
     """
-    above = probs >= threshold
-    idx = above.nonzero()[0]  # array methods and slices, not numpy's Python-level wrappers
+    idx = (probs >= threshold).nonzero()[0]
     if idx.size == 0:
         return np.zeros(0, dtype=np.int64)
-    new_run = np.concatenate(([True], idx[1:] - idx[:-1] > 1))
-    starts = new_run.nonzero()[0]
-    run = new_run.cumsum() - 1  # run of each sample above the threshold
-    v = probs[idx]
-    at_top = v == np.maximum.reduceat(v, starts)[run]
-    hits = idx[at_top]  # the samples at their run's maximum, in order
-    hit_run = run[at_top]
-    first = np.concatenate(([True], hit_run[1:] > hit_run[:-1])).nonzero()[0]
-    count = np.concatenate((first[1:], [hits.size])) - first
-    return hits[first + count // 2].astype(np.int64)
+    # the runs in Python: a window holds a few dozen samples above the threshold, and a
+    # dozen numpy calls on arrays that small cost more than the loop (a record's few
+    # thousand take milliseconds)
+    ids, vals = idx.tolist(), probs[idx].tolist()
+    out = []
+    first = 0
+    for k in range(1, len(ids) + 1):
+        if k == len(ids) or ids[k] - ids[k - 1] > 1:  # the run ids[first:k] ends
+            run = vals[first:k]
+            top = max(run)
+            hits = [ids[first + j] for j, v in enumerate(run) if v == top]
+            out.append(hits[len(hits) // 2])
+            first = k
+    return np.array(out, dtype=np.int64)
 
 
 _OFFSETS: dict[int, np.ndarray] = {}  # radius -> row vector -r..r (a decoder asks for a few radii)

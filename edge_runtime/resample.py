@@ -127,6 +127,7 @@ class StreamResampler:
         # m * num / den, so its weights repeat every den outputs -- one table row per phase,
         # the two interpolated rows already combined, used until the first steer
         self._grid = None
+        self._grid_rows: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         try:  # fs_out / fs_in = up / down exactly, down <= GRID_DENOMINATOR: m sits at m * down / up
             den, num = rational_factor(self.fs_in, self.fs_out, GRID_DENOMINATOR, exact=True)
         except ConfigError:
@@ -298,15 +299,43 @@ class StreamResampler:
         return y, self._finish(ms, i)
 
     def _push_grid(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`push` on the nominal grid: positions in integers, one weight row per phase."""
+        """:meth:`push` on the nominal grid: positions in integers, one weight row per phase.
+
+        A block of outputs starting at phase ``m0 % den`` has the same weight rows and the same
+        input offsets whatever its start (they are cached, a few entries: the pipeline pushes
+        one window's worth at a time); the inputs under the kernel are rows of a strided view
+        of the buffer (a row gather instead of an element gather). The products and their sum
+        are those of the gathered form, bit for bit."""
         num, den, w = self._grid
+        m0 = self._m
         m_end = ((limit + 1) * den - 1) // num  # the last m with floor(m * num / den) <= limit
-        if m_end < self._m:
+        if m_end < m0:
             self._trim()
             return np.zeros(0), np.zeros(0, dtype=np.uint8)
-        ms = np.arange(self._m, m_end + 1, dtype=np.int64)
-        i = ms * num // den
-        return np.einsum("ij,ij->i", w[ms % den], self._taps_of(i)), self._finish(ms, i)
+        n = m_end + 1 - m0
+        base = m0 * num // den - self.lo - self._x_start
+        if base < 0:  # the kernel reaches before the first sample: held at it
+            ms = np.arange(m0, m_end + 1, dtype=np.int64)
+            i = ms * num // den
+            return np.einsum("ij,ij->i", w[ms % den], self._taps_of(i)), self._finish(ms, i)
+        key = (m0 % den, n)
+        rows = self._grid_rows.get(key)
+        if rows is None:
+            if len(self._grid_rows) >= 8:
+                self._grid_rows.clear()
+            ms = np.arange(m0, m_end + 1, dtype=np.int64)
+            rows = self._grid_rows[key] = (w[ms % den], ms * num // den - m0 * num // den)
+        wk, off = rows
+        x = self._x
+        step = x.strides[0]
+        view = np.ndarray((x.size - self.taps + 1, self.taps), dtype=x.dtype, buffer=x, strides=(step, step))
+        y = np.einsum("ij,ij->i", wk, view[off + base])
+        if self._f.any():
+            ms = np.arange(m0, m_end + 1, dtype=np.int64)
+            return y, self._finish(ms, ms * num // den)
+        self._m = m_end + 1
+        self._trim()
+        return y, np.zeros(n, dtype=np.uint8)
 
     def _taps_of(self, i: np.ndarray) -> np.ndarray:
         """The input samples under the kernel of each output at integer position ``i``

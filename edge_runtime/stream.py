@@ -280,14 +280,21 @@ class StreamPreprocessor:
     def _features(self, frames: np.ndarray) -> np.ndarray:
         """Per-window normalisation and DWT, exactly as ``Preprocessing.apply``."""
         spec = self.spec
+        if frames.shape[0] == 1:  # one window (the usual case when streaming): no batch reshapes
+            normed = _norm.normalise(frames[0].T, spec.normalisation)  # (c, win)
+            cols = list(normed)
+            if spec.dwt_levels:
+                det = dwt_details_1d(normed[0], spec.wavelet, spec.dwt_levels, spec.dwt_mode)
+                cols += [_dwt.detail_to_length(d, j, spec.window, spec.dwt_align, spec.wavelet)
+                         for j, d in det.items()]
+            out = np.empty((1, frames.shape[1], len(cols)), dtype=np.float32)
+            for i, col in enumerate(cols):
+                out[0, :, i] = col  # float64 -> float32 as astype rounds
+            return out
         per_win = np.moveaxis(frames, 1, -1)  # (k, c, win)
         normed = _norm.normalise(per_win, spec.normalisation)
         parts = [np.moveaxis(normed, 1, -1)]
         if spec.dwt_levels:
-            if normed.shape[0] == 1:  # one window (the usual case when streaming): np.convolve
-                det = {j: d[None] for j, d in
-                       dwt_details_1d(normed[0, 0, :], spec.wavelet, spec.dwt_levels, spec.dwt_mode).items()}
-            else:
-                det = _dwt.dwt_details(normed[:, 0, :], spec.wavelet, spec.dwt_levels, spec.dwt_mode)
+            det = _dwt.dwt_details(normed[:, 0, :], spec.wavelet, spec.dwt_levels, spec.dwt_mode)
             parts.append(_dwt.details_to_length(det, spec.window, spec.dwt_align, spec.wavelet))
         return np.concatenate(parts, axis=-1).astype(np.float32)

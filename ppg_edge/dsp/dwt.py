@@ -14,6 +14,8 @@ model feeds 3 levels).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..errors import ConfigError, DataError
@@ -138,6 +140,13 @@ def detail_to_length(d, level: int, n: int, align: str = "center", wavelet: str 
     last coefficient are clipped to it.
     """
     arr = np.asarray(d, dtype=np.float64)
+    return arr[..., _length_index(level, n, arr.shape[-1], align, wavelet)]
+
+
+@functools.lru_cache(maxsize=64)
+def _length_index(level: int, n: int, n_coef: int, align: str, wavelet: str) -> np.ndarray:
+    """The coefficient :func:`detail_to_length` gives each of ``n`` samples (read-only; a
+    stream asks for the same few every window)."""
     step = 2**level
     if align == "start":
         off = 0
@@ -145,8 +154,9 @@ def detail_to_length(d, level: int, n: int, align: str = "center", wavelet: str 
         off = detail_offset(level, wavelet)
     else:
         raise ConfigError(f"unknown alignment {align!r}; valid: ['center', 'start']")
-    idx = np.minimum((np.arange(n) + off) // step, arr.shape[-1] - 1)
-    return arr[..., idx]
+    idx = np.minimum((np.arange(n) + off) // step, n_coef - 1)
+    idx.flags.writeable = False
+    return idx
 
 
 def details_to_length(details: dict[int, np.ndarray], n: int, align: str = "center",
