@@ -268,17 +268,18 @@ class StreamDecoder:
         return new
 
     def _to_raw(self, beats: list[int]) -> list[int]:
-        """Filtered-axis beats moved back by the shift and snapped onto the raw PPG with
-        :func:`~.peaks_decode.snap_positions` (the offline evaluation's mapping), all in one
+        """Filtered-axis beats moved back by the shift and snapped onto the raw PPG as
+        :func:`~.peaks_decode.snap_positions` does (the offline evaluation's mapping), all in one
         call on a slice reaching each beat's look-ahead on both sides (the snap reads only
-        that far, so one slice gives what a slice per beat gives)."""
+        that far, so one slice gives what a slice per beat gives); unchecked, as the slice and
+        the positions inside it are the decoder's own."""
         pos = np.minimum(np.maximum(np.asarray(beats, dtype=np.int64) - self.raw_shift, self._start), self._final - 1)
         lo = max(self._start, int(pos[0]) - self.raw_lookahead)
         hi = min(self._final, int(pos[-1]) + self.raw_lookahead + 1)
         seg = self._raw[lo - self._start:hi - self._start]
         if seg.size == 0:
             return pos.tolist()
-        return (lo + peaks_decode.snap_positions(pos - lo, seg, self.fs, *self.raw_snap)).tolist()
+        return (lo + peaks_decode.snap_checked(pos - lo, seg, self.fs, *self.raw_snap)).tolist()
 
     def metrics(self) -> dict:
         """HR and HRV over the RR intervals of beats in the last ``hrv_window_s`` seconds

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -207,12 +208,16 @@ def threshold_candidates(probs: np.ndarray, threshold: float) -> np.ndarray:
 
     When several samples share the run's maximum (a plateau), the middle one is taken.
     """
+    return np.array(_threshold_runs(probs, threshold), dtype=np.int64)
+
+
+def _threshold_runs(probs: np.ndarray, threshold: float) -> list[int]:
+    """:func:`threshold_candidates` as a list. The runs in Python: a window holds a few dozen
+    samples above the threshold, and a dozen numpy calls on arrays that small cost more than
+    the loop (a record's few thousand take milliseconds)."""
     idx = (probs >= threshold).nonzero()[0]
     if idx.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    # the runs in Python: a window holds a few dozen samples above the threshold, and a
-    # dozen numpy calls on arrays that small cost more than the loop (a record's few
-    # thousand take milliseconds)
+        return []
     ids, vals = idx.tolist(), probs[idx].tolist()
     out = []
     first = 0
@@ -223,7 +228,7 @@ def threshold_candidates(probs: np.ndarray, threshold: float) -> np.ndarray:
             hits = [ids[first + j] for j, v in enumerate(run) if v == top]
             out.append(hits[len(hits) // 2])
             first = k
-    return np.array(out, dtype=np.int64)
+    return out
 
 
 _OFFSETS: dict[int, np.ndarray] = {}  # radius -> row vector -r..r (a decoder asks for a few radii)
@@ -250,18 +255,23 @@ def snap_to_local_max(signal: np.ndarray, candidates: np.ndarray, radius: int) -
     (the signal still rises beyond it, so it is a slope, not a local maximum), unless
     that border is the edge of the signal itself.
     """
+    return np.array(_local_max(signal, np.asarray(candidates, dtype=np.int64).tolist(), radius), dtype=np.int64)
+
+
+def _local_max(signal: np.ndarray, candidates: list[int], radius: int) -> list[int]:
+    """:func:`snap_to_local_max` on a list: a loop over the candidates (a few per decoded slice;
+    a record's few thousand take milliseconds), one argmax each instead of some twenty numpy
+    calls on tiny arrays."""
     n = signal.size
     out = []
-    # a loop over the candidates (a few per decoded slice; a record's few thousand take
-    # milliseconds): one argmax each instead of some twenty numpy calls on tiny arrays
-    for c in np.asarray(candidates, dtype=np.int64).tolist():
+    for c in candidates:
         lo, hi = max(0, c - radius), min(n, c + radius + 1)
         i = lo + int(signal[lo:hi].argmax())
         v = signal[i]
         ok = ((i > lo or lo == 0) and (i < hi - 1 or hi == n)
               and (i == 0 or v >= signal[i - 1]) and (i == n - 1 or v >= signal[i + 1]))
         out.append(i if ok else -1)
-    return np.array(out, dtype=np.int64)
+    return out
 
 
 def centred_moving_average(x: np.ndarray, fs: float, width_s: float) -> np.ndarray:
@@ -274,7 +284,15 @@ def centred_moving_average(x: np.ndarray, fs: float, width_s: float) -> np.ndarr
     x = np.asarray(x, dtype=np.float64)
     h = w // 2
     xp = np.concatenate((np.full(h, x[0]), x, np.full(h, x[-1])))  # edge padding
-    return np.convolve(xp, np.ones(w) / w, mode="valid")
+    return np.convolve(xp, _box(w), mode="valid")
+
+
+@functools.lru_cache(maxsize=16)
+def _box(w: int) -> np.ndarray:
+    """The moving average's ``w`` equal taps (read-only; a decoder asks for one or two widths)."""
+    k = np.ones(w) / w
+    k.flags.writeable = False
+    return k
 
 
 def raw_snap_lookahead(fs: float, radius_s: float, smooth_s: float = 0.0, refine_s: float = 0.0) -> int:
@@ -294,7 +312,13 @@ def snap_positions(positions, raw, fs: float, radius_s: float, smooth_s: float =
         raise DataError(f"raw PPG must be a non-empty 1-D array, got shape {x.shape}")
     if pos.size and (pos.min() < 0 or pos.max() >= x.size):
         raise DataError(f"positions outside the raw PPG (0..{x.size - 1})")
-    fs = _check_fs(fs)
+    return snap_checked(pos, x, _check_fs(fs), radius_s, smooth_s, refine_s)
+
+
+def snap_checked(pos: np.ndarray, x: np.ndarray, fs: float, radius_s: float, smooth_s: float = 0.0,
+                 refine_s: float = 0.0) -> np.ndarray:
+    """:func:`snap_positions` on inputs its checks have passed (int64 positions inside the
+    float64 1-D ``x``): the stream decoder makes its positions inside its slice itself."""
     if pos.size == 0:
         return pos
 
@@ -352,11 +376,17 @@ def merge_close(positions: np.ndarray, scores: np.ndarray, gap: int) -> np.ndarr
 
     Returns the kept positions (sorted).
     """
-    if positions.size == 0:
-        return positions
-    order = positions.argsort(kind="stable")
-    pos, sc = positions[order].tolist(), scores[order].tolist()  # a few per call: Python lists
-    kept = []
+    kept, _ = _merge_close(np.asarray(positions).tolist(), np.asarray(scores).tolist(), gap)
+    return np.array(kept, dtype=np.int64)  # sorted and distinct: groups lie >= gap apart
+
+
+def _merge_close(pos: list[int], sc: list[float], gap: int) -> tuple[list[int], list[float]]:
+    """:func:`merge_close` on lists (a few per call), with the kept positions' scores."""
+    if not pos:
+        return [], []
+    order = sorted(range(len(pos)), key=pos.__getitem__)  # stable, as argsort(kind="stable")
+    pos, sc = [pos[j] for j in order], [sc[j] for j in order]
+    kept, kept_sc = [], []
     best = 0
     for j in range(1, len(pos)):
         if pos[j] - pos[j - 1] < gap:
@@ -364,22 +394,28 @@ def merge_close(positions: np.ndarray, scores: np.ndarray, gap: int) -> np.ndarr
                 best = j
         else:
             kept.append(pos[best])
+            kept_sc.append(sc[best])
             best = j
     kept.append(pos[best])
-    return np.array(kept, dtype=np.int64)  # sorted and distinct: groups lie >= gap apart
+    kept_sc.append(sc[best])
+    return kept, kept_sc
 
 
 def enforce_refractory(positions: np.ndarray, scores: np.ndarray, min_gap: int) -> np.ndarray:
     """Keep the highest-scoring peaks so that no two are closer than ``min_gap`` samples."""
-    if positions.size == 0:
-        return positions
-    pos = positions.tolist()
+    return np.array(_refractory(np.asarray(positions).tolist(), np.asarray(scores).tolist(), min_gap),
+                    dtype=np.int64)
+
+
+def _refractory(pos: list[int], sc: list[float], min_gap: int) -> list[int]:
+    """:func:`enforce_refractory` on lists: best score first (ties in order, as a stable
+    argsort of the negated scores), sorted positions out."""
     accepted: list[int] = []
-    for j in (-scores).argsort(kind="stable").tolist():
+    for j in sorted(range(len(pos)), key=lambda k: -sc[k]):
         p = pos[j]
         if all(abs(p - a) >= min_gap for a in accepted):
             accepted.append(p)
-    return np.array(sorted(accepted), dtype=np.int64)
+    return sorted(accepted)
 
 
 RR_GATE_HISTORY = 5  # accepted beat intervals whose median sets the RR gate
@@ -500,24 +536,24 @@ def decode_checked(p: np.ndarray, fs: float, threshold: float, sig: np.ndarray |
     """:func:`decode_peaks` on inputs its checks have passed (float64 1-D probabilities in
     [0, 1], a finite ``sig`` of the same length or None): the stream decoder checks each
     window once as it arrives instead of every decoded slice again."""
-    cand = threshold_candidates(p, threshold)
+    cand = _threshold_runs(p, threshold)
     if sig is not None:
-        snapped = snap_to_local_max(sig, cand, max(1, int(round(snap_radius_s * fs))))
-        cand = snapped[snapped >= 0]
-        if cand.size < snapped.size:
-            log.debug("rejected %d candidate(s) that are not PPG local maxima", snapped.size - cand.size)
+        snapped = _local_max(sig, cand, max(1, int(round(snap_radius_s * fs))))
+        cand = [c for c in snapped if c >= 0]
+        if len(cand) < len(snapped):
+            log.debug("rejected %d candidate(s) that are not PPG local maxima", len(snapped) - len(cand))
         ranked = sig
     else:
         ranked = p
-    if cand.size == 0:
-        return cand
-    cand = merge_close(cand, ranked[cand], max(1, int(round(merge_s * fs))))
-    out = enforce_refractory(cand, ranked[cand], max(1, int(round(refractory_s * fs))))
-    if rr_refractory > 0 and out.size > 1:
+    if not cand:
+        return np.zeros(0, dtype=np.int64)
+    cand, sc = _merge_close(cand, ranked[cand].tolist(), max(1, int(round(merge_s * fs))))
+    out = _refractory(cand, sc, max(1, int(round(refractory_s * fs))))
+    if rr_refractory > 0 and len(out) > 1:
         gate = RRGate(fs, refractory_s, rr_refractory)
-        kept = [b for i in out.tolist() for b in gate.offer(i, ranked[i])] + gate.flush()
-        out = np.array([b[0] for b in kept], dtype=np.int64)
-    return out
+        kept = [b for i in out for b in gate.offer(i, ranked[i])] + gate.flush()
+        out = [b[0] for b in kept]
+    return np.array(out, dtype=np.int64)
 
 
 def stitch_windows(window_probs, hop: int, length: int | None = None) -> np.ndarray:

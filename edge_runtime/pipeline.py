@@ -257,9 +257,8 @@ class Pipeline:
         return self.reflected
 
     def process_block(self, block) -> None:
-        ir = np.asarray(block.ir, dtype=np.float64)
-        if self._polarity(block):
-            ir = -ir  # reflected light -> blood volume
+        # reflected light -> blood volume (negated as it becomes float64: one pass)
+        ir = np.negative(block.ir, dtype=np.float64) if self._polarity(block) else np.asarray(block.ir, dtype=np.float64)
         first = int(block.first_index)
         if first < self.n_sensor:
             raise DataError(f"sensor block starts at sample {first}, before {self.n_sensor} already seen")
@@ -280,11 +279,11 @@ class Pipeline:
         if sat.any():
             flags[sat] |= FLAG_SATURATED
         if self.full_scale is not None:  # ADC counts: a repeated code is a stale read
-            held = np.empty(ir.size, dtype=bool)
-            held[0] = self._prev_count is not None and ir[0] == self._prev_count
-            np.equal(ir[1:], ir[:-1], out=held[1:])
-            if held.any():
-                flags[held] |= FLAG_HELD
+            first_held = self._prev_count is not None and ir[0] == self._prev_count
+            same = ir[1:] == ir[:-1]
+            if first_held or same.any():
+                flags[0] |= FLAG_HELD if first_held else 0
+                flags[1:][same] |= FLAG_HELD
             self._prev_count = float(ir[-1])
         if not math.isfinite(float(ir.sum())):  # a NaN or an infinity anywhere makes the sum one
             bad = ~np.isfinite(ir)

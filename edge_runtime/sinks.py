@@ -61,12 +61,14 @@ class JsonLinesSink:
                 raise ConfigError(f"cannot open output file {target}: {exc.strerror or exc}") from None
             self._own = True
         self.count = 0
+        # one encoder for every event: json.dumps with options builds a new one per call
+        self._encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
     def emit(self, event: dict) -> None:
         try:  # the runtime's events are plain Python values: the encoder's C path, no walk
-            line = json.dumps(event, separators=(",", ":"), allow_nan=False)
+            line = self._encode(event)
         except (TypeError, ValueError):  # a numpy value or a non-finite float: cleaned first
-            line = json.dumps(json_safe(event), separators=(",", ":"), allow_nan=False)
+            line = self._encode(json_safe(event))
         self.fh.write(line + "\n")
         self.fh.flush()
         self.count += 1

@@ -91,7 +91,9 @@ class Window:
 
 def flag_counts(mask: np.ndarray) -> dict[str, int]:
     """``{reason: samples}`` for the nonzero flag bits of ``mask``."""
-    out = {}
+    out: dict[str, int] = {}
+    if not mask.any():  # the common case: one reduction instead of two per reason
+        return out
     for bit, name in FLAG_NAMES.items():
         k = int(np.count_nonzero(mask & bit))
         if k:
@@ -254,15 +256,13 @@ class StreamPreprocessor:
         if not starts:
             self._trim()
             return []
-        offs = np.array(starts) - self._buf_start
-        idx = offs[:, None] + np.arange(self.window)[None, :]
-        frames = self._buf[idx]  # (k, win, c)
         out = []
-        for j, s in enumerate(starts):
-            out.append(Window(index=self.next_window + j, start=int(s), frame=frames[j], features=self._features,
-                              filtered=self._buf_filtered[idx[j]].copy(),
-                              raw=self._buf_raw[idx[j]].copy(),
-                              flags=flag_counts(self._buf_flags[idx[j]])))
+        for j, s in enumerate(starts):  # slices of the buffers (a window or two per block)
+            a = s - self._buf_start
+            b = a + self.window
+            out.append(Window(index=self.next_window + j, start=int(s), frame=self._buf[a:b].copy(),
+                              features=self._features, filtered=self._buf_filtered[a:b].copy(),
+                              raw=self._buf_raw[a:b].copy(), flags=flag_counts(self._buf_flags[a:b])))
         self.next_window = w
         self._trim()
         return out
