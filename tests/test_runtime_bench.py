@@ -93,6 +93,16 @@ def test_bench_runtime_command_on_a_short_record(data_root, tmp_path, capsys):
               "--seconds", "5", "--data-root", str(data_root), "--out", str(tmp_path / "x.json")])
 
 
+@pytest.mark.parametrize("sub", ["runtime", "hop", "gate"])
+def test_bench_out_must_be_a_json_path_before_any_work(tmp_path, sub):
+    from ppg_edge.cli import main
+
+    extra = {"runtime": ["--float-model", "f.tflite"], "hop": ["--hop", "225"], "gate": ["--sqi", "0.9"]}[sub]
+    for out, msg in ((tmp_path, "is a folder"), (tmp_path / "r.md", "must end in .json")):
+        with pytest.raises(Exception, match=msg):  # refused before the model (which does not exist) is read
+            main(["--debug", "bench", sub, "--model", "missing.tflite", *extra, "--out", str(out)])
+
+
 def test_gate_threshold_is_never_chosen_on_test_subjects():
     from ppg_edge.errors import ConfigError
     from ppg_edge.evaluate.runtime_bench import gate_sweep

@@ -94,6 +94,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--budget", metavar="FILE",
                    help="write the per-path counts as the instruction budget the CI test holds the device path "
                         "to (hil_tests/budgets/arm-insn.json; use --seconds 10 --no-stages --no-models)")
+    a.add_argument("--budget-note", metavar="TEXT",
+                   help="with --budget: why the counts changed, appended to the file's history (the earlier "
+                        "notes are kept)")
     a.add_argument("--data-root")
     a.set_defaults(func=_handle_arm)
     rr = sub.add_parser(
@@ -134,6 +137,7 @@ def _handle(args: argparse.Namespace) -> int:
 
     from ppg_edge.evaluate.runtime_bench import run_benchmark, to_markdown
 
+    _check_out(args.out)
     t0 = time.perf_counter()
     res = run_benchmark(int8_model=args.model, float_model=args.float_model, keras_dir=args.keras,
                         records=args.records, seconds=args.seconds, snr_db=args.snr, board=args.board,
@@ -146,8 +150,9 @@ def _handle(args: argparse.Namespace) -> int:
 
 
 def _handle_gate(args: argparse.Namespace) -> int:
-
     from ppg_edge.evaluate.runtime_bench import gate_sweep, sweep_markdown
+
+    _check_out(args.out)
 
     t0 = time.perf_counter()
     res = gate_sweep(int8_model=args.model, part=args.part, thresholds=args.sqi, seconds=args.seconds,
@@ -166,6 +171,8 @@ def _handle_gate(args: argparse.Namespace) -> int:
 
 def _handle_hop(args: argparse.Namespace) -> int:
     from ppg_edge.evaluate.runtime_bench import hop_sweep, sweep_markdown
+
+    _check_out(args.out)
 
     t0 = time.perf_counter()
     res = hop_sweep(model=args.model, hops=args.hop, averagings=args.averaging or (None,),
@@ -196,13 +203,18 @@ def _handle_arm(args: argparse.Namespace) -> int:
     from ppg_edge.boards import load_board
     from ppg_edge.evaluate.arm_bench import bench, write_report
 
+    if args.budget_note and not args.budget:
+        from ppg_edge.errors import ConfigError
+
+        raise ConfigError("--budget-note goes with --budget")
     doc = bench(load_board(args.board), args.seconds, stages=not args.no_stages, models=not args.no_models,
                 chip=not args.budget, data_root=args.data_root, progress=sys.stderr.isatty(),
                 rate_error=args.rate_error)
     if args.budget:
         from ppg_edge.evaluate.arm_bench import budget_from
 
-        Path(args.budget).write_text(json.dumps(budget_from(doc), indent=1) + "\n")
+        budget = budget_from(doc, previous=Path(args.budget), note=args.budget_note)
+        Path(args.budget).write_text(json.dumps(budget, indent=1) + "\n")
         log.info("wrote the budget %s", args.budget)
     parts = ["ppg-edge", "bench", "arm", "--board", args.board, "--seconds", f"{args.seconds:g}"]
     parts += [flag for flag, on in (("--no-models", args.no_models), ("--no-stages", args.no_stages)) if on]
@@ -250,6 +262,21 @@ def _handle_real(args: argparse.Namespace) -> int:
     elif not args.out:
         sys.stdout.write(to_markdown(doc))
     return 0
+
+
+def _check_out(out) -> None:
+    """Refuse, before any work, an ``--out`` these benchmarks cannot write: they take the JSON
+    file's path (the Markdown goes beside it), not a folder as ``bench arm`` and ``bench real`` do."""
+    from pathlib import Path
+
+    from ppg_edge.errors import ConfigError
+
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give the JSON file's path (e.g. {out / 'runtime-bench.json'}), "
+                          "the Markdown is written beside it")
+    if out.suffix != ".json":
+        raise ConfigError(f"--out {out}: the JSON result's path must end in .json (the Markdown goes beside it)")
 
 
 def _write(res: dict, out, md: str) -> int:
