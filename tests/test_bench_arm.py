@@ -42,6 +42,20 @@ def test_parse_counts_and_budget_check():
     assert len(over) == 1 and over[0].startswith("classic: 4.50M")
 
 
+def test_budget_keeps_its_history(tmp_path):
+    doc = {"board": "rpi-zero-2w", "seconds": 10.0, "cpu": {"qemu_cpu": "cortex-a53"}, "record": "capnobase/0009",
+           "lengths_s": [10.0, 20.0], "runtime": {"hop": 225},
+           "paths": {"network": {"device_insn_per_signal_s": 5.5e6}}}
+    old = tmp_path / "budget.json"
+    assert "history" not in arm_bench.budget_from(doc, previous=old)  # no file yet, no note
+    old.write_text(json.dumps({"paths": {"network": 6e6}, "history": ["first"]}))
+    got = arm_bench.budget_from(doc, previous=old, note="second")
+    assert got["history"] == ["first", "second"] and got["paths"] == {"network": 5500000}
+    old.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="not a budget file"):
+        arm_bench.budget_from(doc, previous=old)
+
+
 def test_modelled_energy_from_the_board_file():
     zero = load_board("rpi-zero-2w")
     assert arm_bench.qemu_core(zero) == "cortex-a53"

@@ -87,7 +87,7 @@ def test_board_runtime_choices_name_committed_models_and_say_why():
             assert "bench arm" in rt.peak_model_source, rt.peak_model_source
         assert settings_from_board(board).almost_full == board.max30102.fifo_almost_full
     zero = load_board("rpi-zero-2w")
-    assert zero.runtime.hop_samples(125.0) == 250 and "bench hop" in zero.runtime.hop_source
+    assert zero.runtime.hop_samples(125.0) == 225 and "bench hop" in zero.runtime.hop_source
     assert load_board("rpi4b").runtime.hop_samples(125.0) is None  # the manifest's hop
 
 

@@ -359,8 +359,17 @@ def model_counts(runner: Runner, boards, progress: bool = True, invokes: int = 5
 # --------------------------------------------------------------------------- budget
 
 
-def budget_from(doc: dict) -> dict:
-    """The budget file of a bench result: its per-path counts, with what they were counted on."""
+def budget_from(doc: dict, previous: Path | None = None, note: str | None = None) -> dict:
+    """The budget file of a bench result: its per-path counts, with what they were counted on, and
+    the ``history`` of why they changed (``previous``'s, when that file exists, then ``note``)."""
+    history = []
+    if previous is not None and Path(previous).is_file():
+        try:
+            history = list(json.loads(Path(previous).read_text()).get("history", []))
+        except (ValueError, AttributeError) as exc:
+            raise ConfigError(f"{previous}: not a budget file ({exc})") from None
+    if note:
+        history.append(str(note))
     return {"about": "Instructions per second of signal of the device path (driver included, emulated chip "
                      "excluded) on the board's core, counted by ppg-edge bench arm's method "
                      f"(ppg-edge bench arm --board {doc['board']} --seconds {doc['seconds']:g} --no-stages "
@@ -368,7 +377,8 @@ def budget_from(doc: dict) -> dict:
                      "10 % over its figure. A change that lowers a count updates this file in the same commit.",
             "board": doc["board"], "cpu": doc["cpu"]["qemu_cpu"], "record": doc["record"], "seconds": doc["seconds"],
             "lengths_s": doc["lengths_s"], "runtime": doc["runtime"],
-            "paths": {p: round(v["device_insn_per_signal_s"]) for p, v in doc["paths"].items()}}
+            "paths": {p: round(v["device_insn_per_signal_s"]) for p, v in doc["paths"].items()},
+            **({"history": history} if history else {})}
 
 
 def check_budget(doc: dict, budget: dict, tolerance: float = 0.10) -> list[str]:
