@@ -326,10 +326,7 @@ class StreamResampler:
             ms = np.arange(m0, m_end + 1, dtype=np.int64)
             rows = self._grid_rows[key] = (w[ms % den], ms * num // den - m0 * num // den)
         wk, off = rows
-        x = self._x
-        step = x.strides[0]
-        view = np.ndarray((x.size - self.taps + 1, self.taps), dtype=x.dtype, buffer=x, strides=(step, step))
-        y = np.einsum("ij,ij->i", wk, view[off + base])
+        y = np.einsum("ij,ij->i", wk, self._rows()[off + base])
         if self._f.any():
             ms = np.arange(m0, m_end + 1, dtype=np.int64)
             return y, self._finish(ms, ms * num // den)
@@ -341,10 +338,18 @@ class StreamResampler:
         """The input samples under the kernel of each output at integer position ``i``
         ``(outputs, taps)``; before the first sample the input is held at it."""
         base = i - self.lo - self._x_start
-        rel = base[:, None] + np.arange(self.taps)[None, :]
         if base[0] < 0:
+            rel = base[:, None] + np.arange(self.taps)[None, :]
             return np.where(rel < -self._x_start, self._first, self._x[np.maximum(rel, 0)])
-        return self._x[rel]
+        return self._rows()[base]
+
+    def _rows(self) -> np.ndarray:
+        """The buffer as overlapping rows of ``taps`` samples (a strided view, no copy): row ``j``
+        is the kernel's input for an output whose first tap is buffer sample ``j``, so a row
+        gather gives what an element gather of the taps gives."""
+        x = self._x
+        step = x.strides[0]
+        return np.ndarray((x.size - self.taps + 1, self.taps), dtype=x.dtype, buffer=x, strides=(step, step))
 
     def _finish(self, ms: np.ndarray, i: np.ndarray) -> np.ndarray:
         """The output flags (inputs within one sample of each output), then advance and trim."""

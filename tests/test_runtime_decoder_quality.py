@@ -199,8 +199,8 @@ def test_classic_context_and_decoder_lead_refuse_what_does_not_fit(rng):
 
 @pytest.mark.data
 def test_classic_path_finds_pulses_at_the_edges_of_windows_that_do_not_overlap(data_root):
-    """hop = window (the Zero 2 W's 2 s hop): a pulse at a window's last or first samples has a
-    neighbour on one side only; with the previous window's tail as context the classic
+    """hop = window (a 2 s hop, the Zero 2 W's before its 1.8 s): a pulse at a window's last or
+    first samples has a neighbour on one side only; with the previous window's tail as context the classic
     detector still finds it (validation subject capnobase/0038: 8 beats missed without it, all
     at window positions 244-249 of 250)."""
     from ppg_edge.boards import load_board
