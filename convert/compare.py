@@ -7,8 +7,8 @@ QAT-int8 when built) :func:`compare_variants` records
   the evaluation harness; ``predict_fn(windows) -> outputs``),
 * file size and gzip size (level 9: what pruning's zeros save in transit),
 * parameters and non-zero parameters,
-* latency per window: median of ``runs`` timed invokes (after ``warmup``), one thread,
-  ``ai_edge_litert``, state reset included (the device must do it too); per sample =
+* latency per window: median of ``runs`` timed invokes (after ``warmup``), one thread, on
+  the backend the interpreter wrapper chose (recorded per row), state reset included (the device must do it too); per sample =
   per window / hop (the compute each new sample costs in a stream with that hop).
 
 ``tflite-runtime`` is timed only if it imports and runs with this NumPy; docs/facts.md
@@ -67,8 +67,9 @@ def _keras_bytes(keras_model) -> bytes:
         return path.read_bytes()
 
 
-def time_tflite(tflite_bytes: bytes, window: np.ndarray, runs: int = 100, warmup: int = 5) -> float:
-    """Median seconds per window (reset + set + invoke + get), one thread, ai_edge_litert."""
+def time_tflite(tflite_bytes: bytes, window: np.ndarray, runs: int = 100, warmup: int = 5) -> tuple[float, str]:
+    """``(median seconds per window, the interpreter backend that ran)``: reset + set + invoke +
+    get, one thread, on the backend the one interpreter wrapper chose (ai_edge_litert first)."""
     from ppg_edge.edge_runtime.interpreter import TFLiteModel
 
     r = TFLiteModel(tflite_bytes, num_threads=1)
@@ -78,7 +79,7 @@ def time_tflite(tflite_bytes: bytes, window: np.ndarray, runs: int = 100, warmup
         r.invoke(window)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(times), r.backend
 
 
 def time_keras(keras_model, window: np.ndarray, runs: int = 30, warmup: int = 3) -> float:
@@ -139,8 +140,8 @@ def compare_variants(
             blob = v.tflite
             predict = (predict_factory(v) if predict_factory is not None
                        else TFLiteModel(v.tflite, num_threads=1).predict)
-            sec = time_tflite(v.tflite, x[0], runs=runs, warmup=warmup)
-            row["runtime"] = "ai_edge_litert, 1 thread"
+            sec, backend = time_tflite(v.tflite, x[0], runs=runs, warmup=warmup)
+            row["runtime"] = f"{backend}, 1 thread"
         row["size_bytes"] = len(blob)
         row["gzip_bytes"] = len(gzip.compress(blob, 9))
         row["params"], row["nonzero_params"] = v.params, v.nonzero_params

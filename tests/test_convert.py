@@ -361,9 +361,10 @@ def test_cli_convert_writes_checked_models(tmp_path, capsys):
 
 @pytest.mark.tf
 @pytest.mark.slow
-def test_compare_report(tiny, tmp_path):
+def test_compare_report(tiny, tmp_path, monkeypatch):
     from ppg_edge.convert.compare import Variant, compare_variants, count_params, write_report
     from ppg_edge.convert.peaks import agreement_evaluate
+    from ppg_edge.edge_runtime.interpreter import TFLiteModel
 
     model, _, _, held, flats = tiny
     p, nz = count_params(model)
@@ -377,6 +378,12 @@ def test_compare_report(tiny, tmp_path):
     for r in result["rows"]:
         assert r["latency_ms_per_window"] > 0
         assert r["latency_us_per_sample"] == pytest.approx(r["latency_ms_per_window"] * 1e3 / 32)
+    # each TFLite row names the backend that ran it, under a forced one too
+    assert rows["int8"]["runtime"] == f"{TFLiteModel(flats['int8']).backend}, 1 thread"
+    monkeypatch.setenv("PPG_EDGE_INTERPRETER", "tf.lite")
+    forced = compare_variants(variants[1:2], held[:2], hop=32, runs=1, warmup=0)
+    assert forced["rows"][0]["runtime"] == "tf.lite, 1 thread"
+    monkeypatch.delenv("PPG_EDGE_INTERPRETER")
     assert result["tflite_runtime"] and "numpy" in result["tflite_runtime"].lower()
     paths = write_report(result, tmp_path, metric="mean_abs_vs_keras")
     assert "| int8 |" in paths["markdown"].read_text()
