@@ -35,9 +35,10 @@ REQUIRED = (
 MANIFEST_SUFFIX = ".json"
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file: the one file hash of model manifests, deploy bundles and the
-    on-device smoke check (stdlib only)."""
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20, progress=None) -> str:
+    """Hex sha256 of a file: the one file hash of model manifests, deploy bundles, the
+    on-device smoke check and flashed images (stdlib only). ``progress(n)``, when given, is
+    called with the size of each block read (a progress bar's ``update``)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while True:
@@ -45,6 +46,8 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
             if not block:
                 return h.hexdigest()
             h.update(block)
+            if progress is not None:
+                progress(len(block))
 
 
 def _canonical(d: dict) -> bytes:

@@ -7,7 +7,6 @@ what the read-back of the target is compared with.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import lzma
 import re
@@ -20,6 +19,7 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
+from ppg_edge import manifest
 from ppg_edge.errors import ConfigError, DataError, DataNotFoundError, DownloadError
 
 log = logging.getLogger(__name__)
@@ -36,14 +36,11 @@ class ChecksumError(DataError):
 
 
 def sha256_file(path: Path, desc: str | None = None) -> str:
-    h = hashlib.sha256()
+    """:func:`ppg_edge.manifest.sha256_file` with a progress bar for an image of 256 MiB or more."""
     size = path.stat().st_size
-    with open(path, "rb") as fh, tqdm(total=size, unit="B", unit_scale=True, desc=desc or f"sha256 {path.name}",
-                                      leave=False, disable=size < 64 * CHUNK) as bar:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-            bar.update(len(chunk))
-    return h.hexdigest()
+    with tqdm(total=size, unit="B", unit_scale=True, desc=desc or f"sha256 {path.name}",
+              leave=False, disable=size < 64 * CHUNK) as bar:
+        return manifest.sha256_file(path, CHUNK, bar.update)
 
 
 def parse_sha256(text: str, name: str | None, where: str) -> str:
