@@ -108,4 +108,4 @@ def test_gate_threshold_is_never_chosen_on_test_subjects():
     from ppg_edge.evaluate.runtime_bench import gate_sweep
 
     with pytest.raises(ConfigError, match="not 'test'"):
-        gate_sweep(int8_model="unused.tflite", part="test")
+        gate_sweep(model="unused.tflite", part="test")

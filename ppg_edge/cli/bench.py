@@ -40,14 +40,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = sub.add_parser(
         "gate", help="the quality gate's SQI threshold vs accuracy and cost (train/val subjects only)",
         description="Run the pipeline with the network always on and quality-gated at each SQI threshold "
-                    "on the CapnoBase subjects of one part of split 'peaks' (val or train; never test), "
-                    "clean and noisy; report F1, the network's share of windows and the CPU cost.")
-    g.add_argument("--model", required=True, help="int8 peak model .tflite")
+                    "on the CapnoBase and BIDMC subjects of one part of split 'peaks' (val or train; never "
+                    "test), at the board's framer hop, clean and with white Gaussian noise; report pooled F1, "
+                    "the network's share of windows and the CPU cost: what QualityConfig.sqi_classic is "
+                    "chosen with.")
+    g.add_argument("--model", required=True, help="peak model .tflite (the board's device model)")
     g.add_argument("--part", choices=("val", "train"), default="val")
     g.add_argument("--sqi", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 0.9], help="thresholds")
     g.add_argument("--seconds", type=float, help="first seconds of each record (default: all)")
-    g.add_argument("--snr", type=float, default=5.0)
-    g.add_argument("--board", default="virtual-rpi4")
+    g.add_argument("--snr", type=float, nargs="+", default=[5.0, 0.0], help="noisy conditions (dB)")
+    g.add_argument("--board", default="rpi-zero-2w", help="board whose framer hop and chip settings are used")
     g.add_argument("--core", type=int)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--data-root")
@@ -155,14 +157,12 @@ def _handle_gate(args: argparse.Namespace) -> int:
     _check_out(args.out)
 
     t0 = time.perf_counter()
-    res = gate_sweep(int8_model=args.model, part=args.part, thresholds=args.sqi, seconds=args.seconds,
-                     snr_db=args.snr, board=args.board, data_root=args.data_root, core=args.core, seed=args.seed)
+    res = gate_sweep(model=args.model, part=args.part, thresholds=args.sqi, seconds=args.seconds,
+                     snr_dbs=args.snr, board=args.board, data_root=args.data_root, core=args.core, seed=args.seed)
     parts = ["ppg-edge", "bench", "gate", "--model", args.model, "--part", args.part, "--sqi",
-             *[f"{t:g}" for t in args.sqi]]
+             *[f"{t:g}" for t in args.sqi], "--snr", *[f"{x:g}" for x in args.snr], "--board", args.board]
     if args.seconds is not None:
         parts += ["--seconds", f"{args.seconds:g}"]
-    if args.snr != 5.0:
-        parts += ["--snr", f"{args.snr:g}"]
     parts += ["--out", args.out]
     res["command"] = " ".join(shlex.quote(p) for p in parts)
     res["elapsed_s"] = round(time.perf_counter() - t0, 1)

@@ -287,6 +287,11 @@ def run_benchmark(*, int8_model, float_model, keras_dir=None, records: Sequence[
             "per_record": per_record}
 
 
+def _check_part(part: str) -> None:
+    if part not in ("train", "val"):
+        raise ConfigError(f"choose on 'train' or 'val' subjects, not {part!r}")
+
+
 def part_sweep(*, model, part: str, configs: Sequence[tuple],
                datasets: Sequence[str] = ("capnobase",), snr_dbs: Sequence[float] = (5.0,),
                seconds: float | None = None, board: str = "virtual-rpi4", data_root=None,
@@ -305,8 +310,7 @@ def part_sweep(*, model, part: str, configs: Sequence[tuple],
     from ppg_edge.data.splits import load_split
     from ppg_edge.synth import add_noise
 
-    if part not in ("train", "val"):
-        raise ConfigError(f"choose on 'train' or 'val' subjects, not {part!r}")
+    _check_part(part)
     pinned = pin_to_one_core(core)
     settings = settings_from_board(load_board(board))
     subjects = [s for s in load_split("peaks")[part] if s.split("/", 1)[0] in datasets]
@@ -356,17 +360,22 @@ def part_sweep(*, model, part: str, configs: Sequence[tuple],
             "machine": machine(pinned), "results": acc}
 
 
-def gate_sweep(*, int8_model, part: str = "val", thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9),
-               seconds: float | None = None, snr_db: float = 5.0, board: str = "virtual-rpi4", data_root=None,
-               core: int | None = None, seed: int = 0, progress: bool = True) -> dict:
-    """The quality gate's SQI threshold against accuracy and cost, on the CapnoBase subjects of
-    one part of split ``peaks``: per threshold, the gated pipeline's F1 (clean and noisy) and
-    network share beside the network always on."""
-    configs = [("network", "network", None, None)] + [(f"sqi>={t:g}", "auto", float(t), None) for t in thresholds]
-    res = part_sweep(model=int8_model, part=part, configs=configs, snr_dbs=(snr_db,), seconds=seconds,
-                     board=board, data_root=data_root, core=core, seed=seed, progress=progress,
+def gate_sweep(*, model, part: str = "val", thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9),
+               seconds: float | None = None, snr_dbs: Sequence[float] = (5.0, 0.0), board: str = "rpi-zero-2w",
+               data_root=None, core: int | None = None, seed: int = 0, progress: bool = True) -> dict:
+    """The quality gate's SQI threshold against accuracy and cost, on the CapnoBase and BIDMC
+    subjects of one part of split ``peaks``, at the board's framer hop: per threshold, the gated
+    pipeline's F1 (clean and noisy) and network share beside the network always on."""
+    from ppg_edge.boards import load_board
+
+    _check_part(part)
+    rt = load_board(board).runtime
+    hop = rt.hop_samples(EdgeModel(model, kind="peaks").spec.fs) if rt is not None else None
+    configs = [("network", "network", None, hop)] + [(f"sqi>={t:g}", "auto", float(t), hop) for t in thresholds]
+    res = part_sweep(model=model, part=part, configs=configs, datasets=("capnobase", "bidmc"), snr_dbs=snr_dbs,
+                     seconds=seconds, board=board, data_root=data_root, core=core, seed=seed, progress=progress,
                      what="gate-sweep")
-    return {**res, "snr_db": snr_db, "thresholds": list(thresholds)}
+    return {**res, "board": board, "hop": hop, "thresholds": list(thresholds)}
 
 
 def hop_sweep(*, model, hops: Sequence[int], averagings: Sequence[int | None] = (None,),
@@ -403,7 +412,8 @@ def sweep_markdown(res: dict) -> str:
              f"{', '.join(f'{s:g}' for s in res['snr_dbs'])} dB; F1 within +-{res['tolerance_ms']:g} ms, pooled; "
              f"machine: {res['machine']['cpu_model']}, one core, CPU time.  ",
              f"Model: `{res['model']}` (sha256 {res['model_sha256'][:12]})"
-             + ("; the threshold the runtime uses is QualityConfig.sqi_classic." if res["benchmark"] == "gate-sweep"
+             + (f"; board {res.get('board')}, framer hop {res.get('hop')} model samples; the threshold the "
+                "runtime uses is QualityConfig.sqi_classic." if res["benchmark"] == "gate-sweep"
                 else "; the model rate's hop in samples (a board's runtime.hop_s)."), "",
              "| config | " + " | ".join(f"{c}: F1 | {c}: network share | {c}: x real time" for c in conds) + " |",
              "|---|" + "---|---|---|" * len(conds)]
@@ -417,9 +427,9 @@ def sweep_markdown(res: dict) -> str:
 
 
 def _sha(path) -> str:
-    import hashlib
+    from ppg_edge.manifest import sha256_file
 
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return sha256_file(path)
 
 
 def to_markdown(res: dict) -> str:
