@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ppg_edge.dsp.rates import check_rate
 from ppg_edge.errors import ConfigError, DataError
 
 from . import peaks_decode
@@ -92,8 +93,7 @@ class StreamDecoder:
 
     def __init__(self, fs: float, window: int, hop: int, decoder: DecoderSpec | dict | None = None,
                  context_s: float = 1.0, hrv_window_s: float = 60.0, max_rr_s: float = peaks_decode.MAX_RR_S):
-        if not fs > 0:
-            raise ConfigError(f"decoder sampling rate must be positive, got {fs!r}")
+        fs = check_rate(fs, "decoder sampling rate", number=True)
         if not (0 < hop <= window):
             raise ConfigError(f"decoder needs 0 < hop <= window, got hop={hop}, window={window}")
         d = decoder if isinstance(decoder, DecoderSpec) else DecoderSpec.from_dict(decoder)

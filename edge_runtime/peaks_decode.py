@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ppg_edge.dsp.rates import check_rate
 from ppg_edge.errors import ConfigError, DataError
 from ppg_edge.metrics.peaks import f1_from_counts, match_peaks
 
@@ -197,10 +198,7 @@ def _check_signal(signal, n: int) -> np.ndarray:
 
 
 def _check_fs(fs: float) -> float:
-    fs = float(fs)
-    if not np.isfinite(fs) or fs <= 0:
-        raise ConfigError(f"sampling rate must be positive, got {fs}")
-    return fs
+    return check_rate(fs, number=True)
 
 
 def threshold_candidates(probs: np.ndarray, threshold: float) -> np.ndarray:

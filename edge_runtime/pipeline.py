@@ -53,6 +53,7 @@ from typing import IO
 import numpy as np
 
 from ppg_edge.dsp.pipeline import Preprocessing, peaks_preprocessing
+from ppg_edge.dsp.rates import check_rate
 from ppg_edge.errors import ConfigError, DataError
 
 from .bp import BPStage
@@ -95,8 +96,7 @@ class ArrayReplay:
         arr = np.asarray(values, dtype=np.float64)
         if arr.ndim != 1 or arr.size == 0:
             raise DataError(f"replay record must be a non-empty 1-D array, got shape {arr.shape}")
-        if not fs > 0:
-            raise ConfigError(f"replay fs must be positive, got {fs!r}")
+        fs = check_rate(fs, "replay sampling rate", number=True)
         self.x, self.fs, self.block_size, self.clock = arr, float(fs), int(block_size), clock
         self.times = replay_times(times, arr.size)
         self._pos = 0

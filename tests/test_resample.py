@@ -87,6 +87,21 @@ def test_one_rate_check_for_files_and_signals(rate, msg):
         find_pulse_feet(np.zeros(500), rate)
 
 
+@pytest.mark.parametrize("fs", ["125", True, float("inf"), -125.0])
+def test_signal_code_takes_a_rate_only_as_a_positive_finite_number(fs):
+    """Text that reads as a number is a file's field, not an argument of the signal code, and
+    a bool is never a rate: the one check refuses both where a number is due, and inf."""
+    from ppg_edge.dsp.derivatives import backward_diff
+    from ppg_edge.dsp.filters import check_band
+    from ppg_edge.dsp.rates import check_rate
+    from ppg_edge.edge_runtime.decoder import StreamDecoder
+
+    for call in (lambda: check_rate(fs, number=True), lambda: StreamDecoder(fs, 250, 225),
+                 lambda: backward_diff(np.zeros(10), fs), lambda: check_band(0.5, 8.0, fs)):
+        with pytest.raises(ConfigError, match="not a number|not a positive finite rate"):
+            call()
+
+
 def test_peak_mapping_clips_and_counts_duplicates():
     mapped, removed = map_indices(np.array([0, 1, 2, 3, 10, 11]), 1, 4, 3)
     assert mapped.tolist() == [0, 1, 2] and removed == 3

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...dsp.rates import check_rate
 from ...errors import ConfigError, DataError
 from . import registers as R
 from ._i2c import I2C_M_RD, fill_read_msg
@@ -174,8 +175,7 @@ class EmulatedMax30102:
         if bad.any():
             first = int(np.argwhere(bad)[0][0])
             raise DataError(f"emulated MAX30102 source has a non-finite value at sample {first}")
-        if not (isinstance(source_fs, (int, float)) and source_fs > 0 and math.isfinite(source_fs)):
-            raise ConfigError(f"source_fs must be a positive number of Hz, got {source_fs!r}")
+        source_fs = check_rate(source_fs, "emulated MAX30102 source_fs", number=True)
         self._src = arr
         self.source_fs = float(source_fs)
         self.clock: Clock = clock if clock is not None else VirtualClock()

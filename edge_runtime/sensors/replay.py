@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from ...dsp.rates import check_rate
 from ...errors import ConfigError, DataError
 from ..resample import replay_times
 from .clock import Clock
@@ -59,8 +60,7 @@ class ReplaySensor:
         self._ir = _counts("ir", ir) if ir is not None else self._red.copy()
         if self._ir.shape != self._red.shape:
             raise DataError(f"replay red and ir lengths differ: {self._red.size} vs {self._ir.size}")
-        if not fs > 0:
-            raise ConfigError(f"replay fs must be positive, got {fs!r}")
+        fs = check_rate(fs, "replay sampling rate", number=True)
         if not isinstance(block_size, int) or block_size < 1:
             raise ConfigError(f"replay block_size must be a positive integer, got {block_size!r}")
         if resolution_bits not in (15, 16, 17, 18):

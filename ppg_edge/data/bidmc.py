@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ..dsp.rates import check_rate
 from ..errors import DataError, DataNotFoundError
 from .record import Record
 
@@ -416,8 +417,7 @@ def derive_ppg_peaks(ppg: np.ndarray, ecg: np.ndarray, fs: float) -> tuple[np.nd
         raise DataError(f"PPG {ppg.shape} and ECG {ecg.shape} must be 1-D of equal length")
     if not (np.isfinite(ppg).all() and np.isfinite(ecg).all()):
         raise DataError("PPG or ECG has non-finite samples; cannot derive peaks")
-    if not fs > 0:
-        raise DataError(f"sampling rate must be positive, got {fs}")
+    fs = check_rate(fs, error=DataError, number=True)
     info: dict[str, Any] = {
         "method": "ecg-r-peak + PPG maximum in per-record lag window",
         "lowpass_hz": PPG_LOWPASS_HZ,

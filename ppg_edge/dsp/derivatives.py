@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DataError
+from .rates import check_rate
 
 CHANNELS = ("ppg", "vpg", "apg", "jpg")
 
@@ -28,10 +29,7 @@ def backward_diff(x, fs: float, prev=None) -> np.ndarray:
         raise DataError(f"derivative of an empty signal (shape {arr.shape})")
     if not np.isfinite(arr).all():
         raise DataError("derivative input has NaN or infinite values")
-    if not fs > 0:
-        from ..errors import ConfigError
-
-        raise ConfigError(f"sampling rate must be positive, got {fs!r}")
+    fs = check_rate(fs, number=True)
     first = arr[..., :1] if prev is None else np.broadcast_to(np.asarray(prev, dtype=np.float64),
                                                               arr[..., :1].shape)
     return np.diff(arr, axis=-1, prepend=first) * fs

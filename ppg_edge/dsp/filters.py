@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from .rates import check_rate
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,7 @@ INT64_MIN = -(2**63)
 # --------------------------------------------------------------------------- design
 def check_band(low: float, high: float, fs: float) -> None:
     """Raise ``ConfigError`` unless ``0 < low < high < fs / 2``."""
-    if not (np.isfinite(fs) and fs > 0):
-        raise ConfigError(f"sampling rate must be a positive number, got {fs!r}")
+    check_rate(fs, number=True)
     if not (np.isfinite(low) and np.isfinite(high) and 0 < low < high):
         raise ConfigError(f"band edges must satisfy 0 < low < high, got ({low!r}, {high!r}) Hz")
     if high >= fs / 2:

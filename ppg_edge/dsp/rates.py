@@ -24,16 +24,20 @@ __all__ = ["check_rate", "rational_factor"]
 
 
 def check_rate(rate, what: str = "sampling rate", *, where: object = None,
-               error: type[Exception] = ConfigError) -> float:
+               error: type[Exception] = ConfigError, number: bool = False) -> float:
     """``rate`` as a float when it is a finite positive number, else ``error``.
 
     The message names ``what`` and, when given, ``where`` (a file: ``"<where>: ..."``).
-    ``None`` or an empty string is "missing"; anything :func:`float` cannot read is
-    "not a number".
+    ``None`` or an empty string is "missing"; anything :func:`float` cannot read, and a
+    bool, is "not a number". ``number``: the rate must already be a number (an int, a
+    float or a numpy scalar; the signal code's arguments), not text that reads as one
+    (a file's field).
     """
     prefix = "" if where is None else f"{where}: "
     if rate is None or (isinstance(rate, str) and not rate.strip()):
         raise error(f"{prefix}{what} is missing")
+    if isinstance(rate, bool) or (number and not isinstance(rate, Real)):
+        raise error(f"{prefix}{what} {rate!r} is not a number")
     try:
         fs = float(rate)
     except (TypeError, ValueError):

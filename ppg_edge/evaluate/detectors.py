@@ -68,6 +68,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..dsp.rates import check_rate
 from ..errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -133,8 +134,7 @@ class Detector:
 
 
 def _check_signal(signal, fs, name: str) -> np.ndarray:
-    if not (isinstance(fs, (int, float, np.integer, np.floating)) and math.isfinite(fs) and fs > 0):
-        raise DataError(f"{name}: sampling rate must be a positive number, got {fs!r}")
+    check_rate(fs, f"{name}: sampling rate", error=DataError, number=True)
     x = np.asarray(signal, dtype=float)
     if x.ndim != 1:
         raise DataError(f"{name}: signal must be 1-D, got shape {x.shape}")

@@ -30,7 +30,9 @@ import logging
 
 import numpy as np
 
-from ppg_edge.errors import ConfigError, DataError
+from ppg_edge.errors import DataError
+
+from ..dsp.rates import check_rate
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,7 @@ def _check(signal, fs: float) -> tuple[np.ndarray, float]:
         raise DataError(f"PPG signal must be 1-D, got shape {x.shape}")
     if not np.all(np.isfinite(x)):
         raise DataError(f"PPG signal contains {int(np.sum(~np.isfinite(x)))} NaN/inf samples")
-    fs = float(fs)
-    if not np.isfinite(fs) or fs <= 0:
-        raise ConfigError(f"sampling rate must be positive, got {fs}")
+    fs = check_rate(fs, number=True)
     return x, fs
 
 

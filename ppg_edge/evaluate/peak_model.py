@@ -48,6 +48,8 @@ import numpy as np
 from ppg_edge.edge_runtime.peaks_decode import DEFAULT_DECODER, RAW_AXIS_MAPPINGS, DecoderSpec
 from ppg_edge.errors import ConfigError, DataError, ModelError
 
+from ..dsp.rates import check_rate
+
 log = logging.getLogger(__name__)
 
 #: ``load_model(path_stem) -> (keras_model, config)``
@@ -203,9 +205,7 @@ class PeakModelDetector:
         x = np.asarray(signal, dtype=np.float64)
         if x.ndim != 1 or x.size == 0 or not np.all(np.isfinite(x)):
             raise DataError(f"{self.name}: signal must be a non-empty 1-D finite array")
-        fs = float(fs)
-        if not (np.isfinite(fs) and fs > 0):
-            raise DataError(f"{self.name}: sampling rate must be positive, got {fs}")
+        fs = check_rate(fs, f"{self.name}: sampling rate", error=DataError, number=True)
         mapping = mapping or self.raw_axis["mapping"]
         if mapping not in MAPPINGS:
             raise ConfigError(f"mapping {mapping!r}; valid: {list(MAPPINGS)}")

@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..dsp.rates import check_rate
 from ..errors import ConfigError, DataError
 from ..metrics.peaks import PeakMatch, match_peaks, pool, scores_from_match
 from . import dwt_baseline  # noqa: F401  (the DWT detector's module; detectors.py registers it)
@@ -98,9 +99,7 @@ class PseudoLabels:
 
 
 def _check_input(ppg, fs) -> tuple[np.ndarray, float]:
-    if isinstance(fs, bool) or not isinstance(fs, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(fs) or fs <= 0:
-        raise DataError(f"pseudo_label: sampling rate must be a positive number, got {fs!r}")
+    fs = check_rate(fs, "pseudo_label: sampling rate", error=DataError, number=True)
     x = np.asarray(ppg, dtype=np.float64)
     if x.ndim != 1:
         raise DataError(f"pseudo_label: PPG must be 1-D, got shape {x.shape}")

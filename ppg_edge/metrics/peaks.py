@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..dsp.rates import check_rate
 from ..errors import DataError
 
 __all__ = ["PeakMatch", "match_peaks", "peak_scores", "scores_from_match", "pool"]
@@ -106,8 +107,7 @@ def match_peaks(ref, det, fs: float, tol_s: float = 0.050) -> PeakMatch:
     sorted; duplicates, negatives, NaN or fractional indices raise ``DataError``).
     See the module docstring for the nearest-first rule.
     """
-    if not (isinstance(fs, (int, float, np.integer, np.floating)) and math.isfinite(fs) and fs > 0):
-        raise DataError(f"sampling rate must be a positive number, got {fs!r}")
+    fs = check_rate(fs, error=DataError, number=True)
     if not (math.isfinite(tol_s) and tol_s >= 0):
         raise DataError(f"tolerance must be a non-negative number of seconds, got {tol_s!r}")
     r = _as_indices(ref, "reference")

@@ -30,6 +30,7 @@ import logging
 
 import numpy as np
 
+from ppg_edge.dsp.rates import check_rate
 from ppg_edge.errors import ConfigError, DataError
 
 from ._keras import Inits, keras, output_bias
@@ -46,8 +47,7 @@ def derivative_channels(pulse, fs: float) -> np.ndarray:
     x = np.asarray(pulse, dtype=np.float64)
     if x.ndim != 1:
         raise DataError(f"pulse must be 1-D, got shape {x.shape}")
-    if not (np.isfinite(fs) and fs > 0):
-        raise ConfigError(f"sampling rate must be positive, got {fs}")
+    fs = check_rate(fs, number=True)
     if x.size < 4 or not np.all(np.isfinite(x)):
         raise DataError(f"pulse of {x.size} samples is too short or holds non-finite values")
     y = x - np.linspace(x[0], x[-1], x.size)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ppg_edge.dsp.rates import check_rate
 from ppg_edge.errors import DataError
 
 DEFAULT_HALF_WIDTH_S = 0.025
@@ -14,8 +15,7 @@ DEFAULT_HALF_WIDTH_S = 0.025
 
 def half_width_samples(fs: float, half_width_s: float = DEFAULT_HALF_WIDTH_S) -> int:
     """Samples on each side of a peak that count as positive (floor of half_width_s * fs)."""
-    if not fs > 0:
-        raise DataError(f"sampling rate must be positive, got {fs}")
+    fs = check_rate(fs, error=DataError, number=True)
     if half_width_s < 0:
         raise DataError(f"half width must be >= 0 s, got {half_width_s}")
     return int(np.floor(half_width_s * fs + 1e-9))

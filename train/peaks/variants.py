@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ppg_edge.dsp.rates import check_rate
 from ppg_edge.errors import ConfigError
 
 NETWORKS = ("cnn", "lstm", "cnn_lstm", "cnn_lstm_attention")
@@ -67,8 +68,7 @@ class PeakModelConfig:
             rate = getattr(self, rate_name)
             if not 0.0 <= rate < 1.0:
                 raise ConfigError(f"{self.name}: {rate_name} must be in [0, 1), got {rate}")
-        if not self.fs > 0:
-            raise ConfigError(f"{self.name}: fs must be positive, got {self.fs}")
+        check_rate(self.fs, f"{self.name}: fs", number=True)
 
     @property
     def n_channels(self) -> int:
