@@ -220,6 +220,16 @@ def test_loss_is_lower_for_closer_predictions(keras):
     assert bce_far == pytest.approx(bce_farther, rel=1e-3)
 
 
+@pytest.mark.parametrize("fs, dist", [(0.0, 0.5), (float("inf"), 0.5), ("125", 0.5), (True, 0.5),
+                                     (125.0, 0.0), (125.0, float("nan")), (125.0, "0.5")])
+def test_loss_refuses_a_bad_rate_or_distance_before_tensorflow(fs, dist):
+    from ppg_edge.train.peaks.losses import peak_distance_loss
+
+    y = np.zeros((1, WINDOW), np.float32)
+    with pytest.raises(ConfigError, match="fs|max_distance_s"):
+        peak_distance_loss(y, y, fs, dist)
+
+
 @pytest.mark.tf
 def test_loss_handles_windows_without_peaks(keras):
     from ppg_edge.train.peaks.losses import total_loss

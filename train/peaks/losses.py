@@ -29,10 +29,13 @@ outputs on a masked sample changes the loss.
 """
 from __future__ import annotations
 
+import math
 import os
+from numbers import Real
 
 import numpy as np
 
+from ppg_edge.dsp.rates import check_rate
 from ppg_edge.errors import ConfigError
 
 _EPS = 1e-6
@@ -69,9 +72,11 @@ def peak_distance_loss(y_true, y_pred, fs: float = 125.0, max_distance_s: float 
     ``y_true``: per-sample 0/1 labels ``(batch, T)`` (or ``(batch, T, 1)``), ``-1`` where
     masked; ``y_pred``: per-sample probabilities of the same shape.
     """
+    fs = check_rate(fs, "peak_distance_loss: fs", number=True)
+    if isinstance(max_distance_s, bool) or not (isinstance(max_distance_s, Real) and math.isfinite(max_distance_s)
+                                                and max_distance_s > 0):
+        raise ConfigError(f"max_distance_s must be a positive finite number, got {max_distance_s!r}")
     tf = _tf()
-    if not fs > 0 or not max_distance_s > 0:
-        raise ConfigError(f"fs and max_distance_s must be positive, got {fs}, {max_distance_s}")
     y, w = _split_mask(tf, y_true)
     q = tf.clip_by_value(_as_2d(tf, y_pred), _EPS, 1.0 - _EPS)
     n = y.shape[-1]
