@@ -152,7 +152,7 @@ def _handle(args: argparse.Namespace) -> int:
 
 
 def _handle_gate(args: argparse.Namespace) -> int:
-    from ppg_edge.evaluate.runtime_bench import gate_sweep, sweep_markdown
+    from ppg_edge.evaluate.runtime_bench import gate_sweep
 
     _check_out(args.out)
 
@@ -161,6 +161,14 @@ def _handle_gate(args: argparse.Namespace) -> int:
                      snr_dbs=args.snr, board=args.board, data_root=args.data_root, core=args.core, seed=args.seed)
     parts = ["ppg-edge", "bench", "gate", "--model", args.model, "--part", args.part, "--sqi",
              *[f"{t:g}" for t in args.sqi], "--snr", *[f"{x:g}" for x in args.snr], "--board", args.board]
+    return _write_sweep(res, parts, args, t0)
+
+
+def _write_sweep(res: dict, parts: list[str], args: argparse.Namespace, t0: float) -> int:
+    """A gate or hop sweep's command line (``parts`` plus ``--seconds`` and ``--out``), its
+    elapsed time, and its JSON and Markdown table written."""
+    from ppg_edge.evaluate.runtime_bench import sweep_markdown
+
     if args.seconds is not None:
         parts += ["--seconds", f"{args.seconds:g}"]
     parts += ["--out", args.out]
@@ -170,7 +178,7 @@ def _handle_gate(args: argparse.Namespace) -> int:
 
 
 def _handle_hop(args: argparse.Namespace) -> int:
-    from ppg_edge.evaluate.runtime_bench import hop_sweep, sweep_markdown
+    from ppg_edge.evaluate.runtime_bench import hop_sweep
 
     _check_out(args.out)
 
@@ -187,12 +195,7 @@ def _handle_hop(args: argparse.Namespace) -> int:
         parts += ["--gate", *args.gate]
     if args.rr_refractory:
         parts += ["--rr-refractory", *[f"{r:g}" for r in args.rr_refractory]]
-    if args.seconds is not None:
-        parts += ["--seconds", f"{args.seconds:g}"]
-    parts += ["--out", args.out]
-    res["command"] = " ".join(shlex.quote(p) for p in parts)
-    res["elapsed_s"] = round(time.perf_counter() - t0, 1)
-    return _write(res, args.out, sweep_markdown(res) + f"\nThe sweep took {res['elapsed_s']:.0f} s.\n")
+    return _write_sweep(res, parts, args, t0)
 
 
 def _handle_arm(args: argparse.Namespace) -> int:
