@@ -40,6 +40,22 @@ def test_parse_counts_and_budget_check():
     doc = {"paths": {"network": {"device_insn_per_signal_s": 10.9e6}, "classic": {"device_insn_per_signal_s": 4.5e6}}}
     over = arm_bench.check_budget(doc, budget)
     assert len(over) == 1 and over[0].startswith("classic: 4.50M")
+    # a count of another record is not held to the budget's figures
+    over = arm_bench.check_budget({**doc, "record": "capnobase/0038"}, {**budget, "record": "capnobase/0009"})
+    assert over[0] == "counted on capnobase/0038, the budget is capnobase/0009's"
+
+
+def test_bench_record_is_dataset_and_id(tmp_path, capsys):
+    from ppg_edge.cli import main
+
+    assert arm_bench._record("capnobase/0038") == ("capnobase", "0038")
+    for bad in ("0038", "capnobase/", "/0038"):
+        with pytest.raises(ConfigError, match="DATASET/ID"):
+            arm_bench._record(bad)
+    # refused before anything runs: a budget is the CI record's
+    assert main(["bench", "arm", "--record", "capnobase/0038", "--budget", str(tmp_path / "b.json")]) != 0
+    assert "leave out --record" in capsys.readouterr().err
+    assert not (tmp_path / "b.json").exists()
 
 
 def test_budget_keeps_its_history(tmp_path):

@@ -99,6 +99,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--budget-note", metavar="TEXT",
                    help="with --budget: why the counts changed, appended to the file's history (the earlier "
                         "notes are kept)")
+    a.add_argument("--record", default="capnobase/0009", metavar="DATASET/ID",
+                   help="the record played (default capnobase/0009, the budget's; the per-path figures "
+                        "depend on how much of it the quality gate sends to the network)")
     a.add_argument("--data-root")
     a.set_defaults(func=_handle_arm)
     rr = sub.add_parser(
@@ -210,9 +213,13 @@ def _handle_arm(args: argparse.Namespace) -> int:
         from ppg_edge.errors import ConfigError
 
         raise ConfigError("--budget-note goes with --budget")
+    if args.budget and args.record != "capnobase/0009":
+        from ppg_edge.errors import ConfigError
+
+        raise ConfigError("--budget counts capnobase/0009, the record the CI test plays: leave out --record")
     doc = bench(load_board(args.board), args.seconds, stages=not args.no_stages, models=not args.no_models,
                 chip=not args.budget, data_root=args.data_root, progress=sys.stderr.isatty(),
-                rate_error=args.rate_error)
+                rate_error=args.rate_error, record=args.record)
     if args.budget:
         from ppg_edge.evaluate.arm_bench import budget_from
 
@@ -223,6 +230,8 @@ def _handle_arm(args: argparse.Namespace) -> int:
     parts += [flag for flag, on in (("--no-models", args.no_models), ("--no-stages", args.no_stages)) if on]
     if args.rate_error:
         parts += ["--rate-error", f"{args.rate_error:g}"]
+    if args.record != "capnobase/0009":
+        parts += ["--record", args.record]
     if args.out:
         parts += ["--out", args.out]
         for path in write_report(doc, Path(args.out), " ".join(shlex.quote(p) for p in parts)):

@@ -196,18 +196,27 @@ class Runner:
 # --------------------------------------------------------------------------- input
 
 
-def prepare_input(board, seconds: float, work: Path, data_root=None) -> dict:
+def _record(record) -> tuple[str, str]:
+    """``"dataset/id"`` (or a pair) as ``(dataset, id)``."""
+    parts = tuple(record.split("/", 1)) if isinstance(record, str) else tuple(record)
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"record {record!r}: give DATASET/ID, e.g. capnobase/0009")
+    return parts
+
+
+def prepare_input(board, seconds: float, work: Path, data_root=None, record=RECORD) -> dict:
     """The record as the emulated chip's light, and the FIFO bytes the chip gives the driver."""
     from ppg_edge.data import load_record
     from ppg_edge.edge_runtime.playback import light_from_ppg, settings_from_board
     from ppg_edge.edge_runtime.sensors import EmulatedMax30102, Max30102, VirtualClock
 
-    rec = load_record(*RECORD, data_root)
+    record = _record(record)
+    rec = load_record(*record, data_root)
     settings = settings_from_board(board)
     light = light_from_ppg(rec.ppg)
     need = int(seconds * rec.fs) + int(5 * rec.fs)
     if light.size < need:
-        raise ConfigError(f"{'/'.join(RECORD)} has {light.size / rec.fs:.0f} s; the bench needs {need / rec.fs:.0f} s")
+        raise ConfigError(f"{'/'.join(record)} has {light.size / rec.fs:.0f} s; the bench needs {need / rec.fs:.0f} s")
     light = light[:need]
     clock = VirtualClock()
     chip = EmulatedMax30102(light, rec.fs, clock=clock)
@@ -248,10 +257,12 @@ def lengths(seconds: float) -> tuple[float, float]:
 
 
 def bench(board, seconds: float = 60.0, *, stages: bool = True, models: bool = True, chip: bool = True,
-          equivalence: bool = True, data_root=None, progress: bool = True, rate_error: float = 0.0) -> dict:
+          equivalence: bool = True, data_root=None, progress: bool = True, rate_error: float = 0.0,
+          record=RECORD) -> dict:
     """Count the device path (see the module docstring). ``rate_error``: the chip's clock runs
     this fraction fast, as a real MAX30102's oscillator does, so that the pipeline measures the
-    rate and the resampler follows it (its floating-point path; 0: the nominal grid)."""
+    rate and the resampler follows it (its floating-point path; 0: the nominal grid).
+    ``record``: the signal played (``"dataset/id"``; the budget's is :data:`RECORD`)."""
     from tqdm import tqdm
 
     from ppg_edge.boards.registry import list_boards
@@ -264,7 +275,8 @@ def bench(board, seconds: float = 60.0, *, stages: bool = True, models: bool = T
     with tempfile.TemporaryDirectory(prefix="ppg-arm-bench-") as tmp:
         work = Path(tmp)
         runner = Runner(board, work)
-        inp = prepare_input(board, long_, work, data_root)
+        record = _record(record)
+        inp = prepare_input(board, long_, work, data_root, record)
         inp["hop"] = board_hop(board)
         inp["rate_error"] = float(rate_error)
         fs = inp.pop("fs")
@@ -303,7 +315,7 @@ def bench(board, seconds: float = 60.0, *, stages: bool = True, models: bool = T
                                                    "ipc_source": board.cpu.ipc_source,
                                                    "core_active_w": board.power.core_active_w,
                                                    "core_active_source": board.power.core_active_source},
-               "record": "/".join(RECORD), "seconds": seconds, "lengths_s": [short, long_], "sample_rate_hz": fs,
+               "record": "/".join(record), "seconds": seconds, "lengths_s": [short, long_], "sample_rate_hz": fs,
                "rate_error": float(rate_error),
                "runtime": {"peak_model": Path(paths_run["network"][0]).name, "hop": inp["hop"],
                            "bp_model": Path(board_bp_model(board)).name,
@@ -384,6 +396,8 @@ def budget_from(doc: dict, previous: Path | None = None, note: str | None = None
 def check_budget(doc: dict, budget: dict, tolerance: float = 0.10) -> list[str]:
     """The paths whose count grew more than ``tolerance`` over the budget (one line each)."""
     over = []
+    if budget.get("record") and doc.get("record") and budget["record"] != doc["record"]:
+        over.append(f"counted on {doc['record']}, the budget is {budget['record']}'s")
     for path, want in budget["paths"].items():
         got = doc["paths"].get(path, {}).get("device_insn_per_signal_s")
         if got is None:
@@ -400,6 +414,8 @@ def check_budget(doc: dict, budget: dict, tolerance: float = 0.10) -> list[str]:
 def write_report(doc: dict, out: Path, command: str) -> tuple[Path, Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     stem = f"bench-arm-{doc['board']}"
+    if doc["record"] != "/".join(RECORD):  # the committed report is the budget record's
+        stem += "-" + doc["record"].replace("/", "-")
     jpath, mpath, ppath = out / f"{stem}.json", out / f"{stem}.md", out / f"{stem}.png"
     jpath.write_text(json.dumps({**doc, "command": command}, indent=1) + "\n")
     plot_stages(doc, ppath)
