@@ -66,7 +66,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ppg_edge.dsp.stats import median
+from ppg_edge.dsp.stats import LagProducts, lag_products, median
 from ppg_edge.errors import ConfigError
 
 from .stream import Window
@@ -146,24 +146,23 @@ def _lags(n: int, fs: float, lo_s: float, hi_s: float) -> tuple[int, int, np.nda
     return got
 
 
-def sqi_autocorr(x, fs: float, lo_s: float = 0.27, hi_s: float = 1.5) -> float:
+def sqi_autocorr(x, fs: float, lo_s: float = 0.27, hi_s: float = 1.5, products: LagProducts | None = None) -> float:
     """Highest normalised autocorrelation at lags ``lo_s..hi_s`` (overlap-normalised), in [0, 1].
 
     At lag ``L`` the window's first ``n - L`` samples ``a`` meet its last ``n - L`` samples
-    ``b``: ``a.b / sqrt(a.a * b.b)``. All lags at once: the dot products are the rows of a
-    strided view of the zero-padded window against the window (one ``einsum``, no FFT), the
-    energies come from cumulative sums.
+    ``b``: ``a.b / sqrt(a.a * b.b)``. The dot products are :func:`~ppg_edge.dsp.stats.lag_products`
+    (``products``: those of ``x`` already made, used when they cover the lags: the runtime's
+    window keeps one for this and the classic detector's pulse period), the energies come
+    from cumulative sums.
     """
-    v = np.asarray(x, dtype=np.float64)
-    v = v - v.mean()
-    n = v.size
+    n = len(x)
     lo, hi, lags, rest = _lags(n, float(fs), lo_s, hi_s)
+    if products is None or not products.covers(lo, hi):
+        products = lag_products(x, lo, max(lo, hi))
+    v = products.v
     if hi <= lo or not v.any():
         return 0.0
-    pad = np.concatenate((v, np.zeros(hi + 1)))
-    step = pad.strides[0]
-    shifted = np.ndarray((hi + 1 - lo, n), dtype=pad.dtype, buffer=pad, offset=lo * step, strides=(step, step))
-    ac = np.einsum("ij,j->i", shifted, v)  # ac[L - lo] = sum_i v[i + L] v[i]
+    ac = products.at(lo, hi)  # ac[L - lo] = sum_i v[i + L] v[i]
     cs = np.concatenate(([0.0], (v * v).cumsum()))
     den = np.sqrt(cs[rest] * (cs[n] - cs[lags]))
     ok = den > 0
@@ -231,7 +230,9 @@ class QualityGate:
         if hf > cfg.hf_ratio:
             return Quality(False, "motion", 0.0, None, detail)
         self._spreads.append(spread)
-        sqi = sqi_autocorr(w.filtered, self.fs)
+        # the window's lag products reach the classic detector's pulse lags where it may run;
+        # the network path needs only the index's shorter range
+        sqi = sqi_autocorr(w.filtered, self.fs, products=w.pulse_products(self.fs) if cfg.gate != "network" else None)
         if cfg.gate == "auto":
             path = "classic" if sqi >= cfg.sqi_classic else "network"
         else:
@@ -349,7 +350,8 @@ def classic_probs(w: Window, fs: float, max_lag_s: float = 0.15, width: int = 2,
         raise ConfigError("classic_probs: a lead needs the context before the window")
     p = np.zeros(filtered.size)
     lag = max(1, int(round(max_lag_s * fs)))
-    for k in find_systolic_peaks(filtered, fs):
+    # the window's own lag products (its quality check made them) unless context was added
+    for k in find_systolic_peaks(filtered, fs, products=w.pulse_products(fs) if off == 0 else None):
         if axis == "raw":
             lo = max(0, k - lag)
             k = lo + int(np.argmax(raw[lo:k + 1]))

@@ -33,6 +33,8 @@ from ppg_edge.dsp import dwt as _dwt
 from ppg_edge.dsp import filters as _filters
 from ppg_edge.dsp import normalize as _norm
 from ppg_edge.dsp.pipeline import Preprocessing
+from ppg_edge.dsp.pulses import pulse_lag_range
+from ppg_edge.dsp.stats import LagProducts, lag_products
 from ppg_edge.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ class Window:
     (``nonfinite``, ``lost``, ``saturated``, ``held``).
     """
 
-    __slots__ = ("index", "start", "_x", "filtered", "raw", "flags", "_frame", "_features")
+    __slots__ = ("index", "start", "_x", "filtered", "raw", "flags", "_frame", "_features", "_lagp")
 
     def __init__(self, index: int, start: int, x: np.ndarray | None = None, filtered: np.ndarray | None = None,
                  raw: np.ndarray | None = None, flags: dict[str, int] | None = None, *,
@@ -69,6 +71,15 @@ class Window:
         self.raw = raw if raw is not None else np.zeros(0)
         self.flags = dict(flags or {})
         self._frame, self._features = frame, features
+        self._lagp = None
+
+    def pulse_products(self, fs: float) -> LagProducts:
+        """:func:`~ppg_edge.dsp.stats.lag_products` of ``filtered`` at the pulse lags
+        (:func:`~ppg_edge.dsp.pulses.pulse_lag_range`), made on first use: the quality index and
+        the classic detector's pulse period read the one computation."""
+        if self._lagp is None:
+            self._lagp = lag_products(self.filtered, *pulse_lag_range(self.filtered.size, fs))
+        return self._lagp
 
     @property
     def x(self) -> np.ndarray:

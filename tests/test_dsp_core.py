@@ -192,6 +192,30 @@ def test_segment_pulses_finds_one_peak_per_pulse(hr, fs, rng):
     np.testing.assert_allclose(np.median(np.diff(pulses, axis=1)) / fs, 60.0 / hr, rtol=0.1)
 
 
+def test_lag_products_are_the_autocorrelation_and_the_period_reads_them(rng):
+    from ppg_edge.dsp.stats import lag_products
+
+    for n in (40, 250, 333):
+        x = np.cumsum(rng.standard_normal(n))
+        v = x - x.mean()
+        lp = lag_products(x, 5, n - 1)
+        naive = np.array([v[L:] @ v[:n - L] for L in range(5, n)])
+        np.testing.assert_allclose(lp.ac, naive, rtol=1e-12, atol=1e-9 * float(v @ v))
+        np.testing.assert_array_equal(lp.at(7, 20), lag_products(x, 7, 20).ac)  # a wider range, the same values
+        assert lp.covers(5, n - 1) and not lp.covers(4, 10) and not lp.covers(5, n)
+    assert lag_products(np.ones(10), 5, 4).ac.size == 0  # no lags
+    fs = 125.0
+    for hr in (45, 75, 150):
+        x = synth_ppg(2.0, fs, rng, hr_bpm=hr).signal
+        period = P.dominant_period_s(x, fs)
+        assert period == pytest.approx(60.0 / hr, rel=0.12)
+        assert P.dominant_period_s(x, fs, products=lag_products(x, *P.pulse_lag_range(x.size, fs))) == period
+        # products that do not cover the lags are not used
+        assert P.dominant_period_s(x, fs, products=lag_products(x, 40, 60)) == period
+        np.testing.assert_array_equal(P.find_systolic_peaks(x, fs, products=lag_products(x, 30, 249)),
+                                      P.find_systolic_peaks(x, fs))
+
+
 def test_pulses_bad_input():
     with pytest.raises(DataError):
         P.find_systolic_peaks(np.array([0.0, np.nan, 1.0]), 125.0)

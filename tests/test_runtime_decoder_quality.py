@@ -165,6 +165,32 @@ def test_sqi_drives_the_gate(rng):
         QualityConfig(gate="maybe")
 
 
+def test_the_gate_and_the_classic_detector_share_one_autocorrelation_per_window(rng, monkeypatch):
+    from ppg_edge.dsp import pulses, stats
+    from ppg_edge.edge_runtime import quality, stream
+
+    s = synth_ppg(20, FS, rng, hr_bpm=70)
+    wins = StreamPreprocessor(peaks_preprocessing(FS)).push(s.signal)[2:6]
+    # the values they get from the shared products are those each computes alone
+    alone = [(sqi_autocorr(w.filtered, FS), pulses.find_systolic_peaks(w.filtered, FS)) for w in wins]
+    calls = []
+
+    def counted(x, lo, hi):
+        calls.append((lo, hi))
+        return stats.lag_products(x, lo, hi)
+
+    for mod in (stream, quality, pulses):
+        monkeypatch.setattr(mod, "lag_products", counted)
+    gate = QualityGate(FS, QualityConfig(full_scale=None, gate="classic"))
+    for w, (sqi, peaks) in zip(wins, alone):
+        q = gate.assess(w)
+        assert q.ok and q.sqi == sqi
+        classic_probs(w, FS)
+        np.testing.assert_array_equal(pulses.find_systolic_peaks(w.filtered, FS, products=w.pulse_products(FS)),
+                                      peaks)
+    assert calls == [pulses.pulse_lag_range(wins[0].filtered.size, FS)] * len(wins)
+
+
 def test_classic_probs_land_on_the_raw_peaks(rng):
     spec = peaks_preprocessing(FS)
     s = synth_ppg(20, FS, rng, hr_bpm=70)

@@ -14,11 +14,13 @@ as the typical peak.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import DataError
 from .rates import check_rate
-from .stats import median
+from .stats import LagProducts, lag_products, median
 
 #: Pulses shorter/longer than this (seconds) are rejected as mis-segmented
 #: (240 and 24 beats per minute).
@@ -137,20 +139,32 @@ def _signal(x, fs) -> np.ndarray:
     return arr
 
 
-def dominant_period_s(x, fs: float, lo_s: float = 0.27, hi_s: float = 2.0) -> float | None:
+#: The lags of a pulse period (s): 220 to 30 beats per minute.
+PULSE_LAGS_S = (0.27, 2.0)
+
+
+def pulse_lag_range(n: int, fs: float, lo_s: float = PULSE_LAGS_S[0], hi_s: float = PULSE_LAGS_S[1]) -> tuple[int, int]:
+    """The lags (samples) ``lo..hi`` of :func:`dominant_period_s` in ``n`` samples at ``fs``."""
+    return max(1, int(lo_s * fs)), min(n - 1, math.ceil(hi_s * fs))
+
+
+def dominant_period_s(x, fs: float, lo_s: float = PULSE_LAGS_S[0], hi_s: float = PULSE_LAGS_S[1],
+                      products: LagProducts | None = None) -> float | None:
     """Pulse period (s) from the autocorrelation: the shortest lag in ``[lo_s, hi_s]``
-    whose autocorrelation peak reaches 80% of the highest one there; ``None`` if none."""
+    whose autocorrelation peak reaches 80% of the highest one there; ``None`` if none.
+
+    ``products``: :func:`~.stats.lag_products` of ``x`` already made (the runtime's window
+    keeps one for its quality check and this), used when it covers the lags."""
     arr = np.asarray(x, dtype=np.float64)
-    arr = arr - arr.mean()
     n = arr.size
-    lo, hi = max(1, int(lo_s * fs)), min(n - 1, int(np.ceil(hi_s * fs)))
+    lo, hi = pulse_lag_range(n, fs, lo_s, hi_s)
     if hi <= lo + 1:
         return None
-    spec = np.fft.rfft(arr, 2 * n)
-    ac = np.fft.irfft(spec * np.conj(spec))[: hi + 2]
-    seg = ac[lo:hi + 1]
+    if products is None or not products.covers(lo, hi):
+        products = lag_products(arr, lo, hi)
+    seg = products.at(lo, hi)
     k = ((seg[1:-1] > seg[:-2]) & (seg[1:-1] >= seg[2:])).nonzero()[0] + 1
-    if k.size == 0 or ac[0] <= 0:
+    if k.size == 0 or not float(products.v @ products.v) > 0:
         return None
     best = seg[k].max()
     if best <= 0:
@@ -158,7 +172,8 @@ def dominant_period_s(x, fs: float, lo_s: float = 0.27, hi_s: float = 2.0) -> fl
     return (lo + k[np.argmax(seg[k] >= 0.8 * best)]) / fs
 
 
-def find_systolic_peaks(x, fs: float, min_distance_s: float | None = None, rel_height: float = 0.5) -> np.ndarray:
+def find_systolic_peaks(x, fs: float, min_distance_s: float | None = None, rel_height: float = 0.5,
+                        products: LagProducts | None = None) -> np.ndarray:
     """Indices of systolic peaks of a 1-D PPG (sorted).
 
     Candidates are local maxima (``x[i] > x[i-1]`` and ``x[i] >= x[i+1]``) whose
@@ -166,11 +181,12 @@ def find_systolic_peaks(x, fs: float, min_distance_s: float | None = None, rel_h
     height of the candidates above the median; then, tallest first, any
     candidate closer than ``min_distance_s`` to a kept one is dropped.
     ``min_distance_s=None``: 0.6 of the autocorrelation pulse period (keeps a
-    diastolic wave out at slow rates), never below 0.3 s.
+    diastolic wave out at slow rates), never below 0.3 s; ``products``: see
+    :func:`dominant_period_s`.
     """
     arr = _signal(x, fs)
     if min_distance_s is None:
-        period = dominant_period_s(arr, fs) if arr.size >= 3 else None
+        period = dominant_period_s(arr, fs, products=products) if arr.size >= 3 else None
         min_distance_s = max(0.3, 0.6 * period) if period else 0.3
     if arr.size < 3:
         return np.zeros(0, dtype=np.int64)

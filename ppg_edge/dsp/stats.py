@@ -21,3 +21,39 @@ def median(x) -> float:
     s = sorted(x)
     h = len(s) // 2
     return float(s[h]) if len(s) % 2 else (s[h - 1] + s[h]) / 2
+
+
+class LagProducts:
+    """The mean-removed series ``v`` and its lag products ``ac[k] = sum_i v[i + lo + k] * v[i]``
+    for the lags ``lo..hi`` (the unnormalised autocorrelation there): made by
+    :func:`lag_products`, read by the pulse period and the signal-quality index."""
+
+    __slots__ = ("v", "lo", "ac")
+
+    def __init__(self, v: np.ndarray, lo: int, ac: np.ndarray):
+        self.v, self.lo, self.ac = v, lo, ac
+
+    def covers(self, lo: int, hi: int) -> bool:
+        return self.lo <= lo and hi < self.lo + self.ac.size
+
+    def at(self, lo: int, hi: int) -> np.ndarray:
+        """The products for the lags ``lo..hi`` (a view; :meth:`covers` them)."""
+        return self.ac[lo - self.lo:hi + 1 - self.lo]
+
+
+def lag_products(x, lo: int, hi: int) -> LagProducts:
+    """:class:`LagProducts` of the 1-D series ``x`` for the lags ``lo..hi`` (``0 <= lo``; none
+    when ``hi < lo``). All lags at once: the rows of a strided view of the zero-padded series
+    against the series (one ``einsum``; each row's sum does not depend on the other rows, so
+    a wider range gives the same values for the lags they share). Direct sums, not an FFT:
+    on a 2 s window numpy's FFT wrappers cost more than the products themselves."""
+    x = np.asarray(x, dtype=np.float64)
+    n = x.size
+    v = x - float(np.add.reduce(x)) / n if n else x  # np.mean's value, without its wrapper
+    rows = max(0, hi + 1 - lo)
+    if rows == 0:
+        return LagProducts(v, lo, np.zeros(0))
+    pad = np.concatenate((v, np.zeros(hi + 1)))
+    step = pad.strides[0]
+    shifted = np.ndarray((rows, n), dtype=pad.dtype, buffer=pad, offset=lo * step, strides=(step, step))
+    return LagProducts(v, lo, np.einsum("ij,j->i", shifted, v))
