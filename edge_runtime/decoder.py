@@ -273,13 +273,14 @@ class StreamDecoder:
         call on a slice reaching each beat's look-ahead on both sides (the snap reads only
         that far, so one slice gives what a slice per beat gives); unchecked, as the slice and
         the positions inside it are the decoder's own."""
-        pos = np.minimum(np.maximum(np.asarray(beats, dtype=np.int64) - self.raw_shift, self._start), self._final - 1)
-        lo = max(self._start, int(pos[0]) - self.raw_lookahead)
-        hi = min(self._final, int(pos[-1]) + self.raw_lookahead + 1)
-        seg = self._raw[lo - self._start:hi - self._start]
+        first, last = self._start, self._final - 1
+        pos = [min(max(b - self.raw_shift, first), last) for b in beats]  # a few beats: no numpy
+        lo = max(first, pos[0] - self.raw_lookahead)
+        hi = min(self._final, pos[-1] + self.raw_lookahead + 1)
+        seg = self._raw[lo - first:hi - first]
         if seg.size == 0:
-            return pos.tolist()
-        return (lo + peaks_decode.snap_checked(pos - lo, seg, self.fs, *self.raw_snap)).tolist()
+            return pos
+        return [lo + p for p in peaks_decode.snap_checked([p - lo for p in pos], seg, self.fs, *self.raw_snap)]
 
     def metrics(self) -> dict:
         """HR and HRV over the RR intervals of beats in the last ``hrv_window_s`` seconds

@@ -178,6 +178,21 @@ def test_to_raw_axis_shifts_snaps_and_rejects_bad_input():
         pd.to_raw_axis([1], 0, 0)
 
 
+def test_snap_of_a_list_of_beats_equals_the_gathered_snap(rng):
+    # the stream decoder's list path and the offline gather give the same first maxima,
+    # edges, plateaus and every radius included
+    for _ in range(200):
+        n = int(rng.integers(5, 120))
+        x = np.round(rng.standard_normal(n), 1)  # rounded: ties (plateaus) are common
+        pos = np.sort(rng.integers(0, n, size=int(rng.integers(1, 6))))
+        for smooth, refine in ((0.0, 0.0), (0.04, 0.02)):
+            for radius in (0.0, 0.01, 0.065, 0.3):
+                gathered = pd.snap_checked(pos, x, FS, radius, smooth, refine)
+                listed = pd.snap_checked(pos.tolist(), x, FS, radius, smooth, refine)
+                assert isinstance(listed, list) and listed == np.asarray(gathered).tolist()
+    assert pd.snap_checked([], np.zeros(3), FS, 0.065) == []
+
+
 # ----------------------------------------------------------------------------- DecoderSpec
 def _committed_manifests():
     import json
