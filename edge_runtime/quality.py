@@ -60,6 +60,7 @@ decision is logged per window. numpy only.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -348,13 +349,24 @@ def classic_probs(w: Window, fs: float, max_lag_s: float = 0.15, width: int = 2,
         raw = np.concatenate((context[1], raw))
     elif lead:
         raise ConfigError("classic_probs: a lead needs the context before the window")
-    p = np.zeros(filtered.size)
+    n = filtered.size
+    p = np.zeros(n)
     lag = max(1, int(round(max_lag_s * fs)))
+    tri = _triangle(width)  # 1 at the peak, fading to 0 over width samples on each side
     # the window's own lag products (its quality check made them) unless context was added
-    for k in find_systolic_peaks(filtered, fs, products=w.pulse_products(fs) if off == 0 else None):
+    for k in find_systolic_peaks(filtered, fs, products=w.pulse_products(fs) if off == 0 else None).tolist():
         if axis == "raw":
-            lo = max(0, k - lag)
-            k = lo + int(np.argmax(raw[lo:k + 1]))
-        idx = np.arange(max(0, k - width), min(p.size, k + width + 1))
-        p[idx] = np.maximum(p[idx], 1.0 - np.abs(idx - k) / (width + 1))
+            lo = k - lag if k > lag else 0
+            k = lo + int(raw[lo:k + 1].argmax())
+        a, b = max(0, k - width), min(n, k + width + 1)
+        p[a:b] = np.maximum(p[a:b], tri[a - k + width:b - k + width])
     return p[off - lead:]
+
+
+@functools.lru_cache(maxsize=4)
+def _triangle(width: int) -> np.ndarray:
+    """``1 - |j| / (width + 1)`` for ``j = -width..width`` (read-only)."""
+    j = np.arange(-width, width + 1)
+    t = 1.0 - np.abs(j) / (width + 1)
+    t.flags.writeable = False
+    return t

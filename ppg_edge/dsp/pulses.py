@@ -191,20 +191,18 @@ def find_systolic_peaks(x, fs: float, min_distance_s: float | None = None, rel_h
     if arr.size < 3:
         return np.zeros(0, dtype=np.int64)
     i = ((arr[1:-1] > arr[:-2]) & (arr[1:-1] >= arr[2:])).nonzero()[0] + 1
-    h = arr[i] - median(arr)
-    pos = h > 0
-    if not pos.any():
+    # the candidates are a handful per window: plain Python on lists from here, not a dozen
+    # numpy calls on arrays of a few values
+    med = median(arr)
+    cand = [(k, v - med) for k, v in zip(i.tolist(), arr[i].tolist()) if v - med > 0]
+    if not cand:
         return np.zeros(0, dtype=np.int64)
-    i, h = i[pos], h[pos]
-    keep = h >= rel_height * median(h)
-    i, h = i[keep], h[keep]
+    floor = rel_height * median([v for _, v in cand])
+    cand = [c for c in cand if c[1] >= floor]
     dist = max(1, int(round(min_distance_s * fs)))
-    # tallest first, a candidate closer than dist to a kept one goes (a handful per window:
-    # plain Python on lists, no numpy call per candidate)
-    cand = i.tolist()
+    # tallest first (ties: the earlier one), a candidate closer than dist to a kept one goes
     out: list[int] = []
-    for k in (-h).argsort(kind="stable").tolist():
-        p = cand[k]
+    for p, _ in sorted(cand, key=lambda c: -c[1]):
         if all(abs(p - q) >= dist for q in out):
             out.append(p)
     return np.array(sorted(out), dtype=np.int64)
