@@ -58,12 +58,13 @@ def test_reference_loop_equals_scipy_with_state(sos125, rng):
     np.testing.assert_allclose(zf, ref_zf, rtol=0, atol=1e-12)
 
 
-def test_streaming_in_random_blocks_equals_one_shot_and_state_is_scipys(sos125, rng):
+@pytest.mark.parametrize("chunk", [64, 250, 512])  # the default; the runtime's window-long chunks
+def test_streaming_in_random_blocks_equals_one_shot_and_state_is_scipys(sos125, rng, chunk):
     x = rng.normal(size=4000)
-    f = F.SOSFilter(sos125)
+    f = F.SOSFilter(sos125, chunk=chunk)
     out, i = [], 0
     while i < x.size:
-        b = int(rng.integers(0, 150))  # zero-length blocks included
+        b = int(rng.integers(0, 300))  # zero-length blocks included, and blocks over a chunk
         out.append(f.process(x[i:i + b]))
         i += b
     y = np.concatenate(out)
