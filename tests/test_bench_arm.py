@@ -99,3 +99,19 @@ def test_device_path_within_budget(data_root):
     assert doc["equivalence"]["beats"] > 0
     over = arm_bench.check_budget(doc, budget)
     assert not over, "over the instruction budget on " + budget["board"] + ": " + "; ".join(over)
+
+
+@pytest.mark.slow
+def test_what_a_stage_is_made_of_is_counted_per_call(tmp_path):
+    reason = _missing()
+    if reason:
+        if os.environ.get("PPG_EDGE_REQUIRE_DATA") == "1" and os.geteuid() == 0:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    rows = {r["call"]: r["insn_per_call"]
+            for r in arm_bench.call_counts(arm_bench.Runner(load_board("rpi-zero-2w"), tmp_path), repeats=20)}
+    empty = rows.pop("Python call of a function that does nothing")
+    assert empty > 0 and all(v > empty for v in rows.values()), rows
+    # numpy's Python-level wrapper costs more than the reduction it wraps; a ufunc more than a view
+    assert rows["np.mean(x) (a Python-level wrapper)"] > rows["numpy reduction np.add.reduce(x)"]
+    assert rows["numpy ufunc x + 1.0"] > rows["numpy slice view x[10:200]"]

@@ -11,6 +11,8 @@ Method (the report repeats it):
 * every figure is a difference of the same run at two signal lengths, so that interpreter
   start-up, imports and model loading cancel; stage figures are differences of per-stage
   counters (the stage marks itself with a no-op syscall the plugin sees);
+* with the stages, what they are made of: instructions per call of a few numpy and Python
+  calls on a window-sized array (:func:`call_counts`);
 * CPU load and energy are MODELLED from the board file: ``load = insn/s / (ipc * clock)``
   of one core, ``energy per sample = load * core_active_w / sample rate``.
 """
@@ -346,6 +348,8 @@ def bench(board, seconds: float = 60.0, *, stages: bool = True, models: bool = T
                                   "first_difference": next((i for i, (g, h) in enumerate(zip(guest, host))
                                                             if g != h), None)}
         bar.close()
+        if stages:
+            doc["calls"] = call_counts(runner)
         if models:
             doc["models"] = model_counts(runner, [b for b in list_boards() if not b.virtual], progress)
     return doc
@@ -366,6 +370,17 @@ def model_counts(runner: Runner, boards, progress: bool = True, invokes: int = 5
         for i, f in enumerate(files):
             out[f.name][core] = c.stages.get(MODEL_STAGE0 + i, 0) / invokes
     return out
+
+
+def call_counts(runner: Runner, repeats: int = 200) -> list[dict]:
+    """Instructions per call of the calls the stages are made of (:func:`arm_device.calls`), on
+    the board's core; each includes the loop and call around it (the first row, a function that
+    does nothing, is that overhead)."""
+    from ppg_edge.evaluate.arm_device import MODEL_STAGE0
+
+    c = runner.count({"mode": "calls", "repeats": repeats})
+    return [{"call": name, "insn_per_call": c.stages.get(MODEL_STAGE0 + i, 0) / repeats}
+            for i, name in enumerate(c.result["calls"])]
 
 
 # --------------------------------------------------------------------------- budget
@@ -454,6 +469,12 @@ def write_report(doc: dict, out: Path, command: str) -> tuple[Path, Path, Path]:
                   "prepared-FIFO bus's Python methods, which stand in for smbus2's ioctl calls (included in "
                   "the path totals above; the kernel's I2C work on a Pi is not counted). Stage counters add "
                   "a marker syscall per call, so their sum is a little above the path total.", ""]
+    if doc.get("calls"):
+        lines += [f"## What a stage is made of (instructions per call on {cpu['qemu_cpu']})", "",
+                  "| call (arrays of 250 samples, a window) | instructions |", "|---|---:|"]
+        lines += [f"| {c['call']} | {c['insn_per_call']:,.0f} |" for c in doc["calls"]]
+        lines += ["", "Each figure includes the loop and the call around it (the first row). The streaming "
+                  "stages above are made of such calls on a window or a FIFO burst each.", ""]
     if doc.get("models"):
         cores = sorted({c for v in doc["models"].values() for c in v})
         lines += ["## Per model file (instructions per invoke)", "", "| model | " + " | ".join(cores) + " |",

@@ -8,7 +8,8 @@ imports only the edge runtime (numpy, the interpreter) and the counter's stage m
 (a bus fake that costs next to nothing) or, with ``bus: "emulated"``, from the emulated
 chip; the pipeline runs on them to the sink. With ``stages`` each stage marks itself (see
 :data:`STAGES`). ``mode: "models"``: each model file is invoked ``invokes`` times under its
-own stage id (after two warm-up invokes).
+own stage id (after two warm-up invokes). ``mode: "calls"``: each of :func:`calls` runs
+``repeats`` times under its own stage id.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import sys
 STAGES = {"start-up": 0, "driver": 1, "resampler": 2, "iir": 3, "dwt": 4, "framing": 5, "quality": 6,
           "invoke": 7, "classic": 8, "decoder": 9, "bp": 10, "sink": 11, "chip": 12, "pipeline": 13,
           "bus-fake": 14}
-MODEL_STAGE0 = 32  # models: the i-th model counts under stage MODEL_STAGE0 + i
+MODEL_STAGE0 = 32  # models (and calls): the i-th model counts under stage MODEL_STAGE0 + i
 
 
 class FifoBus:
@@ -171,9 +172,48 @@ def run_models(spec: dict) -> dict:
     return out
 
 
+def calls() -> list[tuple[str, object]]:
+    """``(name, function)`` of the calls the device path's stages are made of, on arrays the size
+    of a window (250 samples): what one of them costs on the core tells how far a stage built
+    of them can be cut without leaving Python and numpy."""
+    import numpy as np
+
+    x = np.linspace(0.0, 1.0, 250)
+    encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+    beat = {"type": "beat", "t": 12.3456, "index": 1543, "sensor_index": 617, "prob": 0.9731, "rr_s": 0.5432}
+
+    def nothing():
+        return None
+
+    return [("Python call of a function that does nothing", nothing),
+            ("numpy slice view x[10:200]", lambda: x[10:200]),
+            ("numpy ufunc x + 1.0", lambda: x + 1.0),
+            ("numpy reduction np.add.reduce(x)", lambda: np.add.reduce(x)),
+            ("np.mean(x) (a Python-level wrapper)", lambda: np.mean(x)),
+            ("np.concatenate of two halves", lambda: np.concatenate((x[:125], x[125:]))),
+            ("np.fft.rfft(x)", lambda: np.fft.rfft(x)),
+            ("x.tolist() (250 Python floats)", lambda: x.tolist()),
+            ("round(12.34567, 4)", lambda: round(12.34567, 4)),
+            ("one JSON line of a beat event", lambda: encode(beat))]
+
+
+def run_calls(spec: dict) -> dict:
+    from ppg_edge.boards.virtual.insn import mark
+
+    todo = calls()
+    for i, (_, fn) in enumerate(todo):
+        fn(), fn()  # warm-up: first-use caches
+        mark(MODEL_STAGE0 + i)
+        for _ in range(int(spec["repeats"])):
+            fn()
+        mark(0)
+    return {"calls": [name for name, _ in todo], "repeats": int(spec["repeats"])}
+
+
 def main(argv: list[str]) -> int:
     spec = json.loads(open(argv[1]).read())
-    result = run_path(spec) if spec["mode"] == "path" else run_models(spec)
+    run = {"path": run_path, "models": run_models, "calls": run_calls}[spec["mode"]]
+    result = run(spec)
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 
