@@ -285,7 +285,9 @@ class Pipeline:
                 flags[0] |= FLAG_HELD if first_held else 0
                 flags[1:][same] |= FLAG_HELD
             self._prev_count = float(ir[-1])
-        if not math.isfinite(float(ir.sum())):  # a NaN or an infinity anywhere makes the sum one
+        # a NaN or an infinity anywhere makes the sum one; ADC counts (an integer array) have none
+        counts = isinstance(block.ir, np.ndarray) and block.ir.dtype.kind in "iu"
+        if not counts and not math.isfinite(float(ir.sum())):
             bad = ~np.isfinite(ir)
             flags[bad] |= FLAG_NONFINITE
             self.counts["nonfinite"] += int(bad.sum())

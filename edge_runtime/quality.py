@@ -222,7 +222,8 @@ class QualityGate:
                 return Quality(False, "transient", 0.0, None, detail)
         elif w.flags.get("saturated", 0) > cfg.max_saturated_frac * w.raw.size:
             return Quality(False, "saturation", 0.0, None, {"saturated": w.flags["saturated"]})
-        d = w.filtered - w.filtered.mean()
+        f = w.filtered
+        d = f - float(np.add.reduce(f)) / f.size  # np.mean's value without its Python-level wrapper
         spread = math.sqrt(float(d @ d) / d.size)  # the window's standard deviation
         if not self._spread_ok(w, spread, detail):
             return Quality(False, "motion", 0.0, None, detail)
