@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ppg_edge.dsp.rates import check_rate
+from ppg_edge.dsp.stats import mean
 from ppg_edge.errors import ConfigError, DataError
 
 from . import peaks_decode
@@ -78,10 +79,10 @@ def _hrv(rr: np.ndarray) -> dict:
     n = rr.size
     out = {"hr_bpm": None, "sdnn_ms": None, "rmssd_ms": None, "n_rr": int(n)}
     if n:  # a few dozen values a window: plain reductions, not numpy's mean/std wrappers
-        mean = float(np.add.reduce(rr)) / n
-        out["hr_bpm"] = 60.0 / mean
+        mu = mean(rr)
+        out["hr_bpm"] = 60.0 / mu
     if n >= 2:
-        d = rr - mean
+        d = rr - mu
         out["sdnn_ms"] = math.sqrt(float(d @ d) / (n - 1)) * 1000
         dd = rr[1:] - rr[:-1]
         out["rmssd_ms"] = math.sqrt(float(dd @ dd) / (n - 1)) * 1000

@@ -67,7 +67,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ppg_edge.dsp.stats import LagProducts, lag_products, median
+from ppg_edge.dsp.stats import LagProducts, lag_products, mean, median
 from ppg_edge.errors import ConfigError
 
 from .stream import Window
@@ -222,8 +222,7 @@ class QualityGate:
                 return Quality(False, "transient", 0.0, None, detail)
         elif w.flags.get("saturated", 0) > cfg.max_saturated_frac * w.raw.size:
             return Quality(False, "saturation", 0.0, None, {"saturated": w.flags["saturated"]})
-        f = w.filtered
-        d = f - float(np.add.reduce(f)) / f.size  # np.mean's value without its Python-level wrapper
+        d = w.filtered - mean(w.filtered)
         spread = math.sqrt(float(d @ d) / d.size)  # the window's standard deviation
         if not self._spread_ok(w, spread, detail):
             return Quality(False, "motion", 0.0, None, detail)

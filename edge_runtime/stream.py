@@ -58,7 +58,7 @@ class Window:
     (``nonfinite``, ``lost``, ``saturated``, ``held``).
     """
 
-    __slots__ = ("index", "start", "_x", "filtered", "raw", "flags", "_frame", "_features", "_lagp")
+    __slots__ = ("index", "start", "_x", "filtered", "raw", "flags", "_frame", "_features", "_lagp", "_lagp_fs")
 
     def __init__(self, index: int, start: int, x: np.ndarray | None = None, filtered: np.ndarray | None = None,
                  raw: np.ndarray | None = None, flags: dict[str, int] | None = None, *,
@@ -71,14 +71,15 @@ class Window:
         self.raw = raw if raw is not None else np.zeros(0)
         self.flags = dict(flags or {})
         self._frame, self._features = frame, features
-        self._lagp = None
+        self._lagp, self._lagp_fs = None, None
 
     def pulse_products(self, fs: float) -> LagProducts:
         """:func:`~ppg_edge.dsp.stats.lag_products` of ``filtered`` at the pulse lags
         (:func:`~ppg_edge.dsp.pulses.pulse_lag_range`), made on first use: the quality index and
         the classic detector's pulse period read the one computation."""
-        if self._lagp is None:
+        if self._lagp is None or self._lagp_fs != fs:
             self._lagp = lag_products(self.filtered, *pulse_lag_range(self.filtered.size, fs))
+            self._lagp_fs = fs
         return self._lagp
 
     @property

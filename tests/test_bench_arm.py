@@ -31,6 +31,15 @@ def _missing() -> str | None:
     return None
 
 
+def _require_tools() -> None:
+    """Skip without root, qemu-user or gcc; in CI (PPG_EDGE_REQUIRE_DATA=1, as root) fail instead."""
+    reason = _missing()
+    if reason:
+        if os.environ.get("PPG_EDGE_REQUIRE_DATA") == "1" and os.geteuid() == 0:
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
 def test_parse_counts_and_budget_check():
     total, stages = insn.parse_counts("total 100\nstage 0 60\nstage 7 40\n")
     assert (total, stages) == (100, {0: 60, 7: 40})
@@ -87,11 +96,7 @@ def test_modelled_energy_from_the_board_file():
 
 @pytest.mark.slow
 def test_device_path_within_budget(data_root):
-    reason = _missing()
-    if reason:
-        if os.environ.get("PPG_EDGE_REQUIRE_DATA") == "1" and os.geteuid() == 0:
-            pytest.fail(reason)
-        pytest.skip(reason)
+    _require_tools()
     budget = json.loads(BUDGET.read_text())
     doc = arm_bench.bench(load_board(budget["board"]), budget["seconds"], stages=False, models=False, chip=False,
                           equivalence=True, data_root=data_root, progress=False)
@@ -103,11 +108,7 @@ def test_device_path_within_budget(data_root):
 
 @pytest.mark.slow
 def test_what_a_stage_is_made_of_is_counted_per_call(tmp_path):
-    reason = _missing()
-    if reason:
-        if os.environ.get("PPG_EDGE_REQUIRE_DATA") == "1" and os.geteuid() == 0:
-            pytest.fail(reason)
-        pytest.skip(reason)
+    _require_tools()
     rows = {r["call"]: r["insn_per_call"]
             for r in arm_bench.call_counts(arm_bench.Runner(load_board("rpi-zero-2w"), tmp_path), repeats=20)}
     empty = rows.pop("Python call of a function that does nothing")

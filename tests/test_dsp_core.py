@@ -193,6 +193,7 @@ def test_segment_pulses_finds_one_peak_per_pulse(hr, fs, rng):
 
 
 def test_lag_products_are_the_autocorrelation_and_the_period_reads_them(rng):
+    from ppg_edge.dsp import stats
     from ppg_edge.dsp.stats import lag_products
 
     for n in (40, 250, 333):
@@ -203,6 +204,7 @@ def test_lag_products_are_the_autocorrelation_and_the_period_reads_them(rng):
         np.testing.assert_allclose(lp.ac, naive, rtol=1e-12, atol=1e-9 * float(v @ v))
         np.testing.assert_array_equal(lp.at(7, 20), lag_products(x, 7, 20).ac)  # a wider range, the same values
         assert lp.covers(5, n - 1) and not lp.covers(4, 10) and not lp.covers(5, n)
+        assert stats.mean(x) == np.mean(x)  # the same value as numpy's wrapper, to the bit
     assert lag_products(np.ones(10), 5, 4).ac.size == 0  # no lags
     fs = 125.0
     for hr in (45, 75, 150):

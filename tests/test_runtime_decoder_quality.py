@@ -189,6 +189,10 @@ def test_the_gate_and_the_classic_detector_share_one_autocorrelation_per_window(
         np.testing.assert_array_equal(pulses.find_systolic_peaks(w.filtered, FS, products=w.pulse_products(FS)),
                                       peaks)
     assert calls == [pulses.pulse_lag_range(wins[0].filtered.size, FS)] * len(wins)
+    # the products are the window's at one rate: asked at another, they are made again
+    w = wins[0]
+    assert w.pulse_products(FS / 2).covers(*pulses.pulse_lag_range(w.filtered.size, FS / 2))
+    assert calls[-1] == pulses.pulse_lag_range(w.filtered.size, FS / 2)
 
 
 def test_classic_probs_land_on_the_raw_peaks(rng):

@@ -9,6 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def mean(x: np.ndarray) -> float:
+    """``np.mean``'s value of a non-empty 1-D float array (the same sum, divided by the size)
+    without its Python-level wrapper."""
+    return float(np.add.reduce(x)) / x.size
+
+
 def median(x) -> float:
     """``np.median``'s value of finite data: a 1-D array in one partition; a short sequence
     of floats (a history of a few values) sorted in Python."""
@@ -49,7 +55,7 @@ def lag_products(x, lo: int, hi: int) -> LagProducts:
     on a 2 s window numpy's FFT wrappers cost more than the products themselves."""
     x = np.asarray(x, dtype=np.float64)
     n = x.size
-    v = x - float(np.add.reduce(x)) / n if n else x  # np.mean's value, without its wrapper
+    v = x - mean(x) if n else x
     rows = max(0, hi + 1 - lo)
     if rows == 0:
         return LagProducts(v, lo, np.zeros(0))
